@@ -1,0 +1,184 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) redisops.cluster contributors
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Connections to Redis nodes: auth, TLS, timeouts, pipelining, parallel fan-out, discovery. Private to redisops.cluster.
+
+One plain connection per node (no redis-py cluster client): the collection decides itself which node
+it talks to, and replies come back raw, exactly as the server sent them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import traceback
+from concurrent.futures import ThreadPoolExecutor
+
+from ._slots import SLOT_COUNT
+from ._topology import ClusterState, NodeObservation, next_addresses, observation_from_replies
+
+try:
+    import redis
+    from redis.exceptions import RedisError, ResponseError
+except ImportError:
+    HAS_REDIS = False
+    REDIS_IMPORT_ERROR = traceback.format_exc()
+else:
+    HAS_REDIS = True
+    REDIS_IMPORT_ERROR = None
+
+# Fan-out width: enough to read a large cluster in one round, small enough for a control node.
+MAX_PARALLEL = 64
+# A discovery pass per hop; real clusters need two (seeds, then everyone they know).
+MAX_DISCOVERY_ROUNDS = 8
+INFO_SECTIONS = ("server", "memory", "replication", "keyspace")
+
+
+class ClusterClientError(Exception):
+    """A failure to report to the user as it is; the message never holds a secret."""
+
+
+@dataclasses.dataclass(frozen=True)
+class ConnectionOptions:
+    user: str | None = None
+    password: str | None = dataclasses.field(default=None, repr=False)
+    tls: bool = False
+    validate_certs: bool = True
+    ca_certs: str | None = None
+    client_cert_file: str | None = None
+    client_key_file: str | None = None
+    connect_timeout: float = 2.0
+    command_timeout: float = 10.0
+
+
+class NodeConnection:
+    """One connection to one node; replies are returned raw (bytes), never reinterpreted."""
+
+    def __init__(self, host: str, port: int, options: ConnectionOptions):
+        kwargs = dict(
+            host=host, port=port, username=options.user, password=options.password,
+            socket_connect_timeout=options.connect_timeout, socket_timeout=options.command_timeout,
+        )
+        if options.tls:
+            kwargs.update(
+                ssl_cert_reqs="required" if options.validate_certs else "none",
+                ssl_check_hostname=options.validate_certs,
+                ssl_ca_certs=options.ca_certs, ssl_certfile=options.client_cert_file,
+                ssl_keyfile=options.client_key_file,
+            )
+            self._conn = redis.SSLConnection(**kwargs)
+        else:
+            self._conn = redis.Connection(**kwargs)
+        self.host = host
+        self.port = port
+
+    def call(self, *args):
+        self._conn.send_command(*args)
+        return self._conn.read_response()
+
+    def pipeline(self, commands) -> list:
+        """Send all commands in one write, read every reply; error replies are returned, not raised."""
+        commands = list(commands)
+        if not commands:
+            return []
+        self._conn.send_packed_command(self._conn.pack_commands(commands))
+        replies = []
+        for _command in commands:
+            try:
+                replies.append(self._conn.read_response())
+            except ResponseError as exc:
+                replies.append(exc)
+        return replies
+
+    def close(self) -> None:
+        self._conn.disconnect()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *_exc):
+        self.close()
+
+
+def fan_out(function, items, max_workers: int = MAX_PARALLEL) -> list:
+    """function(item) for every item in parallel; results in the order of items."""
+    items = list(items)
+    if len(items) <= 1:
+        return [function(item) for item in items]
+    with ThreadPoolExecutor(max_workers=min(max_workers, len(items))) as pool:
+        return list(pool.map(function, items))
+
+
+def describe_error(exc: Exception) -> str:
+    text = str(exc) or exc.__class__.__name__
+    if "cluster support disabled" in text:
+        return "cluster mode is off on this node (cluster-enabled no): %s" % text
+    if isinstance(exc, ResponseError) and ("NOAUTH" in text or "WRONGPASS" in text or "NOPERM" in text):
+        return "authentication or permission failed (check login_user / login_password): %s" % text
+    return text
+
+
+def observe_node(address, options: ConnectionOptions) -> NodeObservation:
+    try:
+        with NodeConnection(address.host, address.port, options) as conn:
+            nodes, cluster_info, info = conn.pipeline(
+                [("CLUSTER", "NODES"), ("CLUSTER", "INFO"), ("INFO",) + INFO_SECTIONS])
+    except (RedisError, OSError) as exc:
+        return NodeObservation(address=address, reachable=False, error=describe_error(exc))
+    for reply in (nodes, cluster_info, info):
+        if isinstance(reply, Exception):
+            return NodeObservation(address=address, reachable=False, error=describe_error(reply))
+    return observation_from_replies(address, nodes.decode(), cluster_info.decode(), info.decode())
+
+
+def observe_cluster(seeds, options: ConnectionOptions) -> ClusterState:
+    """Read the seeds, then every node their views name, in parallel rounds, into one ClusterState."""
+    observations = tuple(fan_out(lambda address: observe_node(address, options), seeds))
+    for _round in range(MAX_DISCOVERY_ROUNDS):
+        pending = next_addresses(observations)
+        if not pending:
+            break
+        observations += tuple(fan_out(lambda address: observe_node(address, options), pending))
+    return ClusterState(observations=observations)
+
+
+def require_usable(state: ClusterState) -> None:
+    """Refuse a state that cannot be reported on: nothing reachable, or a node outside cluster mode."""
+    if not state.reachable:
+        errors = "; ".join("%s: %s" % (obs.address.key, obs.error) for obs in state.observations)
+        raise ClusterClientError("no seed node could be reached (%s); check login_host/login_port or nodes, "
+                                 "and that redis-server is running" % errors)
+    off = [obs for obs in state.unreachable if "cluster mode is off" in obs.error]
+    if off:
+        raise ClusterClientError("%s: not in cluster mode; set cluster-enabled yes in redis.conf and restart it"
+                                 % ", ".join(obs.address.key for obs in off))
+
+
+def _count_foreign_keys(observation: NodeObservation, slots, options: ConnectionOptions) -> NodeObservation:
+    address = observation.address
+    with NodeConnection(address.host, address.port, options) as conn:
+        counts = conn.pipeline(("CLUSTER", "COUNTKEYSINSLOT", slot) for slot in slots)
+    found = tuple((slot, count) for slot, count in zip(slots, counts) if isinstance(count, int) and count > 0)
+    return dataclasses.replace(observation, foreign_keys=found, scanned=True)
+
+
+def scan_foreign_keys(state: ClusterState, options: ConnectionOptions) -> ClusterState:
+    """Deep scan: count keys in every slot a master does not serve (one pipeline per node)."""
+    jobs = []
+    for index, obs in enumerate(state.observations):
+        if obs not in state.configured or obs.myself is None or not obs.myself.is_master:
+            continue
+        expected = {slot for first, last in obs.myself.slots for slot in range(first, last + 1)}
+        expected.update(slot for slot, _partner in obs.myself.importing)
+        jobs.append((index, [slot for slot in range(SLOT_COUNT) if slot not in expected]))
+
+    def scan(job):
+        index, slots = job
+        try:
+            return index, _count_foreign_keys(state.observations[index], slots, options)
+        except (RedisError, OSError) as exc:
+            failed = state.observations[index]
+            return index, dataclasses.replace(failed, reachable=False, error="deep scan failed: %s" % describe_error(exc))
+
+    scanned = dict(fan_out(scan, jobs))
+    return ClusterState(observations=tuple(scanned.get(i, obs) for i, obs in enumerate(state.observations)))

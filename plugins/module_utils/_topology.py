@@ -1,0 +1,663 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) redisops.cluster contributors
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""The observe layer's data: CLUSTER NODES parsing, ClusterState and health findings. Private to redisops.cluster.
+
+Pure code: no I/O and no Ansible imports, so the agent and plain scripts can use it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from collections import Counter
+from types import MappingProxyType
+
+from ._slots import SLOT_COUNT, count_slots, format_ranges, parse_slot_token, ranges_from_slots
+
+LABEL_KEYS = ("zone", "rack", "hostname")
+
+# Severities, most serious first.
+CRITICAL = "critical"
+WARNING = "warning"
+INFO = "info"
+
+
+class TopologyError(ValueError):
+    """Input that cannot describe a node or a cluster (a user or protocol error, never a bug)."""
+
+
+# --- addresses -------------------------------------------------------------------------------
+
+@dataclasses.dataclass(frozen=True)
+class NodeAddress:
+    """Where to reach a node, with the inventory labels the user gave it."""
+
+    host: str
+    port: int
+    labels: tuple = ()  # sorted (name, value) pairs
+
+    @property
+    def key(self) -> str:
+        return format_address(self.host, self.port)
+
+    @property
+    def label_map(self) -> dict:
+        return dict(self.labels)
+
+
+def format_address(host: str, port: int) -> str:
+    return "[%s]:%d" % (host, port) if ":" in host else "%s:%d" % (host, port)
+
+
+def split_address(text: str) -> tuple:
+    """'host:port', '[::1]:port' or 'fe80::1:port' (last colon) -> (host, port)."""
+    text = text.strip()
+    if text.startswith("["):
+        host, sep, rest = text[1:].partition("]")
+        port_text = rest[1:] if rest.startswith(":") else ""
+        if not sep:
+            raise TopologyError("address %r has an unclosed '['" % text)
+    else:
+        host, sep, port_text = text.rpartition(":")
+        if not sep:
+            raise TopologyError("address %r has no port; write it as host:port" % text)
+    try:
+        port = int(port_text)
+    except ValueError:
+        raise TopologyError("address %r has no valid port; write it as host:port" % text) from None
+    if not host or not 0 < port < 65536:
+        raise TopologyError("address %r needs a host and a port between 1 and 65535" % text)
+    return host, port
+
+
+def parse_node_spec(spec, default_port: int = 6379) -> NodeAddress:
+    """One item of the `nodes` option: 'host:port' or {host, port, zone, rack, hostname}."""
+    if isinstance(spec, str):
+        host, port = split_address(spec)
+        return NodeAddress(host, port)
+    if not isinstance(spec, dict):
+        raise TopologyError("each entry of nodes must be 'host:port' or a dict with host and port, got %r" % (spec,))
+    unknown = sorted(set(spec) - {"host", "port"} - set(LABEL_KEYS))
+    if unknown:
+        raise TopologyError("nodes entry %r has unknown keys %s; allowed are host, port, %s"
+                            % (spec, ", ".join(unknown), ", ".join(LABEL_KEYS)))
+    host = spec.get("host")
+    if not host or not isinstance(host, str):
+        raise TopologyError("nodes entry %r needs a host" % (spec,))
+    try:
+        port = int(spec.get("port", default_port))
+    except (TypeError, ValueError):
+        raise TopologyError("nodes entry %r has a port that is not a number" % (spec,)) from None
+    if not 0 < port < 65536:
+        raise TopologyError("nodes entry %r has port %d outside 1-65535" % (spec, port))
+    labels = tuple(sorted((name, str(spec[name])) for name in LABEL_KEYS if spec.get(name) not in (None, "")))
+    return NodeAddress(host, port, labels)
+
+
+def parse_node_specs(specs, default_port: int = 6379) -> tuple:
+    addresses = tuple(parse_node_spec(spec, default_port) for spec in specs)
+    seen = Counter(address.key for address in addresses)
+    repeated = sorted(key for key, count in seen.items() if count > 1)
+    if repeated:
+        raise TopologyError("nodes lists %s more than once" % ", ".join(repeated))
+    return addresses
+
+
+# --- CLUSTER NODES -----------------------------------------------------------------------------
+
+@dataclasses.dataclass(frozen=True)
+class NodeEntry:
+    """One line of CLUSTER NODES: what one node believes about one node."""
+
+    id: str
+    host: str  # '' while the node does not know its address
+    port: int
+    bus_port: int
+    hostname: str
+    flags: frozenset
+    master_id: str  # '' for a master
+    ping_sent: int
+    pong_received: int
+    config_epoch: int
+    link_state: str
+    slots: tuple = ()  # (first, last) ranges
+    migrating: tuple = ()  # (slot, node id) pairs: keys are leaving for that node
+    importing: tuple = ()  # (slot, node id) pairs: keys are arriving from that node
+
+    @property
+    def myself(self) -> bool:
+        return "myself" in self.flags
+
+    @property
+    def is_master(self) -> bool:
+        return "master" in self.flags
+
+    @property
+    def is_replica(self) -> bool:
+        return "slave" in self.flags
+
+    @property
+    def failed(self) -> bool:
+        return "fail" in self.flags
+
+    @property
+    def possibly_failed(self) -> bool:
+        return "fail?" in self.flags
+
+    @property
+    def addressable(self) -> bool:
+        return bool(self.host) and self.port > 0 and not {"noaddr", "handshake"} & self.flags
+
+
+def _parse_address_field(field: str) -> tuple:
+    # ip:port@cport[,hostname[,aux=value...]]; Redis < 4 prints ip:port without the bus port.
+    address, _sep, extra = field.partition(",")
+    hostname = extra.split(",", 1)[0] if extra else ""
+    if "=" in hostname:
+        hostname = ""
+    address, _at, bus = address.partition("@")
+    host, _colon, port = address.rpartition(":")
+    port_number = int(port) if port else 0
+    return host, port_number, int(bus) if bus else (port_number + 10000 if port_number else 0), hostname
+
+
+def _parse_slot_field(token: str, slots: list, migrating: list, importing: list) -> None:
+    if token.startswith("["):
+        body = token.strip("[]")
+        if "->-" in body:
+            slot, node_id = body.split("->-", 1)
+            migrating.append((int(slot), node_id))
+        elif "-<-" in body:
+            slot, node_id = body.split("-<-", 1)
+            importing.append((int(slot), node_id))
+        else:
+            raise ValueError("unknown slot state %r" % token)
+    else:
+        slots.append(parse_slot_token(token))
+
+
+def parse_cluster_nodes_line(line: str) -> NodeEntry:
+    fields = line.split()
+    if len(fields) < 8:
+        raise TopologyError("CLUSTER NODES line has %d fields, expected at least 8: %r" % (len(fields), line))
+    try:
+        host, port, bus_port, hostname = _parse_address_field(fields[1])
+        slots, migrating, importing = [], [], []
+        for token in fields[8:]:
+            _parse_slot_field(token, slots, migrating, importing)
+        flags = frozenset(flag for flag in fields[2].split(",") if flag and flag != "noflags")
+        return NodeEntry(
+            id=fields[0], host=host, port=port, bus_port=bus_port, hostname=hostname, flags=flags,
+            master_id="" if fields[3] == "-" else fields[3],
+            ping_sent=int(fields[4]), pong_received=int(fields[5]), config_epoch=int(fields[6]),
+            link_state=fields[7],
+            slots=tuple(sorted(slots)),
+            migrating=tuple(sorted(migrating)), importing=tuple(sorted(importing)),
+        )
+    except ValueError as exc:
+        raise TopologyError("cannot parse CLUSTER NODES line %r: %s" % (line, exc)) from None
+
+
+def parse_cluster_nodes(text: str) -> tuple:
+    return tuple(parse_cluster_nodes_line(line) for line in text.splitlines() if line.strip())
+
+
+def parse_info(text: str) -> MappingProxyType:
+    """INFO / CLUSTER INFO text -> {field: value}; keyspace lines become {db0: {keys: .., ...}}."""
+    fields = {}
+    for line in text.splitlines():
+        if not line or line.startswith("#") or ":" not in line:
+            continue
+        name, _sep, value = line.partition(":")
+        if name.startswith("db") and "=" in value:
+            fields[name] = {k: _number(v) for k, _eq, v in (item.partition("=") for item in value.split(","))}
+        else:
+            fields[name] = _number(value.strip())
+    return MappingProxyType(fields)
+
+
+def _number(text: str):
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
+
+
+# --- observations and the cluster state ----------------------------------------------------------
+
+@dataclasses.dataclass(frozen=True)
+class NodeObservation:
+    """What one connection to one node returned (or why it failed)."""
+
+    address: NodeAddress
+    reachable: bool
+    error: str = ""
+    entries: tuple = ()
+    cluster_info: MappingProxyType = dataclasses.field(default_factory=lambda: MappingProxyType({}))
+    info: MappingProxyType = dataclasses.field(default_factory=lambda: MappingProxyType({}))
+    foreign_keys: tuple = ()  # (slot, key count) for slots the node holds keys in but does not serve; deep scan only
+    scanned: bool = False
+
+    @property
+    def myself(self):
+        return next((entry for entry in self.entries if entry.myself), None)
+
+    @property
+    def unconfigured(self) -> bool:
+        """A fresh node: knows only itself and serves no slot."""
+        me = self.myself
+        return self.reachable and len(self.entries) == 1 and me is not None and not me.slots
+
+    @property
+    def keys(self) -> int:
+        return sum(db.get("keys", 0) for name, db in self.info.items() if name.startswith("db") and isinstance(db, dict))
+
+
+def observation_from_replies(address: NodeAddress, nodes_text: str, cluster_info_text: str, info_text: str) -> NodeObservation:
+    return NodeObservation(
+        address=address, reachable=True, entries=parse_cluster_nodes(nodes_text),
+        cluster_info=parse_info(cluster_info_text), info=parse_info(info_text),
+    )
+
+
+def next_addresses(observations) -> tuple:
+    """Addresses named in the views so far whose node has not been visited yet (discovery)."""
+    visited_keys = {obs.address.key for obs in observations}
+    visited_ids = {obs.myself.id for obs in observations if obs.myself is not None}
+    found = {}
+    for obs in observations:
+        for entry in obs.entries:
+            if entry.myself or not entry.addressable or entry.id in visited_ids:
+                continue
+            address = NodeAddress(entry.host, entry.port)
+            if address.key not in visited_keys:
+                found.setdefault(address.key, address)
+    return tuple(found[key] for key in sorted(found))
+
+
+@dataclasses.dataclass(frozen=True)
+class Node:
+    """One node, merged from its own view (when reachable) and what the others say about it."""
+
+    entry: NodeEntry
+    observation: NodeObservation | None  # None when the node was not reached
+    labels: tuple
+
+    @property
+    def id(self) -> str:
+        return self.entry.id
+
+    @property
+    def reachable(self) -> bool:
+        return self.observation is not None and self.observation.reachable
+
+    @property
+    def host(self) -> str:
+        return self.entry.host or (self.observation.address.host if self.observation else "")
+
+    @property
+    def port(self) -> int:
+        return self.entry.port or (self.observation.address.port if self.observation else 0)
+
+    @property
+    def address(self) -> str:
+        return format_address(self.host, self.port)
+
+    @property
+    def role(self) -> str:
+        return "replica" if self.entry.is_replica else "master"
+
+    @property
+    def label_map(self) -> dict:
+        return dict(self.labels)
+
+    def describe(self) -> str:
+        return "%s (%s)" % (self.address, self.id[:8])
+
+
+@dataclasses.dataclass(frozen=True)
+class Finding:
+    kind: str
+    severity: str
+    message: str
+    nodes: tuple = ()
+    slots: tuple = ()  # ranges
+
+    def as_dict(self) -> dict:
+        return {"kind": self.kind, "severity": self.severity, "message": self.message,
+                "nodes": list(self.nodes), "slots": [list(r) for r in self.slots]}
+
+
+@dataclasses.dataclass(frozen=True)
+class ClusterState:
+    """Every observation made in one pass, in a stable order; all else is derived from it."""
+
+    observations: tuple
+
+    @functools.cached_property
+    def reachable(self) -> tuple:
+        return tuple(obs for obs in self.observations if obs.reachable)
+
+    @functools.cached_property
+    def unreachable(self) -> tuple:
+        return tuple(obs for obs in self.observations if not obs.reachable)
+
+    @functools.cached_property
+    def configured(self) -> tuple:
+        """Reachable observations of nodes that belong to a cluster (not fresh)."""
+        return tuple(obs for obs in self.reachable if not obs.unconfigured)
+
+    @functools.cached_property
+    def not_configured(self) -> bool:
+        return bool(self.reachable) and not self.configured
+
+    @functools.cached_property
+    def nodes(self) -> tuple:
+        """Every node known to any reachable view, ordered by address."""
+        own = {obs.myself.id: obs for obs in self.reachable if obs.myself is not None}
+        hearsay = {}
+        for obs in self.reachable:
+            for entry in obs.entries:
+                if not entry.myself and "handshake" not in entry.flags:
+                    hearsay.setdefault(entry.id, entry)
+        failed_by_address = {obs.address.key: obs for obs in self.unreachable}
+        labels_by_address = {obs.address.key: obs.address.labels for obs in self.observations}
+        nodes = []
+        for node_id in set(own) | set(hearsay):
+            if node_id in own:
+                obs = own[node_id]
+                entry = own[node_id].myself
+                labels = obs.address.labels
+            else:
+                entry = hearsay[node_id]
+                key = format_address(entry.host, entry.port)
+                obs = failed_by_address.get(key)
+                labels = labels_by_address.get(key, ())
+            if entry.hostname and "hostname" not in dict(labels):
+                labels = tuple(sorted(labels + (("hostname", entry.hostname),)))
+            nodes.append(Node(entry=entry, observation=obs, labels=labels))
+        return tuple(sorted(nodes, key=lambda node: (node.host, node.port, node.id)))
+
+    @functools.cached_property
+    def by_id(self) -> MappingProxyType:
+        return MappingProxyType({node.id: node for node in self.nodes})
+
+    @functools.cached_property
+    def masters(self) -> tuple:
+        return tuple(node for node in self.nodes if node.role == "master")
+
+    @functools.cached_property
+    def replicas(self) -> tuple:
+        return tuple(node for node in self.nodes if node.role == "replica")
+
+    def replicas_of(self, master_id: str) -> tuple:
+        return tuple(node for node in self.replicas if node.entry.master_id == master_id)
+
+    @functools.cached_property
+    def views(self) -> tuple:
+        """(observer, slot -> owner id map) for every configured reachable node."""
+        return tuple((obs, _owner_map(obs.entries)) for obs in self.configured)
+
+    @functools.cached_property
+    def slot_owners(self) -> MappingProxyType:
+        """slot -> owner id, as the most common view sees it (ties: the first observer's)."""
+        if not self.views:
+            return MappingProxyType({})
+        signatures = Counter(_signature(owners) for _obs, owners in self.views)
+        best = max(signatures.values())
+        for _obs, owners in self.views:
+            if signatures[_signature(owners)] == best:
+                return MappingProxyType(owners)
+        return MappingProxyType({})
+
+    @functools.cached_property
+    def slots_covered(self) -> int:
+        return len(self.slot_owners)
+
+    def label(self, node_id: str) -> str:
+        node = self.by_id.get(node_id)
+        return node.describe() if node else node_id[:8]
+
+
+def _owner_map(entries) -> dict:
+    return {slot: entry.id for entry in entries if entry.is_master
+            for first, last in entry.slots for slot in range(first, last + 1)}
+
+
+def _signature(owners: dict) -> frozenset:
+    by_owner = {}
+    for slot, owner in owners.items():
+        by_owner.setdefault(owner, []).append(slot)
+    return frozenset((owner, ranges_from_slots(slots)) for owner, slots in by_owner.items())
+
+
+# --- health --------------------------------------------------------------------------------------
+
+def assess(state: ClusterState, imbalance_threshold: float = 2.0) -> tuple:
+    """Health findings of a state, most serious first, in a stable order."""
+    if state.not_configured:
+        return ()
+    checks = (_unreachable, _failing, _unjoined, _inconsistent, _uncovered, _multiple_owners, _foreign_keys,
+              _open_slots, _without_replica, _anti_affinity)
+    findings = [finding for check in checks for finding in check(state)]
+    findings.extend(_imbalance(state, imbalance_threshold))
+    order = {CRITICAL: 0, WARNING: 1, INFO: 2}
+    return tuple(sorted(findings, key=lambda f: order[f.severity]))
+
+
+def _unreachable(state: ClusterState):
+    for obs in state.unreachable:
+        node = next((n for n in state.nodes if n.observation is obs), None)
+        serving = node is not None and node.role == "master" and node.entry.slots
+        yield Finding("node_unreachable", CRITICAL if serving else WARNING,
+                      "%s cannot be reached: %s" % (node.describe() if node else obs.address.key, obs.error),
+                      nodes=(node.id,) if node else ())
+
+
+def _failing(state: ClusterState):
+    flagged = {}
+    for obs in state.reachable:
+        for entry in obs.entries:
+            if entry.failed or entry.possibly_failed:
+                verdict = "fail" if entry.failed else "fail?"
+                flagged.setdefault(entry.id, {}).setdefault(verdict, []).append(obs.address.key)
+    for node_id in sorted(flagged):
+        node = state.by_id.get(node_id)
+        serving = node is not None and node.role == "master" and node.entry.slots
+        verdicts = "; ".join("%s by %s" % (verdict, ", ".join(sorted(observers)))
+                             for verdict, observers in sorted(flagged[node_id].items()))
+        yield Finding("node_failing", CRITICAL if serving and "fail" in flagged[node_id] else WARNING,
+                      "%s is flagged %s" % (state.label(node_id), verdicts), nodes=(node_id,))
+
+
+def _unjoined(state: ClusterState):
+    for obs in state.reachable:
+        if obs.unconfigured:
+            yield Finding("node_not_joined", WARNING,
+                          "%s knows no other node and serves no slot: it has not joined the cluster"
+                          % state.label(obs.myself.id), nodes=(obs.myself.id,))
+
+
+def _inconsistent(state: ClusterState):
+    reference = state.slot_owners
+    for obs, owners in state.views:
+        if owners == reference:
+            continue
+        differing = sorted(slot for slot in set(owners) | set(reference) if owners.get(slot) != reference.get(slot))
+        ranges = ranges_from_slots(differing)
+        example = differing[0]
+        yield Finding(
+            "inconsistent_config", CRITICAL,
+            "%s disagrees with the majority view about %d slot(s) %s (e.g. slot %d: it says %s, the majority says %s)"
+            % (state.label(obs.myself.id), len(differing), format_ranges(ranges), example,
+               _owner_name(state, owners.get(example)), _owner_name(state, reference.get(example))),
+            nodes=(obs.myself.id,), slots=ranges)
+
+
+def _owner_name(state: ClusterState, owner) -> str:
+    return state.label(owner) if owner else "nobody"
+
+
+def _uncovered(state: ClusterState):
+    if not state.views:
+        return
+    uncovered = ranges_from_slots(slot for slot in range(SLOT_COUNT) if slot not in state.slot_owners)
+    if uncovered:
+        yield Finding("uncovered_slots", CRITICAL,
+                      "%d slot(s) are served by no node: %s" % (count_slots(uncovered), format_ranges(uncovered)),
+                      slots=uncovered)
+
+
+def _multiple_owners(state: ClusterState):
+    # Two masters that each claim a slot in their own view: the config epoch collision case.
+    claims = {}
+    for node in state.masters:
+        if node.reachable:
+            for first, last in node.entry.slots:
+                for slot in range(first, last + 1):
+                    claims.setdefault(slot, []).append(node.id)
+    contested = {}
+    for slot, owners in claims.items():
+        if len(owners) > 1:
+            contested.setdefault(tuple(sorted(owners)), []).append(slot)
+    for owners, slots in sorted(contested.items()):
+        ranges = ranges_from_slots(slots)
+        yield Finding("multiple_owners", CRITICAL,
+                      "slot(s) %s are claimed by %s" % (format_ranges(ranges), " and ".join(state.label(o) for o in owners)),
+                      nodes=owners, slots=ranges)
+
+
+def _foreign_keys(state: ClusterState):
+    for node in state.nodes:
+        if node.observation is None or not node.observation.foreign_keys:
+            continue
+        slots = [slot for slot, _count in node.observation.foreign_keys]
+        ranges = ranges_from_slots(slots)
+        keys = sum(count for _slot, count in node.observation.foreign_keys)
+        owners = sorted({_owner_name(state, state.slot_owners.get(slot)) for slot in slots})
+        yield Finding("multiple_owners", CRITICAL,
+                      "%s holds %d key(s) in slot(s) %s that it does not serve (served by %s)"
+                      % (node.describe(), keys, format_ranges(ranges), ", ".join(owners)),
+                      nodes=(node.id,), slots=ranges)
+
+
+def _open_slots(state: ClusterState):
+    for node in state.masters:
+        if not node.reachable:
+            continue
+        for direction, pairs in (("migrating", node.entry.migrating), ("importing", node.entry.importing)):
+            by_partner = {}
+            for slot, partner in pairs:
+                by_partner.setdefault(partner, []).append(slot)
+            for partner, slots in sorted(by_partner.items()):
+                ranges = ranges_from_slots(slots)
+                source, target = (node.id, partner) if direction == "migrating" else (partner, node.id)
+                yield Finding("open_slot", WARNING,
+                              "slot(s) %s %s: %s says it is %s them %s %s"
+                              % (format_ranges(ranges), "open from %s to %s" % (state.label(source), state.label(target)),
+                                 node.describe(), direction, "to" if direction == "migrating" else "from",
+                                 state.label(partner)),
+                              nodes=(source, target), slots=ranges)
+
+
+def _without_replica(state: ClusterState):
+    for node in state.masters:
+        if not node.entry.slots or node.entry.failed:
+            continue
+        healthy = [r for r in state.replicas_of(node.id) if not r.entry.failed]
+        if not healthy:
+            yield Finding("master_without_replica", WARNING,
+                          "%s serves %d slot(s) and has no healthy replica: losing it loses those slots"
+                          % (node.describe(), count_slots(node.entry.slots)), nodes=(node.id,))
+
+
+def _anti_affinity(state: ClusterState):
+    for replica in state.replicas:
+        master = state.by_id.get(replica.entry.master_id)
+        if master is None:
+            continue
+        mine, theirs = replica.label_map, master.label_map
+        shared = [name for name in LABEL_KEYS if mine.get(name) and mine.get(name) == theirs.get(name)]
+        if shared:
+            yield Finding("anti_affinity", WARNING,
+                          "replica %s shares %s with its master %s: one failure there loses both"
+                          % (replica.describe(), ", ".join("%s %s" % (name, mine[name]) for name in shared),
+                             master.describe()),
+                          nodes=(replica.id, master.id))
+
+
+def imbalance_pct(state: ClusterState) -> float:
+    """Largest deviation of a master's slot count from an even share, in percent of that share."""
+    masters = [node for node in state.masters if not node.entry.failed]
+    if not masters:
+        return 0.0
+    even = SLOT_COUNT / len(masters)
+    return max(abs(count_slots(node.entry.slots) - even) for node in masters) / even * 100
+
+
+def _imbalance(state: ClusterState, threshold: float):
+    deviation = imbalance_pct(state)
+    if deviation > threshold:
+        masters = [node for node in state.masters if not node.entry.failed]
+        counts = ", ".join("%s %d" % (node.address, count_slots(node.entry.slots)) for node in masters)
+        yield Finding("imbalance", INFO,
+                      "slot shares deviate up to %.1f%% from an even share of %.1f (threshold %.1f%%): %s"
+                      % (deviation, SLOT_COUNT / len(masters), threshold, counts),
+                      nodes=tuple(node.id for node in masters))
+
+
+def overall_state(state: ClusterState, findings) -> str:
+    if state.not_configured:
+        return "not_configured"
+    failing = any(obs.cluster_info.get("cluster_state") != "ok" for obs in state.configured)
+    if failing or any(f.kind == "uncovered_slots" for f in findings):
+        return "failed"
+    return "degraded" if findings else "ok"
+
+
+# --- the facts form ---------------------------------------------------------------------------------
+
+def node_facts(node: Node) -> dict:
+    info = node.observation.info if node.reachable else {}
+    entry = node.entry
+    return {
+        "id": node.id,
+        "host": node.host,
+        "port": node.port,
+        "bus_port": entry.bus_port,
+        "hostname": node.label_map.get("hostname", ""),
+        "labels": node.label_map,
+        "role": node.role,
+        "master_id": entry.master_id or None,
+        "flags": sorted(entry.flags - {"myself"}),
+        "link_state": entry.link_state,
+        "reachable": node.reachable,
+        "config_epoch": entry.config_epoch,
+        "slots": [list(r) for r in entry.slots],
+        "slot_count": count_slots(entry.slots),
+        "migrating": [[slot, partner] for slot, partner in entry.migrating],
+        "importing": [[slot, partner] for slot, partner in entry.importing],
+        "keys": node.observation.keys if node.reachable else None,
+        "used_memory": info.get("used_memory"),
+        "redis_version": info.get("redis_version"),
+    }
+
+
+def cluster_facts(state: ClusterState, findings) -> dict:
+    infos = [obs.cluster_info for obs in state.configured]
+    return {
+        "state": overall_state(state, findings),
+        "cluster_state": infos[0].get("cluster_state") if infos else None,
+        "current_epoch": max((info.get("cluster_current_epoch", 0) for info in infos), default=0),
+        "nodes": [node_facts(node) for node in state.nodes],
+        "slots_covered": state.slots_covered,
+        "masters": len(state.masters),
+        "replicas": len(state.replicas),
+        "reachable_nodes": sum(1 for node in state.nodes if node.reachable),
+        "imbalance_pct": round(imbalance_pct(state), 2),
+        "findings": [finding.as_dict() for finding in findings],
+    }

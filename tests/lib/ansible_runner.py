@@ -1,0 +1,94 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) redisops.cluster contributors
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Run the collection's modules through ansible-playbook, the way users do, and hand back each task's result."""
+
+from __future__ import annotations
+
+import atexit
+import dataclasses
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+_COLLECTIONS = tempfile.mkdtemp(prefix="redisops-collections-")
+os.makedirs(os.path.join(_COLLECTIONS, "ansible_collections", "redisops"))
+os.symlink(ROOT, os.path.join(_COLLECTIONS, "ansible_collections", "redisops", "cluster"))
+atexit.register(shutil.rmtree, _COLLECTIONS, True)
+COLLECTIONS_PATH = _COLLECTIONS
+ANSIBLE_PLAYBOOK = os.path.join(os.path.dirname(sys.executable), "ansible-playbook")
+
+
+@dataclasses.dataclass
+class PlaybookRun:
+    rc: int
+    output: str
+    results: list
+
+    @property
+    def result(self) -> dict:
+        return self.results[0]
+
+
+def ansible_env(extra=None) -> dict:
+    env = dict(os.environ)
+    env.update({
+        "ANSIBLE_COLLECTIONS_PATH": COLLECTIONS_PATH,
+        "ANSIBLE_NOCOLOR": "1",
+        "ANSIBLE_RETRY_FILES_ENABLED": "0",
+        "ANSIBLE_PYTHON_INTERPRETER": sys.executable,
+        "ANSIBLE_LOCALHOST_WARNING": "0",
+        "ANSIBLE_INVENTORY_UNPARSED_WARNING": "0",
+    })
+    env.update(extra or {})
+    return env
+
+
+def run_tasks(tasks, check: bool = False, diff: bool = False, env=None, verbosity: int = 0,
+              module_defaults=None) -> PlaybookRun:
+    """Run the tasks (each {module: args} or a full task dict) on localhost; every task's result is returned."""
+    workdir = tempfile.mkdtemp(prefix="redisops-play-")
+    try:
+        out_file = os.path.join(workdir, "results.json")
+        play_tasks = []
+        for index, task in enumerate(tasks):
+            task = dict(task)
+            task.setdefault("name", "task %d" % index)
+            task["register"] = "result_%d" % index
+            task["ignore_errors"] = True
+            play_tasks.append(task)
+        collected = "[" + ", ".join("result_%d" % index for index in range(len(tasks))) + "]"
+        play_tasks.append({"name": "collect results", "ansible.builtin.copy": {
+            "content": "{{ %s | to_json }}" % collected, "dest": out_file, "mode": "0600"}, "check_mode": False})
+        play = {"hosts": "localhost", "gather_facts": False, "tasks": play_tasks}
+        if module_defaults:
+            play["module_defaults"] = module_defaults
+        playbook = os.path.join(workdir, "play.yml")
+        with open(playbook, "w") as handle:
+            json.dump([play], handle)
+        args = [ANSIBLE_PLAYBOOK, "-i", "localhost,", "-c", "local", playbook]
+        if check:
+            args.append("--check")
+        if diff:
+            args.append("--diff")
+        if verbosity:
+            args.append("-" + "v" * verbosity)
+        proc = subprocess.run(args, env=ansible_env(env), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                              text=True, timeout=600, check=False)
+        if not os.path.exists(out_file):
+            raise AssertionError("ansible-playbook did not finish (rc %d):\n%s" % (proc.returncode, proc.stdout))
+        with open(out_file) as handle:
+            results = json.load(handle)
+        return PlaybookRun(rc=proc.returncode, output=proc.stdout, results=results)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def run_module(module: str, args: dict, **kwargs) -> dict:
+    """One task of redisops.cluster.<module>; its result."""
+    return run_tasks([{"redisops.cluster." + module: args}], **kwargs).result

@@ -1,0 +1,209 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) redisops.cluster contributors
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Real redis-server processes for tests, benchmarks and the demo.
+
+Each node runs in cluster mode on free loopback ports, in its own temporary directory, and is
+always stopped and removed again (context managers, plus an atexit safety net).
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+
+import redis
+
+REDIS_SERVER = os.environ.get("REDIS_SERVER", "redis-server")
+REDIS_CLI = os.environ.get("REDIS_CLI", "redis-cli")
+_LIVE = set()
+
+
+def free_ports(count: int, host: str = "127.0.0.1") -> list:
+    """Distinct ports that are free right now (held open together so none repeats)."""
+    sockets = []
+    try:
+        for _ in range(count):
+            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            sock.bind((host, 0))
+            sockets.append(sock)
+        return [sock.getsockname()[1] for sock in sockets]
+    finally:
+        for sock in sockets:
+            sock.close()
+
+
+class RedisNode:
+    """One redis-server process."""
+
+    def __init__(self, port: int, bus_port: int, workdir: str, host: str = "127.0.0.1",
+                 cluster: bool = True, extra_args=(), password: str | None = None):
+        self.host = host
+        self.port = port
+        self.bus_port = bus_port
+        self.dir = workdir
+        self.password = password
+        args = [REDIS_SERVER, "--port", str(port), "--bind", host, "--dir", workdir,
+                "--daemonize", "no", "--save", "", "--appendonly", "no", "--protected-mode", "no",
+                "--logfile", os.path.join(workdir, "redis.log")]
+        if cluster:
+            args += ["--cluster-enabled", "yes", "--cluster-port", str(bus_port),
+                     "--cluster-config-file", "nodes.conf", "--cluster-node-timeout", "2000"]
+        if password:
+            args += ["--requirepass", password, "--masterauth", password]
+        args += list(extra_args)
+        self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        _LIVE.add(self)
+
+    @property
+    def address(self) -> str:
+        return "%s:%d" % (self.host, self.port)
+
+    def client(self, **kwargs) -> redis.Redis:
+        return redis.Redis(host=self.host, port=self.port, password=self.password, socket_timeout=10, **kwargs)
+
+    def wait_ready(self, timeout: float = 10.0) -> None:
+        deadline = time.monotonic() + timeout
+        while True:
+            if self.process.poll() is not None:
+                raise RuntimeError("redis-server on port %d exited; see %s/redis.log" % (self.port, self.dir))
+            try:
+                if self.client().ping():
+                    return
+            except redis.RedisError:
+                if time.monotonic() > deadline:
+                    raise
+            time.sleep(0.02)
+
+    def call(self, *args):
+        with self.client() as conn:
+            return conn.execute_command(*args)
+
+    def cluster_nodes(self) -> str:
+        conn = redis.Connection(host=self.host, port=self.port, password=self.password)
+        try:
+            conn.send_command("CLUSTER", "NODES")
+            return conn.read_response().decode()
+        finally:
+            conn.disconnect()
+
+    def node_id(self) -> str:
+        return self.call("CLUSTER", "MYID").decode()
+
+    def kill(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+
+    def pause(self) -> None:
+        self.process.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        self.process.send_signal(signal.SIGCONT)
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.resume()
+        self.kill()
+        _LIVE.discard(self)
+
+
+class RedisNodes:
+    """N redis-server processes in one temporary directory; a context manager that always cleans up."""
+
+    def __init__(self, count: int, cluster: bool = True, password: str | None = None, extra_args=()):
+        self.root = tempfile.mkdtemp(prefix="redisops-test-")
+        self.nodes = []
+        try:
+            ports = free_ports(2 * count)
+            for index in range(count):
+                workdir = os.path.join(self.root, "node%d" % index)
+                os.mkdir(workdir)
+                self.nodes.append(RedisNode(ports[2 * index], ports[2 * index + 1], workdir,
+                                            cluster=cluster, password=password, extra_args=extra_args))
+            for node in self.nodes:
+                node.wait_ready()
+        except BaseException:
+            self.close()
+            raise
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *_exc):
+        self.close()
+
+    def __iter__(self):
+        return iter(self.nodes)
+
+    def __len__(self):
+        return len(self.nodes)
+
+    def __getitem__(self, index):
+        return self.nodes[index]
+
+    @property
+    def addresses(self) -> list:
+        return [node.address for node in self.nodes]
+
+    def close(self) -> None:
+        for node in self.nodes:
+            node.stop()
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+def form_cluster(nodes, replicas: int = 1, timeout: float = 30.0) -> None:
+    """Form a cluster with the reference tool, then wait until every node agrees and reports ok."""
+    args = [REDIS_CLI, "--cluster", "create"] + [node.address for node in nodes]
+    args += ["--cluster-replicas", str(replicas), "--cluster-yes"]
+    password = nodes[0].password
+    env = dict(os.environ, REDISCLI_AUTH=password) if password else None
+    subprocess.run(args, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, timeout=timeout, env=env)
+    wait_converged(nodes, timeout)
+
+
+def wait_converged(nodes, timeout: float = 30.0) -> None:
+    """Until every node reports cluster_state:ok and knows every other node with a settled role."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if all(_settled(node, len(nodes)) for node in nodes):
+                return
+        except redis.RedisError:
+            pass
+        if time.monotonic() > deadline:
+            raise RuntimeError("cluster did not converge within %.0f s" % timeout)
+        time.sleep(0.1)
+
+
+def _settled(node: RedisNode, count: int) -> bool:
+    info = node.call("CLUSTER", "INFO").decode()
+    if "cluster_state:ok" not in info or "cluster_known_nodes:%d" % count not in info:
+        return False
+    lines = node.cluster_nodes().splitlines()
+    return all("handshake" not in line and "fail" not in line.split()[2] for line in lines)
+
+
+def cluster_keys(nodes) -> dict:
+    """Every key -> value over the masters (for before/after comparisons)."""
+    values = {}
+    for node in nodes:
+        with node.client() as conn:
+            if conn.execute_command("ROLE")[0] != b"master":
+                continue
+            for key in conn.scan_iter(count=1000):
+                values[key] = conn.dump(key)
+    return values
+
+
+@atexit.register
+def _stop_leftovers() -> None:
+    for node in list(_LIVE):
+        node.stop()
