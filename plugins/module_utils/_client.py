@@ -19,7 +19,7 @@ from ._topology import ClusterState, NodeObservation, next_addresses, observatio
 
 try:
     import redis
-    from redis.exceptions import RedisError, ResponseError
+    from redis.exceptions import AuthenticationError, RedisError, ResponseError
 except ImportError:
     HAS_REDIS = False
     REDIS_IMPORT_ERROR = traceback.format_exc()
@@ -109,12 +109,15 @@ def fan_out(function, items, max_workers: int = MAX_PARALLEL) -> list:
         return list(pool.map(function, items))
 
 
+AUTH_HINT = "authentication failed; check login_user and login_password (or REDIS_CLUSTER_USER / REDIS_CLUSTER_PASSWORD)"
+
+
 def describe_error(exc: Exception) -> str:
     text = str(exc) or exc.__class__.__name__
     if "cluster support disabled" in text:
         return "cluster mode is off on this node (cluster-enabled no): %s" % text
-    if isinstance(exc, ResponseError) and ("NOAUTH" in text or "WRONGPASS" in text or "NOPERM" in text):
-        return "authentication or permission failed (check login_user / login_password): %s" % text
+    if isinstance(exc, AuthenticationError) or any(code in text for code in ("NOAUTH", "WRONGPASS", "NOPERM")):
+        return "%s: %s" % (AUTH_HINT, text)
     return text
 
 
@@ -143,15 +146,15 @@ def observe_cluster(seeds, options: ConnectionOptions) -> ClusterState:
 
 
 def require_usable(state: ClusterState) -> None:
-    """Refuse a state that cannot be reported on: nothing reachable, or a node outside cluster mode."""
-    if not state.reachable:
-        errors = "; ".join("%s: %s" % (obs.address.key, obs.error) for obs in state.observations)
-        raise ClusterClientError("no seed node could be reached (%s); check login_host/login_port or nodes, "
-                                 "and that redis-server is running" % errors)
+    """Refuse a state that cannot be reported on: a node outside cluster mode, or nothing reachable."""
     off = [obs for obs in state.unreachable if "cluster mode is off" in obs.error]
     if off:
         raise ClusterClientError("%s: not in cluster mode; set cluster-enabled yes in redis.conf and restart it"
                                  % ", ".join(obs.address.key for obs in off))
+    if not state.reachable:
+        errors = "; ".join("%s: %s" % (obs.address.key, obs.error) for obs in state.observations)
+        hint = "" if AUTH_HINT in errors else "; check login_host/login_port or nodes, and that redis-server runs there"
+        raise ClusterClientError("no seed node could be reached (%s)%s" % (errors, hint))
 
 
 def _count_foreign_keys(observation: NodeObservation, slots, options: ConnectionOptions) -> NodeObservation:

@@ -546,22 +546,29 @@ def _foreign_keys(state: ClusterState):
 
 
 def _open_slots(state: ClusterState):
+    # One finding per (source, target, which sides say so): the three cases fix handles differently.
+    sides = {}
     for node in state.masters:
-        if not node.reachable:
-            continue
-        for direction, pairs in (("migrating", node.entry.migrating), ("importing", node.entry.importing)):
-            by_partner = {}
-            for slot, partner in pairs:
-                by_partner.setdefault(partner, []).append(slot)
-            for partner, slots in sorted(by_partner.items()):
-                ranges = ranges_from_slots(slots)
-                source, target = (node.id, partner) if direction == "migrating" else (partner, node.id)
-                yield Finding("open_slot", WARNING,
-                              "slot(s) %s %s: %s says it is %s them %s %s"
-                              % (format_ranges(ranges), "open from %s to %s" % (state.label(source), state.label(target)),
-                                 node.describe(), direction, "to" if direction == "migrating" else "from",
-                                 state.label(partner)),
-                              nodes=(source, target), slots=ranges)
+        if node.reachable:
+            for slot, partner in node.entry.migrating:
+                sides.setdefault((slot, node.id, partner), set()).add("migrating")
+            for slot, partner in node.entry.importing:
+                sides.setdefault((slot, partner, node.id), set()).add("importing")
+    grouped = {}
+    for (slot, source, target), said in sides.items():
+        grouped.setdefault((source, target, tuple(sorted(said))), []).append(slot)
+    for (source, target, said), slots in sorted(grouped.items()):
+        ranges = ranges_from_slots(slots)
+        if len(said) == 2:
+            how = "%s is migrating them and %s is importing them" % (state.label(source), state.label(target))
+        elif said == ("migrating",):
+            how = "%s is migrating them, but %s is not importing them" % (state.label(source), state.label(target))
+        else:
+            how = "%s is importing them, but %s is not migrating them" % (state.label(target), state.label(source))
+        yield Finding("open_slot", WARNING,
+                      "slot(s) %s are open from %s to %s: %s"
+                      % (format_ranges(ranges), state.label(source), state.label(target), how),
+                      nodes=(source, target), slots=ranges)
 
 
 def _without_replica(state: ClusterState):

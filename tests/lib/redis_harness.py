@@ -52,10 +52,12 @@ class RedisNode:
         self.password = password
         args = [REDIS_SERVER, "--port", str(port), "--bind", host, "--dir", workdir,
                 "--daemonize", "no", "--save", "", "--appendonly", "no", "--protected-mode", "no",
+                "--repl-diskless-sync-delay", "0",
                 "--logfile", os.path.join(workdir, "redis.log")]
         if cluster:
             args += ["--cluster-enabled", "yes", "--cluster-port", str(bus_port),
-                     "--cluster-config-file", "nodes.conf", "--cluster-node-timeout", "2000"]
+                     "--cluster-config-file", "nodes.conf", "--cluster-node-timeout", "2000",
+                     "--cluster-replica-validity-factor", "0"]
         if password:
             args += ["--requirepass", password, "--masterauth", password]
         args += list(extra_args)
@@ -170,11 +172,12 @@ def form_cluster(nodes, replicas: int = 1, timeout: float = 30.0) -> None:
 
 
 def wait_converged(nodes, timeout: float = 30.0) -> None:
-    """Until every node reports cluster_state:ok and knows every other node with a settled role."""
+    """Until every node reports cluster_state:ok and all hold the same view of roles, masters and slots."""
     deadline = time.monotonic() + timeout
     while True:
         try:
-            if all(_settled(node, len(nodes)) for node in nodes):
+            views = [_view(node) for node in nodes]
+            if all(view is not None for view in views) and len(set(views)) == 1 and len(views[0]) == len(nodes):
                 return
         except redis.RedisError:
             pass
@@ -183,12 +186,18 @@ def wait_converged(nodes, timeout: float = 30.0) -> None:
         time.sleep(0.1)
 
 
-def _settled(node: RedisNode, count: int) -> bool:
-    info = node.call("CLUSTER", "INFO").decode()
-    if "cluster_state:ok" not in info or "cluster_known_nodes:%d" % count not in info:
-        return False
-    lines = node.cluster_nodes().splitlines()
-    return all("handshake" not in line and "fail" not in line.split()[2] for line in lines)
+def _view(node: RedisNode):
+    """(id, role, master, slots) of every node as this node sees it; None while not ok or unsettled."""
+    if b"cluster_state:ok" not in node.call("CLUSTER", "INFO"):
+        return None
+    view = []
+    for line in node.cluster_nodes().splitlines():
+        fields = line.split()
+        flags = set(fields[2].split(","))
+        if flags & {"handshake", "fail", "fail?", "noaddr"}:
+            return None
+        view.append((fields[0], "slave" in flags, fields[3], tuple(fields[8:])))
+    return frozenset(view)
 
 
 def cluster_keys(nodes) -> dict:

@@ -1,0 +1,50 @@
+# Everything CI runs is `make test`; `make demo` shows the collection on a local cluster.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.requirements-installed
+PYTEST := $(BIN)/python -m pytest
+
+.PHONY: test unit integration sanity lint demo bench deps redis clean
+
+test: unit integration sanity lint
+
+$(STAMP): requirements-dev.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -r requirements-dev.txt
+	touch $(STAMP)
+
+deps: $(STAMP) redis
+
+# Real redis-server and redis-cli from Debian packages; the tests start their own processes.
+redis:
+	@if ! command -v redis-server >/dev/null || ! command -v redis-cli >/dev/null; then \
+	  if [ "$$(id -u)" -ne 0 ]; then \
+	    echo "redis-server/redis-cli are missing: run 'sudo apt-get install redis-server redis-tools', or run make as root" >&2; \
+	    exit 1; \
+	  fi; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server redis-tools >/dev/null; \
+	fi
+
+unit: deps
+	$(PYTEST) tests/unit
+
+integration: deps
+	$(PYTEST) tests/integration
+
+sanity: deps
+	PATH="$(CURDIR)/$(BIN):$$PATH" tools/sanity.sh
+
+lint: deps
+	PATH="$(CURDIR)/$(BIN):$$PATH" tools/lint.sh
+
+demo: deps
+	$(BIN)/python tools/demo.py
+
+bench: deps
+	$(BIN)/python bench/facts_bench.py
+
+clean:
+	rm -rf $(VENV) tests/output .pytest_cache .hypothesis
