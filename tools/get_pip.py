@@ -56,7 +56,7 @@ def main(args):
     # ensurepip installs the pip wheel bundled with this Python (and setuptools, before Python 3.12).
     run([sys.executable, '-m', 'ensurepip', '--upgrade', '--default-pip'])
 
-    if pip_args:
+    if any(not arg.startswith('-') for arg in pip_args):  # something to install
         run([sys.executable, '-m', 'pip', 'install', '--upgrade'] + pip_args)
 
     # Honour --no-setuptools as get-pip does: don't leave behind a setuptools that only ensurepip brought in.

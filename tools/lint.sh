@@ -24,7 +24,10 @@ read -r namespace name < <(cd "$repo_root" && "$venv/bin/python" -c '
 import yaml
 with open("galaxy.yml") as f:
     g = yaml.safe_load(f)
-print(g["namespace"], g["name"])')
+print(g["namespace"], g["name"])') || {
+    echo "lint.sh: cannot read namespace and name from galaxy.yml" >&2
+    exit 2
+}
 
 work="$(mktemp -d "${TMPDIR:-/tmp}/lint-$namespace-$name.XXXXXX")"
 trap 'rm -rf "$work"' EXIT

@@ -45,7 +45,7 @@ read -r namespace name < <(cd "$repo_root" && "$python" -c '
 import yaml
 with open("galaxy.yml") as f:
     g = yaml.safe_load(f)
-print(g["namespace"], g["name"])')
+print(g["namespace"], g["name"])') || die "cannot read namespace and name from galaxy.yml"
 
 work="$(mktemp -d "${TMPDIR:-/tmp}/sanity-$namespace-$name.XXXXXX")"
 trap 'rm -rf "$work"' EXIT
@@ -108,11 +108,12 @@ EOF
 pyenv_root="$(pyenv root 2>/dev/null || echo "${PYENV_ROOT:-$HOME/.pyenv}")"
 read -r -a supported < <("$python" -c '
 from ansible_test._internal.constants import SUPPORTED_PYTHON_VERSIONS as v
-print(" ".join(v))')
+print(" ".join(v))') || die "cannot read ansible-test's supported Python versions"
 # The interpreter the venv was made from serves its own version (e.g. 3.11) first.
 read -r base_version base_python < <("$python" -c '
 import sys
-print("%d.%d" % sys.version_info[:2], getattr(sys, "_base_executable", sys.executable))')
+print("%d.%d" % sys.version_info[:2], getattr(sys, "_base_executable", sys.executable))') ||
+    die "cannot run $python"
 found=()
 missing=()
 for v in "${supported[@]}"; do

@@ -11,6 +11,7 @@ it talks to, and replies come back raw, exactly as the server sent them.
 from __future__ import annotations
 
 import dataclasses
+import socket
 import traceback
 from concurrent.futures import ThreadPoolExecutor
 
@@ -23,6 +24,16 @@ try:
 except ImportError:
     HAS_REDIS = False
     REDIS_IMPORT_ERROR = traceback.format_exc()
+
+    # Stand-ins so the collection imports without redis-py; the modules then fail with missing_required_lib.
+    class RedisError(Exception):
+        pass
+
+    class ResponseError(RedisError):
+        pass
+
+    class AuthenticationError(RedisError):
+        pass
 else:
     HAS_REDIS = True
     REDIS_IMPORT_ERROR = None
@@ -100,6 +111,14 @@ class NodeConnection:
         self.close()
 
 
+def resolve_ip(host: str) -> str:
+    """The IP address CLUSTER MEET needs (it takes no hostnames)."""
+    try:
+        return socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)[0][4][0]
+    except OSError as exc:
+        raise ClusterClientError("cannot resolve %s to an IP address: %s" % (host, exc)) from None
+
+
 def fan_out(function, items, max_workers: int = MAX_PARALLEL) -> list:
     """function(item) for every item in parallel; results in the order of items."""
     items = list(items)
@@ -134,9 +153,14 @@ def observe_node(address, options: ConnectionOptions) -> NodeObservation:
     return observation_from_replies(address, nodes.decode(), cluster_info.decode(), info.decode())
 
 
+def observe_nodes(addresses, options: ConnectionOptions) -> ClusterState:
+    """Read exactly these nodes, in parallel, into one ClusterState (no discovery)."""
+    return ClusterState(observations=tuple(fan_out(lambda address: observe_node(address, options), addresses)))
+
+
 def observe_cluster(seeds, options: ConnectionOptions) -> ClusterState:
     """Read the seeds, then every node their views name, in parallel rounds, into one ClusterState."""
-    observations = tuple(fan_out(lambda address: observe_node(address, options), seeds))
+    observations = observe_nodes(seeds, options).observations
     for _round in range(MAX_DISCOVERY_ROUNDS):
         pending = next_addresses(observations)
         if not pending:
@@ -157,31 +181,35 @@ def require_usable(state: ClusterState) -> None:
         raise ClusterClientError("no seed node could be reached (%s)%s" % (errors, hint))
 
 
-def _count_foreign_keys(observation: NodeObservation, slots, options: ConnectionOptions) -> NodeObservation:
-    address = observation.address
-    with NodeConnection(address.host, address.port, options) as conn:
-        counts = conn.pipeline(("CLUSTER", "COUNTKEYSINSLOT", slot) for slot in slots)
-    found = tuple((slot, count) for slot, count in zip(slots, counts) if isinstance(count, int) and count > 0)
-    return dataclasses.replace(observation, foreign_keys=found, scanned=True)
+def count_keys(state: ClusterState, options: ConnectionOptions, slots_to_count) -> dict:
+    """{node id: {slot: keys}} (non-zero counts only) for every reachable master; slots_to_count(observation)
+    names the slots to count on that node. One pipeline of CLUSTER COUNTKEYSINSLOT per node, nodes in parallel."""
+    jobs = [(obs, list(slots_to_count(obs))) for obs in state.configured
+            if obs.myself is not None and obs.myself.is_master]
+
+    def count(job):
+        obs, slots = job
+        try:
+            with NodeConnection(obs.address.host, obs.address.port, options) as conn:
+                replies = conn.pipeline(("CLUSTER", "COUNTKEYSINSLOT", slot) for slot in slots)
+        except (RedisError, OSError) as exc:
+            raise ClusterClientError("counting keys on %s failed: %s" % (obs.address.key, describe_error(exc))) from None
+        return obs.myself.id, {slot: n for slot, n in zip(slots, replies) if isinstance(n, int) and n > 0}
+
+    return dict(fan_out(count, jobs))
+
+
+def unserved_slots(observation: NodeObservation) -> list:
+    """Slots a master neither serves nor imports: where a key would be a stray."""
+    expected = {slot for first, last in observation.myself.slots for slot in range(first, last + 1)}
+    expected.update(slot for slot, _partner in observation.myself.importing)
+    return [slot for slot in range(SLOT_COUNT) if slot not in expected]
 
 
 def scan_foreign_keys(state: ClusterState, options: ConnectionOptions) -> ClusterState:
-    """Deep scan: count keys in every slot a master does not serve (one pipeline per node)."""
-    jobs = []
-    for index, obs in enumerate(state.observations):
-        if obs not in state.configured or obs.myself is None or not obs.myself.is_master:
-            continue
-        expected = {slot for first, last in obs.myself.slots for slot in range(first, last + 1)}
-        expected.update(slot for slot, _partner in obs.myself.importing)
-        jobs.append((index, [slot for slot in range(SLOT_COUNT) if slot not in expected]))
-
-    def scan(job):
-        index, slots = job
-        try:
-            return index, _count_foreign_keys(state.observations[index], slots, options)
-        except (RedisError, OSError) as exc:
-            failed = state.observations[index]
-            return index, dataclasses.replace(failed, reachable=False, error="deep scan failed: %s" % describe_error(exc))
-
-    scanned = dict(fan_out(scan, jobs))
-    return ClusterState(observations=tuple(scanned.get(i, obs) for i, obs in enumerate(state.observations)))
+    """Deep scan: count keys in every slot a master does not serve."""
+    found = count_keys(state, options, unserved_slots)
+    return ClusterState(observations=tuple(
+        dataclasses.replace(obs, foreign_keys=tuple(sorted(found[obs.myself.id].items())), scanned=True)
+        if obs.myself is not None and obs.myself.id in found else obs
+        for obs in state.observations))

@@ -75,12 +75,12 @@ def run_module(argument_spec: dict, backend, **module_kwargs) -> None:
     try:
         result = backend(module)
     except ModuleFailure as exc:
-        module.fail_json(msg=str(exc), elapsed_ms=_elapsed_ms(started), **exc.result)
+        module.fail_json(msg=str(exc), elapsed_ms=elapsed_ms(started), **exc.result)
     except (ClusterClientError, TopologyError) as exc:
-        module.fail_json(msg=str(exc), elapsed_ms=_elapsed_ms(started))
-    result["elapsed_ms"] = _elapsed_ms(started)
+        module.fail_json(msg=str(exc), elapsed_ms=elapsed_ms(started))
+    result["elapsed_ms"] = elapsed_ms(started)
     module.exit_json(**result)
 
 
-def _elapsed_ms(started: float) -> int:
+def elapsed_ms(started: float) -> int:
     return int(round((time.monotonic() - started) * 1000))

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 SLOT_COUNT = 16384
 
+
 def _crc16_table() -> tuple:
     # CRC16-CCITT (XMODEM), polynomial 0x1021: the checksum Redis Cluster hashes keys with.
     table = []

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import hashlib
 from collections import Counter
 from types import MappingProxyType
 
@@ -400,7 +401,7 @@ class ClusterState:
     @functools.cached_property
     def views(self) -> tuple:
         """(observer, slot -> owner id map) for every configured reachable node."""
-        return tuple((obs, _owner_map(obs.entries)) for obs in self.configured)
+        return tuple((obs, owner_map(obs.entries)) for obs in self.configured)
 
     @functools.cached_property
     def slot_owners(self) -> MappingProxyType:
@@ -423,7 +424,8 @@ class ClusterState:
         return node.describe() if node else node_id[:8]
 
 
-def _owner_map(entries) -> dict:
+def owner_map(entries) -> dict:
+    """slot -> owner id in one node's view."""
     return {slot: entry.id for entry in entries if entry.is_master
             for first, last in entry.slots for slot in range(first, last + 1)}
 
@@ -433,6 +435,33 @@ def _signature(owners: dict) -> frozenset:
     for slot, owner in owners.items():
         by_owner.setdefault(owner, []).append(slot)
     return frozenset((owner, ranges_from_slots(slots)) for owner, slots in by_owner.items())
+
+
+def view_signature(observation: NodeObservation) -> frozenset:
+    """What a node believes about roles and slot owners: the same on every node of a converged cluster."""
+    return frozenset((entry.id, entry.is_replica, entry.master_id, entry.slots)
+                     for entry in observation.entries if "handshake" not in entry.flags)
+
+
+def state_id(state: ClusterState) -> str:
+    """A digest of the topology a plan is made from; equal digests mean the same roles, slots and open slots."""
+    parts = sorted("%s %s %s %s %s %s %s %d" % (node.id, node.address, node.role, node.entry.master_id,
+                                                format_ranges(node.entry.slots), node.entry.migrating,
+                                                node.entry.importing, node.entry.config_epoch)
+                   for node in state.nodes)
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
+
+
+def topology_summary(state: ClusterState) -> dict:
+    """Masters with their slots and replicas, and the nodes with no role in the cluster yet: before/after views."""
+    masters = []
+    for node in state.masters:
+        if node.entry.slots or state.replicas_of(node.id):
+            masters.append({"node": node.address, "id": node.id, "slots": format_ranges(node.entry.slots),
+                            "slot_count": count_slots(node.entry.slots),
+                            "replicas": sorted(r.address for r in state.replicas_of(node.id))})
+    idle = sorted(node.address for node in state.masters if not node.entry.slots and not state.replicas_of(node.id))
+    return {"masters": masters, "idle_nodes": idle, "slots_covered": state.slots_covered}
 
 
 # --- health --------------------------------------------------------------------------------------

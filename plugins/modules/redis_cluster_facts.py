@@ -20,7 +20,7 @@ description:
   - Read-only. Sends C(CLUSTER NODES), C(CLUSTER INFO) and C(INFO) to each node, and with
     O(deep_scan=true) one pipeline of C(CLUSTER COUNTKEYSINSLOT) per master.
 author:
-  - redisops.cluster maintainers
+  - redisops.cluster maintainers (@redisops)
 extends_documentation_fragment:
   - redisops.cluster.connection
 attributes:
@@ -29,8 +29,10 @@ attributes:
     description: The module never changes anything; it runs the same in check mode.
   diff_mode:
     support: none
+    description: The module does not return a diff.
   facts:
     support: full
+    description: Returns the cluster as C(ansible_facts.redis_cluster).
 options:
   deep_scan:
     description:
