@@ -6,6 +6,11 @@
 
 Each node runs in cluster mode on free loopback ports, in its own temporary directory, and is
 always stopped and removed again (context managers, plus an atexit safety net).
+
+By default nodes listen on 127.0.0.1 of the caller's network namespace. The benchmarks run them
+elsewhere with ``host`` (the address to bind and announce) and ``command_prefix`` (e.g.
+``["ip", "netns", "exec", NS]``, which execs redis-server inside the namespace NS, so the process
+started is still redis-server itself).
 """
 
 from __future__ import annotations
@@ -44,7 +49,7 @@ class RedisNode:
     """One redis-server process."""
 
     def __init__(self, port: int, bus_port: int, workdir: str, host: str = "127.0.0.1",
-                 cluster: bool = True, extra_args=(), password: str | None = None):
+                 cluster: bool = True, extra_args=(), password: str | None = None, command_prefix=()):
         self.host = host
         self.port = port
         self.bus_port = bus_port
@@ -60,7 +65,7 @@ class RedisNode:
                      "--cluster-replica-validity-factor", "0"]
         if password:
             args += ["--requirepass", password, "--masterauth", password]
-        args += list(extra_args)
+        args = list(command_prefix) + args + list(extra_args)
         self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         _LIVE.add(self)
 
@@ -120,7 +125,10 @@ class RedisNode:
 class RedisNodes:
     """N redis-server processes in one temporary directory; a context manager that always cleans up."""
 
-    def __init__(self, count: int, cluster: bool = True, password: str | None = None, extra_args=()):
+    def __init__(self, count: int, cluster: bool = True, password: str | None = None, extra_args=(),
+                 host: str = "127.0.0.1", command_prefix=()):
+        """count nodes bound to host; ports are picked free on this namespace's loopback (with a
+        command_prefix that enters a fresh namespace, every port is free there anyway)."""
         self.root = tempfile.mkdtemp(prefix="redisops-test-")
         self.nodes = []
         try:
@@ -128,8 +136,9 @@ class RedisNodes:
             for index in range(count):
                 workdir = os.path.join(self.root, "node%d" % index)
                 os.mkdir(workdir)
-                self.nodes.append(RedisNode(ports[2 * index], ports[2 * index + 1], workdir,
-                                            cluster=cluster, password=password, extra_args=extra_args))
+                self.nodes.append(RedisNode(ports[2 * index], ports[2 * index + 1], workdir, host=host,
+                                            cluster=cluster, password=password, extra_args=extra_args,
+                                            command_prefix=command_prefix))
             for node in self.nodes:
                 node.wait_ready()
         except BaseException:
