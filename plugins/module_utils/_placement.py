@@ -1,0 +1,1342 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) redisops.cluster contributors
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Anti-affinity placement of masters and replicas for a new cluster. Private to redisops.cluster.
+
+Pure code: no I/O and no Ansible imports. place() makes M = N // (R + 1) of the N candidates masters
+and gives every other candidate a master. Goals, most important first:
+
+1. no replica shares a host, rack or zone with its master: the fewest shared hosts, then the fewest
+   shared racks, then the fewest shared zones (a host fails most often);
+2. the replicas of one master sit in distinct domains;
+3. no domain holds so many masters that losing it leaves fewer than a majority to vote failovers;
+4. replica counts differ by at most one (always met: nodes beyond M * (R + 1) go one per master).
+
+Labels are compared as they are, like the anti-affinity finding of _topology: racks named alike in
+two zones count as one rack. An unknown rack or zone ('') is never shared.
+
+Goal 1 is exact (when a plan exists in which no replica shares a domain with its master, place()
+finds one; in general it reaches the lexicographic optimum, over the plans that keep the fixed masters
+and the kept fixed_replicas links) whenever the labels nest - every host in
+one rack and zone, every rack in one zone - and, with any labels, for inputs small enough to search
+(EXHAUSTIVE_LIMIT). Other inputs get the best plan a greedy and a local search find, and the report
+says so when it matters. How:
+
+- candidates with equal (host, rack, zone) form a group; a domain is a host, a rack or a zone;
+- a domain holding S replicas and D replica places (the replicas its masters take) keeps at least
+  S + D - T pairs inside itself, T = N - M being the number of pairs: the rest cannot pair with more;
+- master counts per group minimise the sum of those excesses, weighted host >> rack >> zone, then
+  goal 3, then an even spread: a greedy over the tree zone > rack > group (exact for nesting labels),
+  or an exhaustive search, each choice priced by a min-cost flow between groups;
+- with nesting labels the bound is always reached: pairs are made one at a time, each keeping it
+  tight. Otherwise a min-cost flow between groups decides how many replicas of each go to each.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import heapq
+import itertools
+from collections import Counter, deque
+from operator import itemgetter
+
+LEVELS = ("host", "rack", "zone")  # most important first
+
+# Inputs with up to this many master-count vectors (one count per group) are searched exhaustively.
+EXHAUSTIVE_LIMIT = 2000
+# Labels that do not nest: up to this many flow evaluations try to improve the greedy's master counts,
+# for up to LOCAL_SEARCH_GROUPS groups (each evaluation is a min-cost flow over the groups).
+LOCAL_SEARCH_BUDGET = 60
+LOCAL_SEARCH_GROUPS = 24
+# Above this many groups the flow runs over merged groups (a rack or zone whose labels appear nowhere
+# else); when that still leaves more, the pairing on the tree of split domains replaces the flow.
+FLOW_GROUPS = 40
+# How many conflicting candidates the pairing looks past to keep a master's replicas apart (goal 2).
+LOOKAHEAD = 8
+# At most this many replicas are looked at as swap partners to keep a master's replicas apart (goal 2).
+SWAP_BUDGET = 200000
+
+
+class PlacementError(ValueError):
+    """Input that no placement can serve (the caller's error, never a bug)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Candidate:
+    """A node that may become a master or a replica, with its fault domains ('' = unknown)."""
+
+    key: str
+    host: str  # '' = the address part of key
+    rack: str = ""
+    zone: str = ""
+
+    def domains(self) -> tuple:
+        """(level, value) for every known domain, host first."""
+        values = (self.host or address_host(self.key), self.rack, self.zone)
+        return tuple((level, value) for level, value in zip(LEVELS, values) if value)
+
+    def domain(self, level: str) -> str:
+        """The value at one level, '' when unknown."""
+        if level == "host":
+            return self.host or address_host(self.key)
+        return getattr(self, level)
+
+
+@dataclasses.dataclass(frozen=True)
+class Placement:
+    """Masters in slot order, (replica, master) pairs, and the goals not met, each with the reason."""
+
+    masters: tuple
+    replicas: tuple  # (replica key, master key), sorted
+    unmet: tuple = ()  # one message per unmet goal
+    shared: tuple = ()  # (replica key, master key, shared levels) for every pair sharing a domain
+
+    def replicas_of(self, master_key: str) -> tuple:
+        return tuple(replica for replica, master in self.replicas if master == master_key)
+
+    def master_of(self, replica_key: str):
+        return next((master for replica, master in self.replicas if replica == replica_key), None)
+
+
+def address_host(key: str) -> str:
+    """The host part of 'host:port', '[v6]:port' or 'v6:port' (last colon); a key without a port is its own host."""
+    if key.startswith("["):
+        return key[1:].partition("]")[0]
+    host, sep, _port = key.rpartition(":")
+    return host if sep and host else key
+
+
+def shared_domains(a: Candidate, b: Candidate) -> tuple:
+    """The levels at which a and b sit in the same known domain, e.g. ('host', 'zone')."""
+    theirs = dict(b.domains())
+    return tuple(level for level, value in a.domains() if theirs.get(level) == value)
+
+
+def place(candidates, replicas: int, fixed_masters=(), fixed_replicas=None) -> Placement:
+    """Choose the masters, and a master for every other candidate (the goals: see the module docstring).
+
+    fixed_masters stay masters (they serve slots in a half-made cluster). fixed_replicas maps replica
+    key -> master key for links that already replicate: each is kept when its master is a master, its
+    replica is not, and replica counts stay even. Same input in any order, same result.
+    """
+    problem = _problem(tuple(candidates), replicas, fixed_masters, fixed_replicas or {})
+    counts, exact = _master_counts(problem)
+    roles = _roles(problem, counts)
+    return _placement(problem, roles, _pair(problem, roles), exact)
+
+
+# --- the problem -------------------------------------------------------------------------------------
+
+@dataclasses.dataclass(frozen=True)
+class _Tree:
+    """Root > zones > racks > one leaf per group (node 0 is the root). With nesting labels, its nodes are the domains."""
+
+    level: tuple  # per node: 'zone', 'rack', 'host', or '' for the root
+    parent: tuple  # per node: its parent, -1 for the root; parents come before their children
+    children: tuple
+    path: tuple  # per node: itself, its parent, ... the root
+    group: tuple  # per node: the group of a leaf, -1 for the others
+    leaf: tuple  # per group: its leaf
+    groups: tuple  # per node: the groups below it
+    size: tuple  # per node: the candidates below it
+    closed: tuple  # per node: its hosts (and, for a zone, its racks) appear nowhere else
+
+
+@dataclasses.dataclass(frozen=True)
+class _Problem:
+    nodes: tuple  # Candidates with the host filled in, sorted by key
+    by_key: dict
+    domains: dict  # key -> frozenset of its (level, value) domains
+    masters: int  # M
+    per_master: int  # q: replicas every master takes
+    extras: int  # E: masters that take q + 1
+    fixed: frozenset  # keys that stay masters
+    links: tuple  # (replica, master) links to keep where the roles allow, sorted
+    groups: tuple  # tuples of candidates with equal (host, rack, zone), ordered by (zone, rack, host)
+    domain_groups: dict  # (level, value) -> indexes of the groups in that domain
+    domain_size: dict  # (level, value) -> candidates in that domain
+    group_roles: tuple  # per group: (nodes free to be masters, nodes that should be masters) for fixed_replicas
+    weights: dict  # level -> cost of one pair sharing it: one host outweighs every rack, one rack every zone ('' = 0)
+    nested: bool  # every host lies in one rack and one zone, every rack in one zone
+    tree: _Tree
+
+    @property
+    def pairs(self) -> int:
+        return len(self.nodes) - self.masters
+
+
+def _problem(candidates, replicas, fixed_masters, fixed_replicas) -> _Problem:
+    nodes = _normalise(candidates)
+    if isinstance(replicas, bool) or not isinstance(replicas, int) or replicas < 0:
+        raise PlacementError("replicas must be a whole number, 0 or more, got %r" % (replicas,))
+    masters = len(nodes) // (replicas + 1)
+    if not masters:
+        raise PlacementError("%d node(s) cannot make one master with %d replica(s)" % (len(nodes), replicas))
+    by_key = {node.key: node for node in nodes}
+    fixed = frozenset(fixed_masters)
+    unknown = sorted(fixed - set(by_key))
+    if unknown:
+        raise PlacementError("fixed_masters names %s, not among the candidates" % ", ".join(unknown))
+    if len(fixed) > masters:
+        raise PlacementError("%d fixed masters, but %d nodes with %d replica(s) each make only %d masters"
+                             % (len(fixed), len(nodes), replicas, masters))
+    links = _links(fixed_replicas, by_key, fixed)
+    groups = _group_nodes(nodes)
+    domain_groups, domain_size = {}, Counter()
+    for index, members in enumerate(groups):
+        for domain in members[0].domains():
+            domain_groups.setdefault(domain, []).append(index)
+            domain_size[domain] += len(members)
+    per_master, extras = divmod(len(nodes) - masters, masters)
+    base = len(nodes) + 2  # more than the number of pairs: weights stay lexicographic
+    return _Problem(
+        nodes=nodes, by_key=by_key, domains={node.key: frozenset(node.domains()) for node in nodes},
+        masters=masters, per_master=per_master, extras=extras, fixed=fixed,
+        links=links, groups=groups, domain_groups={domain: tuple(g) for domain, g in domain_groups.items()},
+        domain_size=dict(domain_size), group_roles=_group_roles(groups, fixed, links),
+        weights={"host": base * base, "rack": base, "zone": 1, "": 0}, nested=_nested(groups), tree=_tree(groups),
+    )
+
+
+def _normalise(candidates) -> tuple:
+    nodes = []
+    for candidate in candidates:
+        if not isinstance(candidate, Candidate) or not candidate.key:
+            raise PlacementError("each candidate must be a Candidate with a key, got %r" % (candidate,))
+        nodes.append(dataclasses.replace(candidate, host=candidate.host or address_host(candidate.key)))
+    if not nodes:
+        raise PlacementError("there are no candidate nodes")
+    repeated = sorted(key for key, count in Counter(node.key for node in nodes).items() if count > 1)
+    if repeated:
+        raise PlacementError("the candidates list %s more than once" % ", ".join(repeated))
+    return tuple(sorted(nodes, key=lambda node: node.key))
+
+
+def _links(fixed_replicas, by_key, fixed) -> tuple:
+    links = []
+    for replica, master in sorted(dict(fixed_replicas).items()):
+        missing = [key for key in (replica, master) if key not in by_key]
+        if missing:
+            raise PlacementError("fixed_replicas names %s, not among the candidates" % ", ".join(missing))
+        if replica == master:
+            raise PlacementError("fixed_replicas makes %s a replica of itself" % replica)
+        if replica in fixed:
+            raise PlacementError("%s is both a fixed master and a fixed replica of %s" % (replica, master))
+        links.append((replica, master))
+    return tuple(links)
+
+
+def _group_nodes(nodes) -> tuple:
+    by_label = {}
+    for node in nodes:
+        by_label.setdefault((node.zone, node.rack, node.host), []).append(node)
+    return tuple(tuple(by_label[label]) for label in sorted(by_label))
+
+
+def _group_roles(groups, fixed, links) -> tuple:
+    # Breaking a replication that already runs, or demoting a node others replicate from, is churn.
+    replicating = {replica for replica, _master in links}
+    wanted = fixed | {master for _replica, master in links}
+    return tuple((sum(1 for node in members if node.key not in replicating),
+                  sum(1 for node in members if node.key in wanted and node.key not in replicating))
+                 for members in groups)
+
+
+def _nested(groups) -> bool:
+    host_place, rack_zone = {}, {}
+    for members in groups:
+        node = members[0]
+        if host_place.setdefault(node.host, (node.rack, node.zone)) != (node.rack, node.zone):
+            return False
+        if node.rack and rack_zone.setdefault(node.rack, node.zone) != node.zone:
+            return False
+    return True
+
+
+def _tree(groups, rack: bool = True, zone: bool = True) -> _Tree:
+    """The tree over the groups; without rack (or zone), that level is left out. A host holding several
+    groups (only when a level is left out) becomes a node above one leaf per group, leaves weighing nothing."""
+    level, parent, index, leaf = [""], [-1], {}, []
+
+    def node(key: tuple, up: int, kind: str) -> int:
+        if key not in index:
+            index[key] = len(level)
+            level.append(kind)
+            parent.append(up)
+        return index[key]
+
+    def host_key(first) -> tuple:
+        return (first.zone if zone else "", first.rack if rack else "", first.host)
+
+    shared = Counter(host_key(members[0]) for members in groups)
+    for group, members in enumerate(groups):
+        first = members[0]
+        place_zone, place_rack = host_key(first)[:2]
+        up = node(("zone", place_zone), 0, "zone") if place_zone else 0
+        up = node(("rack", place_zone, place_rack), up, "rack") if place_rack else up
+        up = node(("host",) + host_key(first), up, "host")
+        leaf.append(node(("group", group), up, "") if shared[host_key(first)] > 1 else up)
+    count = len(level)
+    children = [[] for _unused in range(count)]
+    below = [[] for _unused in range(count)]
+    paths = []
+    for item in range(count):
+        if item:
+            children[parent[item]].append(item)
+        path, up = [], item
+        while up >= 0:
+            path.append(up)
+            up = parent[up]
+        paths.append(tuple(path))
+    for group, item in enumerate(leaf):
+        for up in paths[item]:
+            below[up].append(group)
+    group_of = [-1] * count
+    for group, item in enumerate(leaf):
+        group_of[item] = group
+    return _Tree(
+        level=tuple(level), parent=tuple(parent), children=tuple(map(tuple, children)),
+        path=tuple(paths), group=tuple(group_of), leaf=tuple(leaf), groups=tuple(map(tuple, below)),
+        size=tuple(sum(len(groups[g]) for g in found) for found in below),
+        closed=_closed(groups, level, below),
+    )
+
+
+def _closed(groups, level, below) -> tuple:
+    # A merged rack or zone must look the same from every other group: none of its hosts (nor, for a
+    # zone, its racks) may appear outside it.
+    where = {}
+    for group, members in enumerate(groups):
+        first = members[0]
+        where.setdefault(("host", first.host), set()).add(group)
+        if first.rack:
+            where.setdefault(("rack", first.rack), set()).add(group)
+    closed = []
+    for kind, found in zip(level, below):
+        inside = set(found)
+        labels = {("host", groups[g][0].host) for g in found}
+        if kind == "zone":
+            labels |= {("rack", groups[g][0].rack) for g in found if groups[g][0].rack}
+        closed.append(all(where[label] <= inside for label in labels))
+    return tuple(closed)
+
+
+# --- master counts per group -------------------------------------------------------------------------
+
+def _master_counts(problem: _Problem) -> tuple:
+    """Masters per group, and whether goal 1 is known to be optimal for them."""
+    lo = tuple(sum(1 for node in members if node.key in problem.fixed) for members in problem.groups)
+    hi = tuple(len(members) for members in problem.groups)
+    if _few_vectors(lo, hi, problem.masters):
+        return _exhaustive(problem, lo, hi), True
+    counts = _tree_counts(problem, lo, hi)
+    if problem.nested:
+        return counts, True
+    return _local_search(problem, counts, lo, hi), False
+
+
+def _few_vectors(lo, hi, total: int) -> bool:
+    product = 1
+    for low, high in zip(lo, hi):
+        product *= high - low + 1
+    if product <= EXHAUSTIVE_LIMIT:
+        return True
+    if len(lo) > 16 or total > 64:
+        return False
+    ways = [1] + [0] * total  # ways[s]: vectors over the groups so far that sum to s
+    for low, high in zip(lo, hi):
+        ways = [min(EXHAUSTIVE_LIMIT + 1, sum(ways[s - k] for k in range(low, min(high, s) + 1)))
+                for s in range(total + 1)]
+    return ways[total] <= EXHAUSTIVE_LIMIT
+
+
+def _vectors(lo, hi, total: int):
+    """Every vector with lo <= v <= hi and sum(v) == total, in lexicographic order."""
+    rest_lo = [sum(lo[i:]) for i in range(len(lo) + 1)]
+    rest_hi = [sum(hi[i:]) for i in range(len(hi) + 1)]
+
+    def extend(index: int, left: int, prefix: tuple):
+        if index == len(lo):
+            yield prefix
+            return
+        for count in range(max(lo[index], left - rest_hi[index + 1]), min(hi[index], left - rest_lo[index + 1]) + 1):
+            yield from extend(index + 1, left - count, prefix + (count,))
+
+    return extend(0, total, ())
+
+
+def _exhaustive(problem: _Problem, lo, hi) -> tuple:
+    best = None
+    for counts in _vectors(lo, hi, problem.masters):
+        # The flow cannot cost less than the bound, and the rest of the key is known without it.
+        floor = (_flow_floor(problem, counts),) + _role_key(problem, counts)
+        if best is not None and floor > best:
+            continue
+        key = (_flow_cost(problem, counts),) + _role_key(problem, counts)
+        if best is None or key < best:
+            best = key
+    return best[-1]
+
+
+def _role_key(problem: _Problem, counts) -> tuple:
+    return (_goal3_excess(problem, counts), _churn(problem, counts), _balance(problem, counts), counts)
+
+
+def _flow_cost(problem: _Problem, counts) -> int:
+    roles = _roles(problem, counts)
+    kept = sum(_pair_cost(problem, replica, master) for master, replicas in roles.kept.items() for replica in replicas)
+    flow = _flow(problem, roles, tuple((group,) for group in range(len(problem.groups))))
+    return flow.cost + _flow_unit(problem) * kept
+
+
+def _flow_floor(problem: _Problem, counts) -> int:
+    if problem.links:
+        return 0  # kept links move pairs out of the flow: no simple bound
+    masters = _domain_counts(problem, counts)
+    lean = problem.per_master - 1
+    excess = sum(problem.weights[domain[0]] * max(0, size + lean * masters[domain] - problem.pairs)
+                 for domain, size in problem.domain_size.items())
+    return _flow_unit(problem) * excess
+
+
+def _domain_counts(problem: _Problem, counts) -> Counter:
+    return Counter({domain: sum(counts[g] for g in groups) for domain, groups in problem.domain_groups.items()})
+
+
+def _goal3_excess(problem: _Problem, counts) -> int:
+    cap = (problem.masters - 1) // 2
+    return sum(problem.weights[domain[0]] * max(0, count - cap)
+               for domain, count in _domain_counts(problem, counts).items())
+
+
+def _churn(problem: _Problem, counts) -> int:
+    return sum(max(0, count - free) + max(0, wanted - count)
+               for count, (free, wanted) in zip(counts, problem.group_roles))
+
+
+def _balance(problem: _Problem, counts) -> int:
+    return sum(count * count for count in _domain_counts(problem, counts).values()) + sum(c * c for c in counts)
+
+
+def _local_search(problem: _Problem, counts, lo, hi) -> tuple:
+    """Labels that do not nest: move one master at a time between groups while the flow says it helps."""
+    if len(problem.groups) > LOCAL_SEARCH_GROUPS:
+        return counts
+    best = (_flow_cost(problem, counts),) + _role_key(problem, counts)
+    budget = LOCAL_SEARCH_BUDGET
+    improved = True
+    while improved and budget > 0:
+        improved = False
+        for source, target in itertools.permutations(range(len(counts)), 2):
+            if counts[source] <= lo[source] or counts[target] >= hi[target]:
+                continue
+            moved = list(counts)
+            moved[source] -= 1
+            moved[target] += 1
+            moved = tuple(moved)
+            if (_flow_floor(problem, moved),) + _role_key(problem, moved) >= best:
+                continue
+            budget -= 1
+            key = (_flow_cost(problem, moved),) + _role_key(problem, moved)
+            if key < best:
+                best, counts, improved = key, moved, True
+                break
+            if budget <= 0:
+                break
+    return counts
+
+
+@dataclasses.dataclass(frozen=True)
+class _Scales:
+    """Multipliers that make one scalar cost lexicographic: goal 1, goal 3, churn, then balance."""
+
+    goal1: int
+    goal3: int
+    churn: int
+
+
+def _scales(problem: _Problem) -> _Scales:
+    n = len(problem.nodes) + 1
+    churn = 4 * n * n + 1  # above any balance sum (count squared, over at most 4 levels)
+    goal3 = churn * (2 * n + 1)  # above any churn (at most 2 per node)
+    goal1 = goal3 * (3 * n * sum(problem.weights.values()) + 1)  # above any goal-3 excess
+    return _Scales(goal1, goal3, churn)
+
+
+def _tree_counts(problem: _Problem, lo, hi) -> tuple:
+    """Masters per group by the tree greedy; with extra replicas, the better of two ways to place them."""
+    tree, scales, lean = problem.tree, _scales(problem), problem.per_master - 1
+    nothing = [0] * len(tree.level)
+
+    def masters_cost(extra):
+        return lambda node, count: _node_term(problem, scales, node, count, lean * count + extra[node])
+
+    def group_cost(group, count):
+        free, wanted = problem.group_roles[group]
+        return scales.churn * (max(0, count - free) + max(0, wanted - count)) + count * count
+
+    plain = _allocate(tree, problem.masters, lo, hi, masters_cost(nothing), group_cost)
+    if not problem.extras:
+        return plain
+    # Extra replicas need masters where the bound has room: either add them to the masters chosen
+    # without them, or place the masters that take them first and the others around them.
+    options = []
+    placed = _node_sums(tree, plain)
+    grown = _allocate(tree, problem.extras, (0,) * len(lo), plain, lambda node, count: scales.goal1 * _excess(
+        problem, node, lean * placed[node] + count) + count * count, lambda group, count: 0)
+    options.append((_total(problem, scales, plain, grown, group_cost), plain))
+    if options[0][0] == _total(problem, scales, plain, (0,) * len(lo), group_cost):
+        return plain  # the extras cost nothing there: nothing can beat it
+    fixed = _node_sums(tree, lo)
+    big = _allocate(tree, problem.extras, (0,) * len(lo), hi, lambda node, count: scales.goal1 * _excess(
+        problem, node, lean * fixed[node] + (lean + 1) * count) + count * count, lambda group, count: 0)
+    floor = tuple(max(a, b) for a, b in zip(lo, big))
+    if sum(floor) <= problem.masters:
+        around = _allocate(tree, problem.masters, floor, hi, masters_cost(_node_sums(tree, big)), group_cost)
+        options.append((_total(problem, scales, around, big, group_cost), around))
+    return min(options)[1]
+
+
+def _excess(problem: _Problem, node: int, weight: int) -> int:
+    tree = problem.tree
+    return problem.weights[tree.level[node]] * max(0, tree.size[node] + weight - problem.pairs)
+
+
+def _node_term(problem: _Problem, scales: _Scales, node: int, count: int, weight: int) -> int:
+    crowd = max(0, count - (problem.masters - 1) // 2)
+    return (scales.goal1 * _excess(problem, node, weight)
+            + scales.goal3 * problem.weights[problem.tree.level[node]] * crowd + count * count)
+
+
+def _total(problem: _Problem, scales: _Scales, masters, extras, group_cost) -> int:
+    tree, lean = problem.tree, problem.per_master - 1
+    count, grown = _node_sums(tree, masters), _node_sums(tree, extras)
+    return (sum(_node_term(problem, scales, node, count[node], lean * count[node] + grown[node])
+                for node in range(1, len(tree.level)))
+            + sum(group_cost(group, masters[group]) for group in range(len(masters))))
+
+
+def _node_sums(tree: _Tree, per_group) -> list:
+    return [sum(per_group[g] for g in groups) for groups in tree.groups]
+
+
+def _allocate(tree: _Tree, count: int, lo, hi, node_cost, group_cost) -> tuple:
+    """count units over the groups, lo <= units <= hi, minimising convex costs per tree node and group.
+
+    Bottom-up, every node merges its children's sorted marginal costs and adds its own: the greedy
+    for separable convex costs over a laminar family, exact.
+    """
+    need = count - sum(lo)
+    if need <= 0:
+        return tuple(lo)
+    base = [0] * len(tree.level)
+    marginal = [[] for _unused in tree.level]
+    for node in range(len(tree.level) - 1, -1, -1):  # children have higher numbers than their parent
+        group = tree.group[node]
+        if group >= 0:
+            low = base[node] = lo[group]
+            units = [(group_cost(group, k + 1) - group_cost(group, k), group)
+                     for k in range(low, min(hi[group], low + need))]
+        else:
+            base[node] = sum(base[child] for child in tree.children[node])
+            units = list(itertools.islice(heapq.merge(*(marginal[child] for child in tree.children[node]),
+                                                      key=itemgetter(0)), need))
+            for child in tree.children[node]:
+                marginal[child] = []
+        if node:
+            previous, priced = node_cost(node, base[node]), []
+            for i, (cost, group) in enumerate(units):
+                current = node_cost(node, base[node] + i + 1)
+                priced.append((cost + current - previous, group))
+                previous = current
+            units = priced
+        marginal[node] = units
+    chosen = Counter(group for _cost, group in marginal[0][:need])
+    return tuple(low + chosen[group] for group, low in enumerate(lo))
+
+
+# --- roles: which nodes are masters, which fixed links stay ---------------------------------------------
+
+@dataclasses.dataclass(frozen=True)
+class _Roles:
+    masters: tuple  # master keys, sorted
+    group_masters: tuple  # per group: its master keys
+    pools: tuple  # per group: keys of the replicas still to pair, sorted
+    kept: dict  # master key -> replica keys kept from fixed_replicas
+    room: dict  # master key -> replicas it still takes for sure (q minus the kept ones)
+    can_grow: frozenset  # masters that may take one replica more than q
+    extras: int  # how many of them do
+
+
+def _roles(problem: _Problem, counts) -> _Roles:
+    replicating = {replica for replica, _master in problem.links}
+    wanted = {master for _replica, master in problem.links}
+
+    def rank(node) -> tuple:
+        # Keep what already runs: fixed masters, then nodes others replicate from, never a replicating node if avoidable.
+        key = node.key
+        return (0 if key in problem.fixed else 3 if key in replicating else 1 if key in wanted else 2, key)
+
+    group_masters = tuple(tuple(sorted(node.key for node in sorted(members, key=rank)[:count]))
+                          for members, count in zip(problem.groups, counts))
+    masters = tuple(sorted(key for keys in group_masters for key in keys))
+    kept = _kept_links(problem, frozenset(masters))
+    q = problem.per_master
+    can_grow = frozenset(key for key in masters if len(kept.get(key, ())) <= q)
+    taken = set(masters) | {replica for replicas in kept.values() for replica in replicas}
+    return _Roles(
+        masters=masters, group_masters=group_masters,
+        pools=tuple(tuple(node.key for node in members if node.key not in taken) for members in problem.groups),
+        kept=kept, room={key: max(0, q - len(kept.get(key, ()))) for key in masters}, can_grow=can_grow,
+        extras=problem.extras - (len(masters) - len(can_grow)),
+    )
+
+
+def _kept_links(problem: _Problem, masters: frozenset) -> dict:
+    """Fixed links whose master is a master and whose replica is not, while counts stay even (least sharing first)."""
+    kept, grown, q = {}, 0, problem.per_master
+    for replica, master in sorted(problem.links, key=lambda link: (_pair_cost(problem, *link), link)):
+        if master not in masters or replica in masters:
+            continue
+        have = len(kept.get(master, ()))
+        if have < q or (have == q and grown < problem.extras):
+            grown += have == q
+            kept.setdefault(master, []).append(replica)
+    return {master: tuple(sorted(replicas)) for master, replicas in kept.items()}
+
+
+def _pair_cost(problem: _Problem, first: str, second: str) -> int:
+    """Cost of a replica and its master (or of two replicas of one master) sharing domains: lexicographic weights."""
+    return sum(problem.weights[level] for level, _value in problem.domains[first] & problem.domains[second])
+
+
+def _pair(problem: _Problem, roles: _Roles) -> tuple:
+    if problem.nested:
+        try:
+            return _apart(problem, roles, _tree_pairs(problem, roles))
+        except _Stuck:  # cannot happen while the bound is always reachable; the flow is the safe way out
+            pass
+    classes = _flow_classes(problem, roles, len(problem.groups) > FLOW_GROUPS)
+    if len(classes) > FLOW_GROUPS and not problem.nested:
+        # Too many groups for a flow (labels cross everywhere): pair on a tree of the levels that nest
+        # with the hosts, most important first, exactly; the swaps then repair the level left out.
+        try:
+            return _apart(problem, roles, _tree_pairs(problem, roles, _nesting_tree(problem.groups)))
+        except _Stuck:
+            pass
+    return _apart(problem, roles, _realise(problem, roles, _flow(problem, roles, classes)))
+
+
+# --- pairing by min-cost flow between groups (any labels) ----------------------------------------------
+
+@dataclasses.dataclass(frozen=True)
+class _Flow:
+    cost: int  # _flow_unit per unit of goal-1 cost, plus the goal-2 penalties (group, then zone)
+    classes: tuple  # the (merged) groups the flow ran over
+    moves: dict  # (from class, to class) -> replicas
+    grows: tuple  # per class: masters that take one replica more than q
+
+
+def _flow_unit(problem: _Problem) -> int:
+    return (len(problem.nodes) + 2) ** 2  # above all goal-2 penalties: per replica, at most a group's and a zone's
+
+
+def _flow_classes(problem: _Problem, roles: _Roles, merge: bool) -> tuple:
+    """Groups for the flow: single groups, or closed racks and zones merged where nothing forces pairs inside them."""
+    if not merge:
+        return tuple((group,) for group in range(len(problem.groups)))
+    tree = problem.tree
+    replicas = [len(pool) for pool in roles.pools]
+    room = [sum(roles.room[key] for key in keys) for keys in roles.group_masters]
+    grow = [sum(1 for key in keys if key in roles.can_grow) for keys in roles.group_masters]
+    total, classes = sum(replicas), []
+
+    def visit(node: int) -> None:
+        groups = tree.groups[node]
+        if tree.level[node] in ("zone", "rack") and tree.closed[node]:
+            load = sum(replicas[g] + room[g] for g in groups) + min(roles.extras, sum(grow[g] for g in groups))
+            if load <= total:
+                classes.append(groups)
+                return
+        if tree.group[node] >= 0:
+            classes.append((tree.group[node],))
+            return
+        for child in tree.children[node]:
+            visit(child)
+
+    visit(0)
+    return tuple(classes)
+
+
+def _class_cost(problem: _Problem, first: tuple, second: tuple) -> int:
+    if first != second:
+        # Classes are single groups or closed racks and zones: every pair across two of them shares the same.
+        return _pair_cost(problem, problem.groups[first[0]][0].key, problem.groups[second[0]][0].key)
+    # Inside one class: exact for a single group, an upper bound for a merged one.
+    levels = {level for group in first for level, _value in problem.groups[group][0].domains()}
+    return sum(problem.weights[level] for level in levels)
+
+
+def _flow(problem: _Problem, roles: _Roles, classes: tuple) -> _Flow:
+    size = len(classes)
+    masters = [[key for g in cls for key in roles.group_masters[g]] for cls in classes]
+    replicas = [sum(len(roles.pools[g]) for g in cls) for cls in classes]
+    room = [sum(roles.room[key] for key in keys) for keys in masters]
+    grow = [sum(1 for key in keys if key in roles.can_grow) for keys in masters]
+    takers = [sum(1 for key in keys if roles.room[key] or key in roles.can_grow) for keys in masters]
+    amount = sum(replicas)
+    if not amount:
+        return _Flow(0, classes, {}, (0,) * size)
+    unit, apart = _flow_unit(problem), len(problem.nodes) + 1
+    costs = [[unit * _class_cost(problem, a, b) for b in classes] for a in classes]
+    # Goal 2: beyond one replica per master, replicas from one group, or from one zone, must share it at
+    # some master. Replicas pass a hub per (their zone, target class) that charges for what exceeds it.
+    zone_of = [problem.groups[cls[0]][0].zone for cls in classes]  # a class lies in one zone
+    hubs = {key: 2 * size + 1 + index
+            for index, key in enumerate(itertools.product(sorted(set(zone_of) - {""}), range(size)))}
+    sink, arcs, kinds = 2 * size + 1 + len(hubs), [], []
+    # Extra places cost more than any path can save, so exactly the extras use them.
+    huge = (amount + 1) * (sink + 1) * (max(map(max, costs)) + apart + 2)
+    for a in range(size):
+        if replicas[a]:
+            arcs.append((0, 1 + a, replicas[a], 0))
+            kinds.append(None)
+    for a, b in itertools.product(range(size), repeat=2):
+        if replicas[a] and (room[b] or grow[b]):
+            target = hubs[(zone_of[a], b)] if zone_of[a] else 1 + size + b
+            first = min(replicas[a], takers[b])
+            arcs.append((1 + a, target, first, costs[a][b]))
+            kinds.append((a, b))
+            if replicas[a] > first:
+                arcs.append((1 + a, target, replicas[a] - first, costs[a][b] + apart))
+                kinds.append((a, b))
+    for (_zone, b), hub in sorted(hubs.items(), key=itemgetter(1)):
+        if room[b] or grow[b]:
+            arcs.extend(((hub, 1 + size + b, takers[b], 0), (hub, 1 + size + b, amount, 1)))
+            kinds.extend(("zone", "zone"))
+    for b in range(size):
+        if room[b]:
+            arcs.append((1 + size + b, sink, room[b], 0))
+            kinds.append(None)
+        if grow[b] and roles.extras:
+            arcs.append((1 + size + b, sink, min(grow[b], roles.extras), huge))
+            kinds.append(b)
+    moves, grows, cost = Counter(), [0] * size, 0
+    for arc, kind, sent in zip(arcs, kinds, _min_cost_flow(sink + 1, arcs, 0, sink, amount)):
+        if not sent or kind is None:
+            continue
+        if isinstance(kind, int):
+            grows[kind] += sent
+            continue
+        cost += sent * arc[3]
+        if kind != "zone":
+            moves[kind] += sent
+    return _Flow(cost, classes, dict(moves), tuple(grows))
+
+
+def _min_cost_flow(size: int, arcs, source: int, sink: int, amount: int) -> list:
+    """Successive shortest paths (Dijkstra with potentials); arcs are (from, to, capacity, cost >= 0)."""
+    head = [[] for _unused in range(size)]
+    to, cap, cost = [], [], []
+    for u, v, capacity, price in arcs:
+        head[u].append(len(to))
+        to.append(v)
+        cap.append(capacity)
+        cost.append(price)
+        head[v].append(len(to))
+        to.append(u)
+        cap.append(0)
+        cost.append(-price)
+    potential, sent = [0] * size, 0
+    while sent < amount:
+        dist, via = [None] * size, [-1] * size
+        dist[source] = 0
+        queue = [(0, source)]
+        while queue:
+            d, u = heapq.heappop(queue)
+            if d != dist[u]:
+                continue
+            for e in head[u]:
+                if cap[e]:
+                    v = to[e]
+                    nd = d + cost[e] + potential[u] - potential[v]
+                    if dist[v] is None or nd < dist[v]:
+                        dist[v], via[v] = nd, e
+                        heapq.heappush(queue, (nd, v))
+        if dist[sink] is None:
+            raise RuntimeError("placement flow: %d of %d units found no path" % (amount - sent, amount))
+        for v in range(size):
+            if dist[v] is not None:
+                potential[v] += dist[v]
+        push, v = amount - sent, sink
+        while v != source:
+            push = min(push, cap[via[v]])
+            v = to[via[v] ^ 1]
+        v = sink
+        while v != source:
+            cap[via[v]] -= push
+            cap[via[v] ^ 1] += push
+            v = to[via[v] ^ 1]
+        sent += push
+    return [arc[2] - cap[2 * i] for i, arc in enumerate(arcs)]
+
+
+def _realise(problem: _Problem, roles: _Roles, flow: _Flow) -> tuple:
+    """Concrete pairs for the flow's counts: each replica goes to the master it shares least with."""
+    by_key = problem.by_key
+    pools = [deque(_spread([by_key[key] for g in cls for key in roles.pools[g]])) for cls in flow.classes]
+    assigned = {key: [by_key[replica] for replica in roles.kept.get(key, ())] for key in roles.masters}
+    pairs = []
+    for b, cls in enumerate(flow.classes):
+        masters = _spread([by_key[key] for g in cls for key in roles.group_masters[g]])
+        growing = set([node.key for node in masters if node.key in roles.can_grow][:flow.grows[b]])
+        left = {node.key: roles.room[node.key] + (node.key in growing) for node in masters}
+        incoming = [pools[a].popleft() for a in range(len(flow.classes)) for _unused in range(flow.moves.get((a, b), 0))]
+        # Dealt in spread order, one round at a time: a master's replicas come from different domains.
+        for replica in _spread(incoming):
+            master = _best_master(problem, replica, masters, left, assigned)
+            left[master.key] -= 1
+            assigned[master.key].append(replica)
+            pairs.append((replica.key, master.key))
+    return tuple(pairs)
+
+
+def _best_master(problem: _Problem, replica: Candidate, masters, left, assigned) -> Candidate:
+    def score(item):
+        rank, master = item
+        return (_cost(problem, replica, master), sum(_cost(problem, replica, other) for other in assigned[master.key]),
+                len(assigned[master.key]), rank)
+
+    return min(((rank, master) for rank, master in enumerate(masters) if left[master.key]), key=score)[1]
+
+
+def _cost(problem: _Problem, first: Candidate, second: Candidate) -> int:
+    return _pair_cost(problem, first.key, second.key)
+
+
+def _apart(problem: _Problem, roles: _Roles, pairs: tuple) -> tuple:
+    """Finishing touch: swap the replicas of two masters when that shares less with the masters (goal 1),
+    or keeps a master's replicas further apart (goal 2) without sharing more with the masters. Worst
+    first, within SWAP_BUDGET looks. A domain holding more replicas than there are masters outside it
+    forces goal-2 conflicts: those are left alone."""
+    by_key = problem.by_key
+    master_of = dict(pairs)
+    mine = {key: [by_key[replica] for replica in roles.kept.get(key, ())] for key in roles.masters}
+    for replica, master in pairs:
+        mine[master].append(by_key[replica])
+    crowded = _crowded_domains(problem, roles.masters, master_of, problem.domains)
+    troubles = sorted((tuple(-cost for cost in _trouble(problem, node, master, mine)), master, node.key)
+                      for master in roles.masters for node in mine[master] if node.key in master_of
+                      and (_cost(problem, node, by_key[master]) or _clashes(node, mine[master], problem.domains) - crowded))
+    budget = [SWAP_BUDGET]
+    for _worst, master, key in troubles:
+        if budget[0] <= 0:
+            break
+        if master_of[key] != master or _trouble(problem, by_key[key], master, mine) == (0, 0):
+            continue  # moved, or resolved by an earlier swap
+        swap = _find_swap(problem, master, by_key[key], mine, master_of, budget)
+        if swap is not None:
+            other, node = swap
+            mine[master][mine[master].index(by_key[key])] = node
+            mine[other][mine[other].index(node)] = by_key[key]
+            master_of[key], master_of[node.key] = other, master
+    return tuple(sorted(master_of.items()))
+
+
+def _trouble(problem: _Problem, replica: Candidate, master: str, mine: dict) -> tuple:
+    """(what replica shares with its master, what it shares with the master's other replicas)."""
+    return (_cost(problem, replica, problem.by_key[master]), _crowding(problem, replica, mine[master]))
+
+
+def _clashes(replica: Candidate, replicas: list, domains: dict) -> frozenset:
+    """The domains replica shares with the other replicas of its master."""
+    mine = domains[replica.key]
+    return frozenset(domain for other in replicas if other is not replica for domain in mine & domains[other.key])
+
+
+def _find_swap(problem: _Problem, master: str, replica: Candidate, mine: dict, master_of: dict, budget: list):
+    """(other master, its replica) whose exchange with replica gains on goal 1, or on goal 2 without a goal-1 loss."""
+    by_key = problem.by_key
+    staying = [node for node in mine[master] if node is not replica]
+    now = _trouble(problem, replica, master, mine)
+    for other, theirs in mine.items():
+        if other == master:
+            continue
+        budget[0] -= len(theirs)
+        if budget[0] < 0:
+            return None
+        for node in theirs:
+            # Cheap test first: it must sit better than replica at master.
+            if node.key not in master_of or (_cost(problem, node, by_key[master]),
+                                             sum(_cost(problem, node, near) for near in staying)) >= now:
+                continue
+            if _swap_gain(problem, by_key[master], replica, mine[master], by_key[other], node, theirs) > (0, 0):
+                return other, node
+    return None
+
+
+def _crowded_domains(problem: _Problem, masters: tuple, master_of: dict, domains: dict) -> frozenset:
+    chosen, replicas, held = set(masters), Counter(), Counter()
+    for node in problem.nodes:
+        for domain in domains[node.key]:
+            if node.key in chosen:
+                held[domain] += 1
+            elif node.key in master_of:
+                replicas[domain] += 1
+    return frozenset(domain for domain, count in replicas.items() if count > len(masters) - held[domain])
+
+
+def _crowding(problem: _Problem, replica: Candidate, replicas: list) -> int:
+    """What replica shares with the master's other replicas (goal 2 cost)."""
+    return sum(_cost(problem, replica, other) for other in replicas if other is not replica)
+
+
+def _swap_gain(problem: _Problem, master: Candidate, replica: Candidate, mine: list, other: Candidate, swap: Candidate,
+               theirs: list) -> tuple:
+    """(goal-1 gain, goal-2 gain) of giving replica to other and swap to master; no goal-1 loss allowed."""
+    before = _cost(problem, replica, master) + _cost(problem, swap, other)
+    after = _cost(problem, replica, other) + _cost(problem, swap, master)
+    if after > before:
+        return (-1, 0)
+    crowd_before = _crowding(problem, replica, mine) + _crowding(problem, swap, theirs)
+    crowd_after = (sum(_cost(problem, swap, node) for node in mine if node is not replica)
+                   + sum(_cost(problem, replica, node) for node in theirs if node is not swap))
+    return (before - after, crowd_before - crowd_after)
+
+
+# --- pairing on the nested domain tree --------------------------------------------------------------------
+
+class _Stuck(Exception):
+    """The tight pairing found no tight pair (the bound would not be reachable)."""
+
+
+def _nesting_tree(groups) -> _Tree:
+    """The tree of hosts, racks if every host lies in one rack, zones if every host (and rack kept) lies in one zone."""
+    racks, zones, rack_zones = {}, {}, {}
+    for members in groups:
+        first = members[0]
+        racks.setdefault(first.host, set()).add(first.rack)
+        zones.setdefault(first.host, set()).add(first.zone)
+        if first.rack:
+            rack_zones.setdefault(first.rack, set()).add(first.zone)
+    rack = all(len(found) == 1 for found in racks.values())
+    zone = all(len(found) == 1 for found in zones.values()) and not (rack and any(len(z) > 1 for z in rack_zones.values()))
+    return _tree(groups, rack, zone)
+
+
+def _tree_pairs(problem: _Problem, roles: _Roles, tree=None) -> tuple:
+    tree = tree or problem.tree
+    return _TightPairing(problem, roles, tree, _tree_capacity(problem, roles, tree)).run()
+
+
+def _tree_capacity(problem: _Problem, roles: _Roles, tree: _Tree) -> dict:
+    """Replicas per master: q minus kept links, plus one for the masters that take the extras (bound-optimal)."""
+    capacity = dict(roles.room)
+    if not roles.extras:
+        return capacity
+    by_key = problem.by_key
+    growable = [[node.key for node in _spread([by_key[key] for key in keys]) if node.key in roles.can_grow]
+                for keys in roles.group_masters]
+    load = _node_sums(tree, [len(pool) + sum(roles.room[key] for key in keys)
+                             for pool, keys in zip(roles.pools, roles.group_masters)])
+    total, scale = sum(map(len, roles.pools)), 4 * (roles.extras + 1) ** 2 + 1
+
+    def cost(node: int, count: int) -> int:
+        over = max(0, load[node] + count - total)
+        return scale * problem.weights[tree.level[node]] * over + count * count
+
+    counts = _allocate(tree, roles.extras, (0,) * len(growable), tuple(map(len, growable)), cost, lambda g, k: 0)
+    for keys, count in zip(growable, counts):
+        for key in keys[:count]:
+            capacity[key] += 1
+    return capacity
+
+
+class _TightPairing:
+    """Pairs replicas with master places over the nested domain tree, one pair at a time.
+
+    The bound is the sum over domains of weight * (S + D - T)+. A pair keeps "made so far + bound of
+    the rest" equal to the bound at the start when every domain holding both ends is over-full
+    (S + D > T) and every domain with S + D >= T holds one end; each step picks such a pair, so the
+    result reaches the bound. Within those limits the choices spread each master's replicas (goal 2).
+    Mutable working state of one _tree_pairs call; heaps hold stale entries until they surface.
+    """
+
+    def __init__(self, problem: _Problem, roles: _Roles, tree: _Tree, capacity: dict):
+        self.tree = tree
+        size = len(tree.level)
+        self.replicas = {tree.leaf[g]: deque(pool) for g, pool in enumerate(roles.pools)}
+        self.left = {key: count for key, count in capacity.items() if count}
+        order = _spread([problem.by_key[key] for key in roles.masters])
+        self.rank = {node.key: index for index, node in enumerate(order)}
+        self.home = {key: tree.leaf[g] for g, keys in enumerate(roles.group_masters) for key in keys}
+        self.count = {key: len(roles.kept.get(key, ())) for key in roles.masters}
+        leaf_of = {node.key: tree.leaf[g] for g, members in enumerate(problem.groups) for node in members}
+        self.used = {key: {up for replica in roles.kept.get(key, ()) for up in tree.path[leaf_of[replica]][:-1]}
+                     for key in roles.masters}
+        self.S, self.D = [0] * size, [0] * size
+        for leaf, pool in self.replicas.items():
+            for up in tree.path[leaf]:
+                self.S[up] += len(pool)
+        for key, count in self.left.items():
+            for up in tree.path[self.home[key]]:
+                self.D[up] += count
+        self.T = self.S[0]
+        if self.D[0] != self.T:
+            raise _Stuck()
+        self.by_value = [[] for _unused in range(size)]  # children by S + D
+        self.with_replicas = [[] for _unused in range(size)]  # children with S > 0, by S + D
+        self.with_places = [[] for _unused in range(size)]  # children with D > 0, by S + D
+        self.masters = [[] for _unused in range(size)]  # masters below, fewest replicas first
+        for node in range(1, size):
+            self._push(node)
+        for key in self.left:
+            self._push_master(key)
+        self.pairs = []
+
+    def run(self) -> tuple:
+        while self.T:
+            self._step()
+        return tuple(self.pairs)
+
+    def _value(self, node: int) -> int:
+        return self.S[node] + self.D[node]
+
+    def _push(self, node: int) -> None:
+        up, value = self.tree.parent[node], self._value(node)
+        if value:
+            heapq.heappush(self.by_value[up], (-value, node))
+        if self.S[node]:
+            heapq.heappush(self.with_replicas[up], (-value, node))
+        if self.D[node]:
+            heapq.heappush(self.with_places[up], (-value, node))
+
+    def _push_master(self, key: str) -> None:
+        for up in self.tree.path[self.home[key]]:
+            heapq.heappush(self.masters[up], (self.count[key], self.rank[key], key))
+
+    def _live(self, entry: tuple, need) -> bool:
+        return -entry[0] == self._value(entry[1]) and need[entry[1]] > 0
+
+    def _full_children(self, node: int) -> list:
+        """Children with S + D >= T: at most two (two only when each holds exactly half)."""
+        heap, found = self.by_value[node], []
+        while heap and len(found) < 2:
+            entry = heap[0]
+            if -entry[0] != self._value(entry[1]):
+                heapq.heappop(heap)
+            elif -entry[0] < self.T:
+                break
+            else:
+                found.append(heapq.heappop(heap))
+        for entry in found:
+            heapq.heappush(heap, entry)
+        return [entry[1] for entry in found]
+
+    def _chains(self) -> list:
+        """The nested domains with S + D >= T, as one or two chains from the top down."""
+        chains, stack = [], [(0, ())]
+        while stack:
+            node, chain = stack.pop()
+            full = self._full_children(node)
+            if not full and chain:
+                chains.append(chain)
+            for child in reversed(full):
+                stack.append((child, chain + (child,)))
+        return chains
+
+    def _step(self) -> None:
+        chains = self._chains()
+        if not chains:  # nothing is full: any pair across two top-level domains
+            master = self._master(0, None)
+            leaf = self._replica(0, self._toward(0, self.home[master]), master)
+        elif len(chains) == 2:  # two halves: one end in each
+            first, second = chains[0][-1], chains[1][-1]
+            if not (self.S[first] and self.D[second]):
+                first, second = second, first
+            master = self._master(second, None)
+            leaf = self._replica(first, None, master)
+        else:
+            chain = chains[0]
+            deepest = chain[-1]
+            over = [node for node in chain if self._value(node) > self.T]
+            if over and over[-1] == deepest:  # over-full: pair inside it, across its children
+                leaf, master = self._inside(deepest)
+            else:  # exactly full: one end in it, the other beside it under the deepest over-full domain
+                top = over[-1] if over else 0
+                below = chain[len(over)]
+                if self.D[deepest] and self.S[top] > self.S[below]:
+                    master = self._master(deepest, None)
+                    leaf = self._replica(top, below, master)
+                else:
+                    master = self._master(top, below)
+                    leaf = self._replica(deepest, None, master)
+        self._join(leaf, master)
+
+    def _inside(self, node: int) -> tuple:
+        master = self._master(node, None)
+        if self.tree.group[node] >= 0:  # one host holds more than the rest can pair with
+            return node, master
+        child = self._toward(node, self.home[master])
+        if self.S[node] > self.S[child]:
+            return self._replica(node, child, master), master
+        # Every replica in node sits in master's child: take the master from another child.
+        master = self._master(node, child)
+        return self._replica(child, None, master), master
+
+    def _toward(self, node: int, leaf: int) -> int:
+        """The child of node on the way to leaf."""
+        path = self.tree.path[leaf]
+        return path[path.index(node) - 1]
+
+    def _replica(self, node: int, exclude, master: str) -> int:
+        """A leaf below node (not below exclude) with a replica, away from master's other replicas if it can."""
+        avoid = self.used[master]
+        while self.tree.group[node] < 0:
+            node = self._pick(self.with_replicas[node], self.S, exclude, avoid)
+            exclude = None
+        return node
+
+    def _master(self, node: int, exclude) -> str:
+        """The master below node (not below exclude) with the fewest replicas so far."""
+        if exclude is not None:
+            node = self._pick(self.with_places[node], self.D, exclude, ())
+        heap = self.masters[node]
+        while heap:
+            count, _rank, key = heap[0]
+            if count == self.count[key] and self.left[key]:
+                return key
+            heapq.heappop(heap)
+        raise _Stuck()
+
+    def _pick(self, heap: list, need, exclude, avoid) -> int:
+        """The fullest live child in heap, skipping exclude and preferring children not in avoid."""
+        seen, chosen, fallback = [], None, None
+        while heap and chosen is None:
+            entry = heapq.heappop(heap)
+            if not self._live(entry, need):
+                continue
+            seen.append(entry)
+            child = entry[1]
+            if child == exclude:
+                continue
+            if child in avoid:
+                fallback = child if fallback is None else fallback
+                if len(seen) > LOOKAHEAD:
+                    break
+            else:
+                chosen = child
+        for entry in seen:
+            heapq.heappush(heap, entry)
+        chosen = fallback if chosen is None else chosen
+        if chosen is None:
+            raise _Stuck()
+        return chosen
+
+    def _join(self, leaf: int, master: str) -> None:
+        replica = self.replicas[leaf].popleft()
+        path, home = self.tree.path[leaf], self.tree.path[self.home[master]]
+        for node in path:
+            self.S[node] -= 1
+        for node in home:
+            self.D[node] -= 1
+        self.T -= 1
+        for node in sorted(set(path) | set(home)):
+            if node:
+                self._push(node)
+        self.count[master] += 1
+        self.left[master] -= 1
+        if self.left[master]:
+            self._push_master(master)
+        self.used[master].update(path[:-1])
+        self.pairs.append((replica, master))
+
+
+# --- order ----------------------------------------------------------------------------------------------
+
+def _spread(nodes) -> list:
+    """Nodes in an order that changes zone, then rack, then host as evenly as it can (e.g. z1, z2, z3, z1, ...)."""
+    return _interleave(list(nodes), ("zone", "rack", "host"))
+
+
+def _interleave(nodes: list, levels: tuple) -> list:
+    if not levels or len(nodes) < 2:
+        return sorted(nodes, key=lambda node: node.key)
+    buckets = {}
+    for node in nodes:
+        buckets.setdefault(getattr(node, levels[0]), []).append(node)
+    if len(buckets) == 1:
+        return _interleave(nodes, levels[1:])
+    placed = []
+    for index, value in enumerate(sorted(buckets)):
+        ordered = _interleave(buckets[value], levels[1:])
+        # Item i of n sits at (2i + 1) / 2n: every bucket is spread evenly over the whole order.
+        placed.extend(((2 * i + 1) / (2 * len(ordered)), index, node) for i, node in enumerate(ordered))
+    placed.sort(key=itemgetter(0, 1))
+    return [node for _position, _index, node in placed]
+
+
+# --- the result and its report -----------------------------------------------------------------------------
+
+@dataclasses.dataclass(frozen=True)
+class _Tally:
+    """Per domain: candidates, masters, replicas, and replica places (replicas its masters take)."""
+
+    nodes: Counter
+    masters: Counter
+    replicas: Counter
+    places: Counter
+
+
+def _placement(problem: _Problem, roles: _Roles, pairs: tuple, exact: bool) -> Placement:
+    kept = tuple((replica, master) for master, replicas in roles.kept.items() for replica in replicas)
+    replicas = tuple(sorted(pairs + kept))
+    masters = tuple(node.key for node in _spread([problem.by_key[key] for key in roles.masters]))
+    shared = tuple((replica, master, levels) for replica, master in replicas
+                   for levels in [shared_domains(problem.by_key[replica], problem.by_key[master])] if levels)
+    tally = _tally(problem, masters, replicas)
+    unmet = (_goal1(problem, tally, shared, frozenset(kept), exact), _goal2(problem, tally, masters, replicas),
+             _goal3(problem, tally, exact), _goal4(problem, masters, replicas))
+    return Placement(masters, replicas, tuple(message for message in unmet if message), shared)
+
+
+def _tally(problem: _Problem, masters: tuple, replicas: tuple) -> _Tally:
+    taken = Counter(master for _replica, master in replicas)
+    chosen = set(masters)
+    tally = _Tally(Counter(), Counter(), Counter(), Counter())
+    for node in problem.nodes:
+        for domain in node.domains():
+            tally.nodes[domain] += 1
+            if node.key in chosen:
+                tally.masters[domain] += 1
+                tally.places[domain] += taken[node.key]
+            else:
+                tally.replicas[domain] += 1
+    return tally
+
+
+def _plural(count: int, word: str) -> str:
+    return "%d %s%s" % (count, word, "" if count == 1 else "s")
+
+
+def _goal1(problem: _Problem, tally: _Tally, shared: tuple, kept: frozenset, exact: bool) -> str:
+    parts, reasons = [], []
+    for index, level in enumerate(LEVELS):
+        where = Counter(problem.by_key[replica].domain(level) for replica, _master, levels in shared if level in levels)
+        total = sum(where.values())
+        if not total:
+            continue
+        if len(where) == 1:
+            verb, their = ("shares", "its") if total == 1 else ("share", "their")
+            parts.append("%s %s %s %s with %s master" % (_plural(total, "replica"), verb, level, next(iter(where)), their))
+        else:
+            parts.append("%s share a %s with their master (%s)" % (
+                _plural(total, "replica"), level, ", ".join("%s: %d" % item for item in sorted(where.items()))))
+        crowded = sorted(domain for domain in tally.nodes
+                         if domain[0] == level and tally.replicas[domain] + tally.places[domain] > problem.pairs)
+        reasons.extend(_crowded(problem, tally, domain) for domain in crowded)
+        linked = sum(1 for replica, master, levels in shared if level in levels and (replica, master) in kept)
+        if linked:
+            reasons.append("%s kept from fixed_replicas" % _plural(linked, "link"))
+        forced = sum(tally.replicas[domain] + tally.places[domain] - problem.pairs for domain in crowded)
+        if total > forced + linked:
+            reasons.append(_unforced(index, exact))
+    if not parts:
+        return ""
+    return "goal 1: %s: %s" % ("; ".join(parts), "; ".join(reasons))
+
+
+def _crowded(problem: _Problem, tally: _Tally, domain: tuple) -> str:
+    level, value = domain
+    inside = tally.replicas[domain] + tally.places[domain]
+    return ("%s %s holds %d of %d nodes, more than the other %ss can pair with: its %s and its masters' %s "
+            "need %d partners outside it, the rest offer %d"
+            % (level, value, tally.nodes[domain], len(problem.nodes), level, _plural(tally.replicas[domain], "replica"),
+               _plural(tally.places[domain], "replica place"), inside, 2 * problem.pairs - inside))
+
+
+def _unforced(index: int, exact: bool) -> str:
+    if not exact:
+        return ("no plan sharing fewer was found; the labels do not nest (a host or rack spans several racks "
+                "or zones), so this is the best found, not a proven optimum")
+    if index:
+        return "no plan shares fewer %ss without sharing more %ss" % (LEVELS[index], "s or ".join(LEVELS[:index]))
+    return "no plan shares fewer hosts"
+
+
+def _goal2(problem: _Problem, tally: _Tally, masters: tuple, replicas: tuple) -> str:
+    by_key = problem.by_key
+    mine = {master: [] for master in masters}
+    for replica, master in replicas:
+        mine[master].append(by_key[replica])
+    parts = []
+    for level in LEVELS:
+        affected = []
+        for master in masters:
+            seen = Counter(node.domain(level) for node in mine[master] if node.domain(level))
+            doubled = sorted(value for value, count in seen.items() if count > 1)
+            if doubled:
+                affected.append((master, doubled[0]))
+        if not affected:
+            continue
+        master, value = affected[0]
+        first, second = [node.key for node in mine[master] if node.domain(level) == value][:2]
+        parts.append("%s %s replicas that share a %s (e.g. %s and %s, replicas of %s, both in %s %s): %s" % (
+            _plural(len(affected), "master"), "has" if len(affected) == 1 else "have", level, first, second, master,
+            level, value, _apart_reasons(problem, tally, level, [(key, len(mine[key])) for key, _value in affected])))
+    return "goal 2: %s" % "; ".join(parts) if parts else ""
+
+
+def _apart_reasons(problem: _Problem, tally: _Tally, level: str, affected: list) -> str:
+    reasons = []
+    for domain in sorted(tally.replicas):
+        outside = problem.masters - tally.masters[domain]
+        if domain[0] == level and tally.replicas[domain] > outside:
+            reasons.append("%s %s holds %s for %s outside it" % (
+                level, domain[1], _plural(tally.replicas[domain], "replica"), _plural(outside, "master")))
+    unknown = sum(1 for node in problem.nodes if not node.domain(level))
+    for master, count in affected:
+        own = problem.by_key[master].domain(level)
+        others = len({domain[1] for domain in tally.nodes if domain[0] == level} - {own})
+        if count > others + unknown:
+            reasons.append("%s takes %d replicas, and there are only %s besides its own" % (
+                master, count, _plural(others, level)))
+            break
+    return "; ".join(reasons) or "no spread avoiding it was found (goal 1 comes first)"
+
+
+def _goal3(problem: _Problem, tally: _Tally, exact: bool) -> str:
+    total = problem.masters
+    votes = total // 2 + 1
+    if total < 3:
+        return ("goal 3: with %s, losing any one leaves fewer than the %d votes a failover needs "
+                "(it takes 3 masters or more)" % (_plural(total, "master"), votes))
+    cap = (total - 1) // 2
+    found = []
+    for level in LEVELS:
+        for domain in sorted(d for d in tally.masters if d[0] == level and tally.masters[d] > cap):
+            held = tally.masters[domain]
+            found.append("%s %s holds %d of %d masters: losing it leaves %d, short of the %d votes a failover needs (%s)"
+                         % (level, domain[1], held, total, total - held, votes,
+                            _crowd_reason(problem, tally, domain, cap, exact)))
+    return "goal 3: %s" % "; ".join(found) if found else ""
+
+
+def _crowd_reason(problem: _Problem, tally: _Tally, domain: tuple, cap: int, exact: bool) -> str:
+    outside = len(problem.nodes) - tally.nodes[domain]
+    if outside < problem.masters - cap:
+        return "no node lies outside it" if not outside else "only %s outside it" % (
+            "1 node lies" if outside == 1 else "%d nodes lie" % outside)
+    fixed = sum(1 for key in problem.fixed if domain in problem.by_key[key].domains())
+    if fixed > cap:
+        return "%d of them are fixed masters" % fixed
+    return "moving masters out of it would weaken goal 1 or 2" if exact else "no plan without it was found"
+
+
+def _goal4(problem: _Problem, masters: tuple, replicas: tuple) -> str:
+    taken = Counter(master for _replica, master in replicas)
+    counts = [taken[master] for master in masters]
+    if max(counts) - min(counts) <= 1:
+        return ""
+    return "goal 4: replica counts range from %d to %d" % (min(counts), max(counts))
