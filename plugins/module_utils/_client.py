@@ -11,12 +11,14 @@ it talks to, and replies come back raw, exactly as the server sent them.
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import socket
 import traceback
 from concurrent.futures import ThreadPoolExecutor
 
-from ._slots import SLOT_COUNT
-from ._topology import ClusterState, NodeObservation, next_addresses, observation_from_replies
+from ._topology import (
+    ClusterState, NodeObservation, next_addresses, observation_from_replies, unserved_slots, with_key_counts,
+)
 
 try:
     import redis
@@ -45,6 +47,27 @@ MAX_DISCOVERY_ROUNDS = 8
 INFO_SECTIONS = ("server", "memory", "replication", "keyspace")
 
 
+def _lean_connect_kwargs() -> dict:
+    """RESP2 and no CLIENT SETINFO where redis-py supports turning them off: a connection then costs the TCP
+    handshake plus AUTH, not three more round trips per node (recent redis-py sends HELLO 3 and SETINFO twice)."""
+    if not HAS_REDIS:
+        return {}
+    init = getattr(redis.connection, "AbstractConnection", redis.Connection).__init__
+    try:
+        accepted = inspect.signature(init).parameters
+    except (TypeError, ValueError):
+        return {}
+    kwargs = {"protocol": 2} if "protocol" in accepted else {}
+    if "driver_info" in accepted:
+        kwargs["driver_info"] = None
+    elif "lib_name" in accepted:
+        kwargs.update(lib_name=None, lib_version=None)
+    return kwargs
+
+
+LEAN_CONNECT_KWARGS = _lean_connect_kwargs()
+
+
 class ClusterClientError(Exception):
     """A failure to report to the user as it is; the message never holds a secret."""
 
@@ -69,6 +92,7 @@ class NodeConnection:
         kwargs = dict(
             host=host, port=port, username=options.user, password=options.password,
             socket_connect_timeout=options.connect_timeout, socket_timeout=options.command_timeout,
+            **LEAN_CONNECT_KWARGS
         )
         if options.tls:
             kwargs.update(
@@ -199,17 +223,6 @@ def count_keys(state: ClusterState, options: ConnectionOptions, slots_to_count) 
     return dict(fan_out(count, jobs))
 
 
-def unserved_slots(observation: NodeObservation) -> list:
-    """Slots a master neither serves nor imports: where a key would be a stray."""
-    expected = {slot for first, last in observation.myself.slots for slot in range(first, last + 1)}
-    expected.update(slot for slot, _partner in observation.myself.importing)
-    return [slot for slot in range(SLOT_COUNT) if slot not in expected]
-
-
 def scan_foreign_keys(state: ClusterState, options: ConnectionOptions) -> ClusterState:
     """Deep scan: count keys in every slot a master does not serve."""
-    found = count_keys(state, options, unserved_slots)
-    return ClusterState(observations=tuple(
-        dataclasses.replace(obs, foreign_keys=tuple(sorted(found[obs.myself.id].items())), scanned=True)
-        if obs.myself is not None and obs.myself.id in found else obs
-        for obs in state.observations))
+    return with_key_counts(state, count_keys(state, options, unserved_slots))

@@ -400,20 +400,22 @@ class ClusterState:
 
     @functools.cached_property
     def views(self) -> tuple:
-        """(observer, slot -> owner id map) for every configured reachable node."""
-        return tuple((obs, owner_map(obs.entries)) for obs in self.configured)
+        """(observer, its slot signature) for every configured reachable node."""
+        return tuple((obs, slot_signature(obs.entries)) for obs in self.configured)
+
+    @functools.cached_property
+    def majority_view(self):
+        """The observation whose slot signature most nodes share (ties: the first observer's), or None."""
+        if not self.views:
+            return None
+        counts = Counter(signature for _obs, signature in self.views)
+        best = max(counts.values())
+        return next(obs for obs, signature in self.views if counts[signature] == best)
 
     @functools.cached_property
     def slot_owners(self) -> MappingProxyType:
-        """slot -> owner id, as the most common view sees it (ties: the first observer's)."""
-        if not self.views:
-            return MappingProxyType({})
-        signatures = Counter(_signature(owners) for _obs, owners in self.views)
-        best = max(signatures.values())
-        for _obs, owners in self.views:
-            if signatures[_signature(owners)] == best:
-                return MappingProxyType(owners)
-        return MappingProxyType({})
+        """slot -> owner id, as the majority view sees it."""
+        return MappingProxyType(owner_map(self.majority_view.entries) if self.majority_view else {})
 
     @functools.cached_property
     def slots_covered(self) -> int:
@@ -430,11 +432,28 @@ def owner_map(entries) -> dict:
             for first, last in entry.slots for slot in range(first, last + 1)}
 
 
-def _signature(owners: dict) -> frozenset:
-    by_owner = {}
-    for slot, owner in owners.items():
-        by_owner.setdefault(owner, []).append(slot)
-    return frozenset((owner, ranges_from_slots(slots)) for owner, slots in by_owner.items())
+def slot_signature(entries) -> frozenset:
+    """Who serves which ranges in one view; equal signatures mean equal slot maps (views compare cheaply)."""
+    return frozenset((entry.id, entry.slots) for entry in entries if entry.is_master and entry.slots)
+
+
+def unserved_slots(observation: NodeObservation) -> list:
+    """Slots a master neither serves nor imports: where a key would be a stray."""
+    expected = {slot for first, last in observation.myself.slots for slot in range(first, last + 1)}
+    expected.update(slot for slot, _partner in observation.myself.importing)
+    return [slot for slot in range(SLOT_COUNT) if slot not in expected]
+
+
+def with_key_counts(state: ClusterState, counts) -> ClusterState:
+    """The state with each master's stray keys ({node id: {slot: keys}}, as counted) recorded as foreign_keys."""
+    observations = []
+    for obs in state.observations:
+        if obs.myself is not None and obs.myself.id in counts:
+            unserved = set(unserved_slots(obs))
+            stray = tuple(sorted((slot, n) for slot, n in counts[obs.myself.id].items() if slot in unserved and n))
+            obs = dataclasses.replace(obs, foreign_keys=stray, scanned=True)
+        observations.append(obs)
+    return ClusterState(observations=tuple(observations))
 
 
 def view_signature(observation: NodeObservation) -> frozenset:
@@ -512,10 +531,14 @@ def _unjoined(state: ClusterState):
 
 
 def _inconsistent(state: ClusterState):
+    if state.majority_view is None:
+        return
+    majority = slot_signature(state.majority_view.entries)
     reference = state.slot_owners
-    for obs, owners in state.views:
-        if owners == reference:
+    for obs, signature in state.views:
+        if signature == majority:
             continue
+        owners = owner_map(obs.entries)
         differing = sorted(slot for slot in set(owners) | set(reference) if owners.get(slot) != reference.get(slot))
         ranges = ranges_from_slots(differing)
         example = differing[0]
