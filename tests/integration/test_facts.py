@@ -6,62 +6,20 @@
 
 from __future__ import annotations
 
-import subprocess
 import time
 
-import redis
 from ansible_runner import run_module, run_tasks
-from redis_harness import REDIS_CLI, form_cluster, free_ports
-
-from ansible_collections.redisops.cluster.plugins.module_utils._slots import key_slot
+from cluster_checks import (
+    facts_of, findings, node_ids, redis_cli_check, seed, slot_owner, write_into_foreign_slot, write_keys,
+)
+from redis.crc import key_slot
+from redis_harness import form_cluster, free_ports
 
 MODULE = "redis_cluster_facts"
 
 
-def facts_of(result: dict) -> dict:
-    assert not result.get("failed"), result.get("msg")
-    return result["ansible_facts"]["redis_cluster"]
-
-
-def findings(facts: dict, kind: str) -> list:
-    return [finding for finding in facts["findings"] if finding["kind"] == kind]
-
-
-def seed(nodes, index: int = 0) -> dict:
-    return {"login_host": "127.0.0.1", "login_port": nodes[index].port}
-
-
-def node_ids(nodes) -> dict:
-    return {node.port: node.node_id() for node in nodes}
-
-
-def slot_owner(nodes, slot: int):
-    """The node (harness object) that serves the slot."""
-    ports = {node.port: node for node in nodes}
-    for first, last, master, *_replicas in nodes[0].call("CLUSTER", "SLOTS"):
-        if first <= slot <= last:
-            return ports[master[1]]
-    raise AssertionError("slot %d is not served" % slot)
-
-
 def serves(node_facts: dict, slot: int) -> bool:
     return any(first <= slot <= last for first, last in node_facts["slots"])
-
-
-def redis_cli_check(node) -> str:
-    return subprocess.run([REDIS_CLI, "--cluster", "check", node.address], stdout=subprocess.PIPE,
-                          stderr=subprocess.STDOUT, text=True, check=False).stdout
-
-
-def write_keys(nodes, count: int) -> None:
-    client = redis.RedisCluster(host="127.0.0.1", port=nodes[0].port)
-    try:
-        pipe = client.pipeline()
-        for index in range(count):
-            pipe.set("key:%d" % index, "value-%d" % index)
-        pipe.execute()
-    finally:
-        client.close()
 
 
 def test_healthy_cluster_from_one_seed(cluster6):
@@ -99,7 +57,7 @@ def test_fresh_nodes_are_not_configured(fresh_nodes):
 
 
 def test_open_slot_names_both_nodes(cluster6):
-    slot = key_slot("moving")
+    slot = key_slot(b"moving")
     source = slot_owner(cluster6, slot)
     target = slot_owner(cluster6, (slot + 8000) % 16384)
     source_id, target_id = source.node_id(), target.node_id()
@@ -159,36 +117,16 @@ def test_killed_master_is_reported_then_failed_over(cluster6):
     assert [f["nodes"] for f in findings(facts, "master_without_replica")] == [[new_master["id"]]]
 
 
-def _write_into_foreign_slot(node, key: str) -> None:
-    """Put a key into a slot the node does not serve, as a botched migration leaves one."""
-    slot = key_slot(key)
-    conn = redis.Connection(host=node.host, port=node.port)
-    try:
-        owner_id = None
-        for line in node.cluster_nodes().splitlines():
-            fields = line.split()
-            for token in fields[8:]:
-                first, _sep, last = token.partition("-")
-                if not token.startswith("[") and int(first) <= slot <= int(last or first):
-                    owner_id = fields[0]
-        for command in (("CLUSTER", "SETSLOT", slot, "IMPORTING", owner_id), ("ASKING",), ("SET", key, "stray"),
-                        ("CLUSTER", "SETSLOT", slot, "STABLE")):
-            conn.send_command(*command)
-            conn.read_response()
-    finally:
-        conn.disconnect()
-
-
 def test_keys_in_an_unserved_slot_need_a_deep_scan(cluster6):
     key = "stray-key"
-    owner = slot_owner(cluster6, key_slot(key))
+    owner = slot_owner(cluster6, key_slot(key.encode()))
     intruder = next(node for node in cluster6 if node.call("ROLE")[0] == b"master" and node is not owner)
-    _write_into_foreign_slot(intruder, key)
+    write_into_foreign_slot(intruder, key)
     shallow = facts_of(run_module(MODULE, seed(cluster6)))
     assert findings(shallow, "multiple_owners") == []
     deep = facts_of(run_module(MODULE, dict(seed(cluster6), deep_scan=True)))
     (finding,) = findings(deep, "multiple_owners")
-    slot = key_slot(key)
+    slot = key_slot(key.encode())
     assert finding["nodes"] == [intruder.node_id()] and finding["slots"] == [[slot, slot]]
     assert owner.address in finding["message"] and "1 key(s)" in finding["message"]
     assert deep["state"] == "degraded"

@@ -35,7 +35,7 @@ def free_ports(count: int, host: str = "127.0.0.1") -> list:
     """Distinct ports that are free right now (held open together so none repeats)."""
     sockets = []
     try:
-        for _ in range(count):
+        for _index in range(count):
             sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
             sock.bind((host, 0))
             sockets.append(sock)

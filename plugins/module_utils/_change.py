@@ -1,0 +1,61 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) redisops.cluster contributors
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""The shared tail of every module that changes a cluster: stale-plan check, check mode, apply, report. Private to redisops.cluster."""
+
+from __future__ import annotations
+
+import time
+
+from ._client import ConnectionOptions, observe_nodes
+from ._executor import ExecutionError, Executor
+from ._module import ModuleFailure, elapsed_ms
+from ._topology import assess, state_id, topology_summary
+
+
+def change_argument_spec() -> dict:
+    """Options of every module that changes the cluster (documented in the redisops.cluster.change fragment)."""
+    return dict(
+        wait_timeout=dict(type="float", default=60.0),
+        expect_state_id=dict(type="str"),
+    )
+
+
+def apply_plan(module, state, plan, options: ConnectionOptions, inspect=None, **executor_settings) -> dict:
+    """The shared tail of every changing module: refuse a stale plan, report it (check mode) or run it, observe again.
+
+    inspect(state) -> state adds what the findings need beyond a plain observation (e.g. key counts).
+    """
+    params = module.params
+    if params["wait_timeout"] <= 0:
+        raise ModuleFailure("wait_timeout must be a positive number of seconds, got %s" % params["wait_timeout"])
+    planned_from = state_id(state)
+    if params["expect_state_id"] and params["expect_state_id"] != planned_from:
+        raise ModuleFailure("the cluster changed since the plan was approved (expect_state_id %s, now %s); "
+                            "nothing was done - review the new plan in check mode"
+                            % (params["expect_state_id"], planned_from), state_id=planned_from)
+    for warning in plan.warnings:
+        module.warn(warning)
+    result = {"changed": not plan.empty, "plan": plan.describe(), "plan_steps": plan.as_list(),
+              "state_id": planned_from, "before": topology_summary(state), "placement_warnings": list(plan.warnings)}
+    inspect = inspect or (lambda observed: observed)
+    if module.check_mode or plan.empty:
+        result["after"] = result["before"]
+        result["findings"] = [finding.as_dict() for finding in assess(inspect(state))]
+        return result
+    # Only the nodes that answered take part: an unreachable one is what a plan may be working around.
+    addresses = tuple(obs.address for obs in state.reachable)
+    started = time.monotonic()
+    executor = Executor(addresses, options, params["wait_timeout"], **executor_settings)
+    try:
+        result["completed"] = executor.run(plan)
+    except ExecutionError as exc:
+        raise ModuleFailure("%s; nothing after this step was done, and a rerun continues from the live state"
+                            % exc, completed=exc.completed, plan=plan.describe(), state_id=planned_from) from None
+    result["apply_ms"] = elapsed_ms(started)
+    result["keys_moved"] = executor.keys_moved
+    after = observe_nodes(addresses, options)
+    result["after"] = topology_summary(after)
+    result["findings"] = [finding.as_dict() for finding in assess(inspect(after))]
+    return result

@@ -1,0 +1,252 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) redisops.cluster contributors
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Runs a Plan's steps against live nodes and waits where Redis needs time. Private to redisops.cluster.
+
+Consecutive steps of one action run in parallel across nodes (in order on each node). The executor
+stops at the first step it cannot do, with the steps done so far, so the next run can finish.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+
+from ._client import ClusterClientError, NodeConnection, RedisError, ResponseError, fan_out, observe_node, resolve_ip
+from ._migrate import DEFAULT_PIPELINE, DEFAULT_TIMEOUT_MS, KeyConflict, move_slot_keys
+from ._planner import (
+    ADD_SLOTS, BUMP_EPOCH, CLAIM_SLOTS, FAILOVER, FORGET, MEET, MOVE_KEYS, REPLICATE, SET_EPOCH, SETSLOT, WAIT_CONVERGED, WAIT_JOINED,
+)
+from ._slots import slots_from_ranges
+from ._topology import split_address, view_signature
+
+POLL_INTERVAL = 0.1
+# Steps that touch one node each and may run on many nodes at once (FORGET must: the 60 s ban window).
+PARALLEL = frozenset((ADD_SLOTS, SET_EPOCH, MEET, REPLICATE, FORGET))
+
+
+class ExecutionError(Exception):
+    """A step failed or a wait timed out; completed lists what was done before."""
+
+    def __init__(self, message: str, completed):
+        super().__init__(message)
+        self.completed = list(completed)
+
+
+class Executor:
+    def __init__(self, addresses, options, wait_timeout: float = 60.0, pipeline: int = DEFAULT_PIPELINE,
+                 timeout_ms: int = DEFAULT_TIMEOUT_MS, replace: bool = False):
+        self.addresses = tuple(addresses)
+        self.options = options
+        self.wait_timeout = wait_timeout
+        self.pipeline = pipeline
+        self.timeout_ms = timeout_ms
+        self.replace = replace
+        self.keys_moved = 0
+        self._connections = {}
+
+    def connection(self, node: str) -> NodeConnection:
+        if node not in self._connections:
+            host, port = split_address(node)
+            self._connections[node] = NodeConnection(host, port, self.options)
+        return self._connections[node]
+
+    def close(self) -> None:
+        for conn in self._connections.values():
+            conn.close()
+
+    def run(self, plan) -> list:
+        completed = []
+        try:
+            for batch in _batches(plan.steps):
+                if batch[0].action in (WAIT_JOINED, WAIT_CONVERGED):
+                    self._wait(batch[0])
+                else:
+                    for node in {step.node for step in batch}:
+                        self.connection(node)
+                    fan_out(self._run_node_steps, _by_node(batch))
+                completed.extend(step.description for step in batch)
+        except (RedisError, OSError, ClusterClientError, KeyConflict) as exc:
+            raise ExecutionError(str(exc), completed) from None
+        except ExecutionError as exc:
+            raise ExecutionError(str(exc), completed) from None
+        finally:
+            self.close()
+        return completed
+
+    def _run_node_steps(self, steps) -> None:
+        for step in steps:
+            try:
+                HANDLERS[step.action](self, step)
+            except ResponseError as exc:
+                raise ExecutionError("%s failed: %s" % (step.description, exc), ()) from None
+
+    # --- writes ---
+
+    def add_slots(self, step) -> None:
+        conn = self.connection(step.node)
+        try:
+            conn.call("CLUSTER", "ADDSLOTSRANGE", *[bound for pair in step.args for bound in pair])
+        except ResponseError as exc:
+            if "subcommand" not in str(exc).lower():
+                raise
+            # Redis before 7.0 has no ADDSLOTSRANGE.
+            conn.call("CLUSTER", "ADDSLOTS", *slots_from_ranges(step.args))
+
+    def set_epoch(self, step) -> None:
+        self.connection(step.node).call("CLUSTER", "SET-CONFIG-EPOCH", step.args[0])
+
+    def meet(self, step) -> None:
+        host, port, bus_port = step.args
+        self.connection(step.node).call("CLUSTER", "MEET", resolve_ip(host), port, bus_port)
+
+    def replicate(self, step) -> None:
+        # A replica may not have heard of its master through gossip yet: retry within the wait bound.
+        deadline = time.monotonic() + self.wait_timeout
+        while True:
+            try:
+                self.connection(step.node).call("CLUSTER", "REPLICATE", step.args[0])
+                return
+            except ResponseError as exc:
+                if "unknown node" not in str(exc).lower() or time.monotonic() > deadline:
+                    raise
+            time.sleep(POLL_INTERVAL)
+
+    def setslot(self, step) -> None:
+        self.connection(step.node).call("CLUSTER", "SETSLOT", *step.args)
+
+    def claim_slots(self, step) -> None:
+        replies = self.connection(step.node).pipeline(("CLUSTER", "SETSLOT", slot, "NODE", step.node_id)
+                                                      for slot in slots_from_ranges(step.args))
+        errors = [reply for reply in replies if isinstance(reply, Exception)]
+        if errors:
+            raise errors[0]
+
+    def move_keys(self, step) -> None:
+        slot, target, host, port = step.args
+        # A node refuses MIGRATE (CLUSTERDOWN) until it sees every slot served: new owners spread by gossip.
+        deadline = time.monotonic() + self.wait_timeout
+        while True:
+            try:
+                self.keys_moved += move_slot_keys(self.connection(step.node), self.connection(target), host, port,
+                                                  slot, self.options, self.pipeline, self.timeout_ms, self.replace)
+                return
+            except ResponseError as exc:
+                if not str(exc).startswith(("CLUSTERDOWN", "TRYAGAIN", "The cluster is down")) or time.monotonic() > deadline:
+                    raise
+            time.sleep(POLL_INTERVAL)
+
+    def bump_epoch(self, step) -> None:
+        self.connection(step.node).call("CLUSTER", "BUMPEPOCH")
+
+    def failover_takeover(self, step) -> None:
+        self.connection(step.node).call("CLUSTER", "FAILOVER", "TAKEOVER")
+        # The replica reports a master role once it has taken the slots over.
+        deadline = time.monotonic() + self.wait_timeout
+        while self.connection(step.node).call("ROLE")[0] != b"master":
+            if time.monotonic() > deadline:
+                raise ExecutionError("%s: still not a master after %.0f s" % (step.description, self.wait_timeout), ())
+            time.sleep(POLL_INTERVAL)
+
+    def forget(self, step) -> None:
+        self.connection(step.node).call("CLUSTER", "FORGET", step.args[0])
+
+    # --- waits ---
+
+    def _observe(self) -> list:
+        return fan_out(lambda address: observe_node(address, self.options), self.addresses)
+
+    def _wait(self, step) -> None:
+        check = _joined if step.action == WAIT_JOINED else _converged
+        deadline = time.monotonic() + self.wait_timeout
+        while True:
+            observations = self._observe()
+            problem = check(observations, step)
+            if problem is None:
+                return
+            if time.monotonic() > deadline:
+                raise ExecutionError("gave up after %.0f s (wait_timeout) to %s: %s"
+                                     % (self.wait_timeout, step.description, problem), ())
+            time.sleep(POLL_INTERVAL)
+
+
+HANDLERS = {
+    ADD_SLOTS: Executor.add_slots,
+    SET_EPOCH: Executor.set_epoch,
+    MEET: Executor.meet,
+    REPLICATE: Executor.replicate,
+    SETSLOT: Executor.setslot,
+    MOVE_KEYS: Executor.move_keys,
+    BUMP_EPOCH: Executor.bump_epoch,
+    FORGET: Executor.forget,
+    FAILOVER: Executor.failover_takeover,
+    CLAIM_SLOTS: Executor.claim_slots,
+}
+
+
+def _batches(steps) -> list:
+    batches = []
+    for step in steps:
+        if batches and batches[-1][0].action == step.action and step.action in PARALLEL:
+            batches[-1].append(step)
+        else:
+            batches.append([step])
+    return batches
+
+
+def _by_node(batch) -> list:
+    grouped = {}
+    for step in batch:
+        grouped.setdefault(step.node, []).append(step)
+    return list(grouped.values())
+
+
+def _unreachable(observations):
+    down = [obs for obs in observations if not obs.reachable]
+    if down:
+        return "cannot reach %s" % ", ".join("%s (%s)" % (obs.address.key, obs.error) for obs in down)
+    return None
+
+
+def _disconnected_links(observations) -> str:
+    links = ["%s cannot reach %s:%d bus port %d" % (obs.address.key, entry.host, entry.port, entry.bus_port)
+             for obs in observations for entry in obs.entries
+             if not entry.myself and (entry.link_state != "connected" or "handshake" in entry.flags)]
+    return "; ".join(sorted(links))
+
+
+def _joined(observations, step):
+    problem = _unreachable(observations)
+    if problem:
+        return problem
+    wanted = set(step.args)
+    missing = []
+    for obs in observations:
+        known = {entry.id for entry in obs.entries if "handshake" not in entry.flags}
+        if not wanted <= known:
+            missing.append("%s does not know %s" % (obs.address.key, ", ".join(sorted(i[:8] for i in wanted - known))))
+    if missing:
+        links = _disconnected_links(observations)
+        return "; ".join(missing) + ("; " + links if links else "")
+    return None
+
+
+def _converged(observations, _step):
+    problem = _unreachable(observations)
+    if problem:
+        return problem
+    signatures = Counter(view_signature(obs) for obs in observations)
+    if len(signatures) > 1:
+        majority = signatures.most_common(1)[0][0]
+        odd = [obs.address.key for obs in observations if view_signature(obs) != majority]
+        links = _disconnected_links(observations)
+        return "%s disagree with the others about roles or slots%s" % (", ".join(odd), "; " + links if links else "")
+    not_ok = [obs.address.key for obs in observations if obs.cluster_info.get("cluster_state") != "ok"]
+    if not_ok:
+        return "cluster_state is not ok on %s" % ", ".join(not_ok)
+    flagged = sorted({"%s:%d" % (entry.host, entry.port) for obs in observations for entry in obs.entries
+                      if {"fail", "fail?", "handshake"} & entry.flags})
+    if flagged:
+        return "%s still flagged failing or in handshake" % ", ".join(flagged)
+    return None

@@ -1,0 +1,212 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) redisops.cluster contributors
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""redis_cluster_fix on states broken with raw commands; every key must survive with its value."""
+
+from __future__ import annotations
+
+import redis
+from ansible_runner import run_module, run_tasks
+from cluster_checks import (
+    Writer, all_keys, assert_healthy, cluster_nodes_fields, cluster_writes, masters, owner_id, raw, reset_stats,
+    seed, slot_owner, wait_for, write_into_foreign_slot, write_keys,
+)
+from redis.crc import key_slot
+from redis_harness import form_cluster
+
+MODULE = "redis_cluster_fix"
+
+
+def keys_in_slot(node, slot: int) -> list:
+    return node.call("CLUSTER", "GETKEYSINSLOT", slot, 100000)
+
+
+def tagged_keys(nodes, tag: str, count: int) -> dict:
+    """count keys sharing one slot (hash tag); {key: value}."""
+    return write_keys(nodes, count, prefix="{%s}" % tag)
+
+
+def other_master(nodes, *not_these):
+    return next(node for node in masters(nodes) if node not in not_these)
+
+
+def fix(nodes, **args) -> dict:
+    result = run_module(MODULE, dict(seed(nodes), **args))
+    assert not result.get("failed"), result.get("msg")
+    return result
+
+
+def assert_fixed(nodes, expected: dict, result: dict) -> None:
+    """Repaired: every key the test wrote is there with its value, redis-cli agrees, a rerun changes nothing."""
+    assert result["changed"] is True
+    assert all_keys(nodes) == expected, "keys changed"
+    assert_healthy(nodes[0])
+    assert [f["kind"] for f in result["findings_after"] if f["kind"] not in ("node_failing",)] == [], result["findings_after"]
+    assert fix(nodes)["changed"] is False
+
+
+def migrate(source, target, keys) -> None:
+    raw(source, ("MIGRATE", target.host, target.port, "", 0, 5000, "KEYS", *keys))
+
+
+def test_half_done_migration_is_finished_while_clients_write(cluster6):
+    nodes = cluster6
+    expected = tagged_keys(nodes, "move", 400)
+    expected.update(write_keys(nodes, 300))
+    slot = key_slot(b"{move}")
+    source = slot_owner(nodes, slot)
+    target = other_master(nodes, source)
+    raw(target, ("CLUSTER", "SETSLOT", slot, "IMPORTING", source.node_id()))
+    raw(source, ("CLUSTER", "SETSLOT", slot, "MIGRATING", target.node_id()))
+    migrate(source, target, keys_in_slot(source, slot)[:150])
+    writer = Writer(nodes)
+    writer.start()
+    try:
+        reset_stats(nodes)
+        checked = run_module(MODULE, dict(seed(nodes)), check=True)
+        assert checked["changed"] and [f for f in checked["findings_before"] if f["kind"] == "open_slot"]
+        assert not [w for w in cluster_writes(nodes) if " set " not in w]
+        result = fix(nodes)
+    finally:
+        writer.stop()
+    assert any("move 250 key(s) of slot %d" % slot in step for step in result["plan"])
+    moved = [key for key in keys_in_slot(target, slot) if key.startswith(b"{move}")]
+    assert owner_id(nodes[0], slot) == target.node_id() and len(moved) == 400 and keys_in_slot(source, slot) == []
+    stored = all_keys(nodes)
+    assert {k: v for k, v in stored.items() if not k.startswith(b"online:")} == expected
+    assert all(stored.get(key) == value for key, value in writer.acknowledged.items()), "acknowledged write lost"
+    assert writer.errors == [] and len(writer.acknowledged) > 0
+    assert_healthy(nodes[0])
+    assert fix(nodes)["changed"] is False
+
+
+def test_only_importing_with_a_key_goes_back_to_the_owner(cluster6):
+    nodes = cluster6
+    expected = tagged_keys(nodes, "imp", 50)
+    slot = key_slot(b"{imp}")
+    owner = slot_owner(nodes, slot)
+    importer = other_master(nodes, owner)
+    raw(importer, ("CLUSTER", "SETSLOT", slot, "IMPORTING", owner.node_id()), ("ASKING",), ("SET", "{imp}extra", "x"))
+    expected[b"{imp}extra"] = b"x"
+    result = fix(nodes)
+    assert owner_id(nodes[0], slot) == owner.node_id() and len(keys_in_slot(owner, slot)) == 51
+    assert_fixed(nodes, expected, result)
+
+
+def test_only_migrating_is_closed(cluster6):
+    nodes = cluster6
+    expected = tagged_keys(nodes, "mig", 30)
+    slot = key_slot(b"{mig}")
+    owner = slot_owner(nodes, slot)
+    raw(owner, ("CLUSTER", "SETSLOT", slot, "MIGRATING", other_master(nodes, owner).node_id()))
+    result = fix(nodes)
+    assert any("close slot %d" % slot in step for step in result["plan"]) and not any("move" in s for s in result["plan"])
+    assert owner_id(nodes[0], slot) == owner.node_id()
+    assert_fixed(nodes, expected, result)
+
+
+def test_several_importers_and_a_wrong_partner(cluster6):
+    nodes = cluster6
+    expected = tagged_keys(nodes, "multi", 80)
+    expected[b"{multi}b"] = b"y"
+    slot = key_slot(b"{multi}")
+    owner = slot_owner(nodes, slot)
+    target, bystander = [node for node in masters(nodes) if node is not owner]
+    raw(target, ("CLUSTER", "SETSLOT", slot, "IMPORTING", owner.node_id()))
+    raw(bystander, ("CLUSTER", "SETSLOT", slot, "IMPORTING", owner.node_id()), ("ASKING",), ("SET", "{multi}b", "y"))
+    raw(owner, ("CLUSTER", "SETSLOT", slot, "MIGRATING", target.node_id()))
+    migrate(owner, target, keys_in_slot(owner, slot)[:20])
+    result = fix(nodes)
+    # The declared pair finishes the move; the stray importer's key follows the slot.
+    assert owner_id(nodes[0], slot) == target.node_id() and len(keys_in_slot(target, slot)) == 81
+    assert_fixed(nodes, expected, result)
+
+
+def test_uncovered_slots_with_and_without_keys(cluster6):
+    nodes = cluster6
+    expected = tagged_keys(nodes, "cov", 60)
+    expected[b"{cov}rival"] = b"stray"
+    slot = key_slot(b"{cov}")
+    holder = slot_owner(nodes, slot)
+    rival = other_master(nodes, holder)
+    # The holder keeps 60 keys, the rival gets 1 stray key in the same slot, then nobody serves it.
+    write_into_foreign_slot(rival, "{cov}rival")
+    for node in nodes:
+        raw(node, ("CLUSTER", "DELSLOTSRANGE", slot, slot))
+        raw(node, ("CLUSTER", "DELSLOTSRANGE", 0, 99))
+    result = fix(nodes)
+    assert owner_id(nodes[0], slot) == holder.node_id() and len(keys_in_slot(holder, slot)) == 61
+    owners = {owner_id(nodes[0], s) for s in range(100)}
+    assert len(owners) == 1 and None not in owners
+    assert_fixed(nodes, expected, result)
+
+
+def test_stray_keys_and_a_lost_claim(cluster6):
+    nodes = cluster6
+    expected = write_keys(nodes, 200)
+    key = "stray-key"
+    expected[key.encode()] = b"mine"
+    owner = slot_owner(nodes, key_slot(key.encode()))
+    intruder = other_master(nodes, owner)
+    write_into_foreign_slot(intruder, key, "mine")
+    # The owner of slot 0 forgets it serves 0-9 in its own view; the others still say it does.
+    forgetful = slot_owner(nodes, 0)
+    raw(forgetful, ("CLUSTER", "DELSLOTSRANGE", 0, 9))
+    result = fix(nodes)
+    kinds = {f["kind"] for f in result["findings_before"]}
+    assert {"multiple_owners", "inconsistent_config"} <= kinds
+    assert key.encode() in keys_in_slot(owner, key_slot(key.encode()))
+    assert all(owner_id(node, 5) == forgetful.node_id() for node in nodes)
+    assert_fixed(nodes, expected, result)
+
+
+def test_conflicting_copies_stop_unless_replace(cluster6):
+    nodes = cluster6
+    key = "twice"
+    client = redis.RedisCluster(host="127.0.0.1", port=nodes[0].port)
+    client.set(key, "owner-copy")
+    client.close()
+    owner = slot_owner(nodes, key_slot(key.encode()))
+    write_into_foreign_slot(other_master(nodes, owner), key, "stray-copy")
+    run = run_tasks([{"redisops.cluster.redis_cluster_fix": seed(nodes)}])
+    assert run.result["failed"] and "twice" in run.result["msg"] and "replace: true" in run.result["msg"]
+    assert owner.call("GET", key) == b"owner-copy"
+    replaced = fix(nodes, replace=True)
+    assert replaced["changed"] and owner.call("GET", key) == b"stray-copy"
+
+
+def test_unreachable_master_needs_consent(fresh_nodes):
+    nodes = fresh_nodes(3)
+    form_cluster(nodes.nodes, replicas=0)
+    write_keys(nodes, 300)
+    victim = slot_owner(nodes, 0)
+    victim_id = victim.node_id()
+    survivors = [node for node in nodes if node is not victim]
+    kept = all_keys(survivors)
+    victim.kill()
+    wait_for(lambda: all(any(f[0] == victim_id and "fail" in f[2].split(",") for f in cluster_nodes_fields(n))
+                         for n in survivors), message="the dead master flagged fail")
+    refused = run_module(MODULE, {"login_host": "127.0.0.1", "login_port": survivors[0].port})
+    assert refused["failed"] and "allow_unreachable_masters" in refused["msg"] and victim.address in refused["msg"]
+    result = run_module(MODULE, {"login_host": "127.0.0.1", "login_port": survivors[0].port,
+                                 "allow_unreachable_masters": True, "forget_failed": True})
+    assert result["changed"] and not result.get("failed"), result.get("msg")
+    assert all_keys(survivors) == kept
+    assert_healthy(survivors[0])
+    assert all(victim_id not in [f[0] for f in cluster_nodes_fields(node)] for node in survivors)
+
+
+def test_ghost_nodes_are_forgotten_only_when_asked(cluster6):
+    nodes = cluster6
+    replica = next(node for node in nodes if node.call("ROLE")[0] == b"slave")
+    ghost_id = replica.node_id()
+    replica.kill()
+    alive = [node for node in nodes if node is not replica]
+    wait_for(lambda: all(any(f[0] == ghost_id and "fail" in f[2].split(",") for f in cluster_nodes_fields(n))
+                         for n in alive), message="the replica flagged fail everywhere")
+    plain = run_module(MODULE, {"login_host": "127.0.0.1", "login_port": alive[0].port})
+    assert plain["changed"] is False and not any("forget" in step for step in plain["plan"])
+    result = run_module(MODULE, {"login_host": "127.0.0.1", "login_port": alive[0].port, "forget_failed": True})
+    assert result["changed"] and sum("forget" in step for step in result["plan"]) == 5
+    assert all(ghost_id not in [f[0] for f in cluster_nodes_fields(node)] for node in alive)

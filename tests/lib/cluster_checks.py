@@ -1,0 +1,189 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) redisops.cluster contributors
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""What the integration tests look at and break on a live cluster, with raw commands (never the collection's code)."""
+
+from __future__ import annotations
+
+import subprocess
+import threading
+import time
+
+import redis
+from redis.crc import key_slot
+from redis_harness import REDIS_CLI
+
+# Commands that change cluster configuration: check mode must send none of them.
+CLUSTER_WRITES = ("addslots", "addslotsrange", "delslots", "delslotsrange", "meet", "replicate", "setslot",
+                  "set-config-epoch", "bumpepoch", "forget", "reset", "failover", "flushslots")
+
+
+def facts_of(result: dict) -> dict:
+    assert not result.get("failed"), result.get("msg")
+    return result["ansible_facts"]["redis_cluster"]
+
+
+def findings(facts: dict, kind: str) -> list:
+    return [finding for finding in facts["findings"] if finding["kind"] == kind]
+
+
+def seed(nodes, index: int = 0) -> dict:
+    return {"login_host": "127.0.0.1", "login_port": nodes[index].port}
+
+
+def node_ids(nodes) -> dict:
+    return {node.port: node.node_id() for node in nodes}
+
+
+def cluster_nodes_fields(node) -> list:
+    return [line.split() for line in node.cluster_nodes().splitlines()]
+
+
+def own_ranges(fields) -> list:
+    """Slot ranges of one CLUSTER NODES line (open-slot markers left out)."""
+    ranges = []
+    for token in fields[8:]:
+        if not token.startswith("["):
+            first, _sep, last = token.partition("-")
+            ranges.append((int(first), int(last or first)))
+    return ranges
+
+
+def owner_id(node, slot: int):
+    """The owner of slot in node's own view (None when unassigned)."""
+    for fields in cluster_nodes_fields(node):
+        if any(first <= slot <= last for first, last in own_ranges(fields)):
+            return fields[0]
+    return None
+
+
+def slot_owner(nodes, slot: int):
+    """The harness node that serves slot, as nodes[0] sees it."""
+    wanted = owner_id(nodes[0], slot)
+    for node in nodes:
+        if node.node_id() == wanted:
+            return node
+    raise AssertionError("slot %d is not served" % slot)
+
+
+def masters(nodes) -> list:
+    return [node for node in nodes if node.process.poll() is None and node.call("ROLE")[0] == b"master"]
+
+
+def redis_cli_check(node) -> str:
+    return subprocess.run([REDIS_CLI, "--cluster", "check", node.address], stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, text=True, check=False).stdout
+
+
+def assert_healthy(node) -> None:
+    """redis-cli --cluster check finds nothing to complain about."""
+    report = redis_cli_check(node)
+    assert "[OK] All nodes agree about slots configuration." in report, report
+    assert "[OK] All 16384 slots covered." in report, report
+    assert "[ERR]" not in report and "[WARNING]" not in report, report
+
+
+def write_keys(nodes, count: int, prefix: str = "key") -> dict:
+    """count keys through a cluster client; {key: value} written."""
+    client = redis.RedisCluster(host="127.0.0.1", port=nodes[0].port)
+    try:
+        written = {("%s:%d" % (prefix, index)).encode(): ("value-%d" % index).encode() for index in range(count)}
+        pipe = client.pipeline()
+        for key, value in written.items():
+            pipe.set(key, value)
+        pipe.execute()
+        return written
+    finally:
+        client.close()
+
+
+def all_keys(nodes) -> dict:
+    """Every key -> value stored on a reachable master, read on the node that holds it (a healthy cluster:
+    a key in a slot its node does not serve answers MOVED)."""
+    values = {}
+    for node in masters(nodes):
+        with node.client() as conn:
+            for key in conn.scan_iter(count=1000):
+                values[key] = conn.get(key)
+    return values
+
+
+def raw(node, *commands) -> list:
+    """Send commands on one connection (ASKING must share the connection with the command it covers)."""
+    conn = redis.Connection(host=node.host, port=node.port, password=node.password)
+    try:
+        replies = []
+        for command in commands:
+            conn.send_command(*command)
+            replies.append(conn.read_response())
+        return replies
+    finally:
+        conn.disconnect()
+
+
+def write_into_foreign_slot(node, key: str, value: str = "stray") -> None:
+    """Put a key into a slot the node does not serve, as a botched migration leaves one."""
+    slot = key_slot(key.encode())
+    raw(node, ("CLUSTER", "SETSLOT", slot, "IMPORTING", owner_id(node, slot)), ("ASKING",), ("SET", key, value),
+        ("CLUSTER", "SETSLOT", slot, "STABLE"))
+
+
+def wait_for(condition, timeout: float = 30.0, message: str = "condition") -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out waiting for " + message
+        time.sleep(0.1)
+
+
+def command_counts(node) -> dict:
+    """INFO commandstats as {command: calls}."""
+    stats = node.client().info("commandstats")
+    return {name[len("cmdstat_"):]: fields["calls"] for name, fields in stats.items()}
+
+
+def cluster_writes(nodes) -> list:
+    """Cluster-changing commands any node received since CONFIG RESETSTAT."""
+    seen = []
+    for node in nodes:
+        for command, calls in command_counts(node).items():
+            if command.startswith("cluster|") and command.split("|", 1)[1] in CLUSTER_WRITES:
+                seen.append("%s %s x%d" % (node.address, command, calls))
+            if command in ("migrate", "restore", "restore-asking", "del", "set"):
+                seen.append("%s %s x%d" % (node.address, command, calls))
+    return seen
+
+
+def reset_stats(nodes) -> None:
+    for node in nodes:
+        node.call("CONFIG", "RESETSTAT")
+
+
+class Writer(threading.Thread):
+    """A cluster client writing and reading back keys until stopped; records acknowledged writes and errors."""
+
+    def __init__(self, nodes, prefix: str = "online"):
+        super().__init__(daemon=True)
+        self.client = redis.RedisCluster(host="127.0.0.1", port=nodes[0].port)
+        self.prefix = prefix
+        self.acknowledged = {}
+        self.errors = []
+        self._stop_event = threading.Event()
+
+    def run(self) -> None:
+        index = 0
+        while not self._stop_event.is_set():
+            key, value = "%s:%d" % (self.prefix, index), "v%d" % index
+            try:
+                self.client.set(key, value)
+                self.acknowledged[key.encode()] = value.encode()
+                if self.client.get(key) != value.encode():
+                    self.errors.append("read back mismatch for %s" % key)
+            except redis.RedisError as exc:
+                self.errors.append("%s: %r" % (key, exc))
+            index += 1
+
+    def stop(self) -> None:
+        self._stop_event.set()
+        self.join(30)
+        self.client.close()
