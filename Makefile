@@ -43,7 +43,10 @@ lint: deps
 demo: deps
 	$(BIN)/python tools/demo.py
 
+# Benchmarks against redis-cli on identical data; each rewrites its own section of docs/benchmarks.md.
 bench: deps
+	$(BIN)/python bench/create_bench.py
+	$(BIN)/python bench/placement_bench.py
 	$(BIN)/python bench/facts_bench.py
 
 clean:

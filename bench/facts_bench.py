@@ -50,6 +50,7 @@ sys.path.insert(0, os.path.join(ROOT, "tests", "lib"))
 import redis  # noqa: E402
 from ansible_runner import COLLECTIONS_PATH, run_module  # noqa: E402
 from redis_harness import REDIS_CLI, REDIS_SERVER, RedisNodes, form_cluster  # noqa: E402
+from bench_docs import DOCS, write_section  # noqa: E402
 
 sys.path.insert(0, COLLECTIONS_PATH)
 
@@ -58,7 +59,6 @@ from ansible_collections.redisops.cluster.plugins.module_utils import _client, _
 NODES = 60
 REPLICAS = 1
 KEYS = 10000
-DOCS = os.path.join(ROOT, "docs", "benchmarks.md")
 SECTION = "## redis_cluster_facts"
 BUDGET_MS = 1000
 
@@ -709,25 +709,6 @@ def report(loopback: dict, latency, latency_skipped, runs: int, load=(0.0, 0.0))
     return "\n".join(lines) + "\n"
 
 
-def write_docs(section: str) -> None:
-    if os.path.exists(DOCS):
-        with open(DOCS) as handle:
-            text = handle.read()
-    else:
-        text = "# Benchmarks\n\nResults of `make bench`; each section is rewritten by its benchmark.\n"
-    lines = text.splitlines(keepends=True)
-    start = next((i for i, line in enumerate(lines) if line.rstrip() == SECTION), None)
-    if start is None:
-        text = text.rstrip("\n") + "\n\n" + section
-    else:
-        end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines))
-        tail = "".join(lines[end:])
-        text = "".join(lines[:start]) + section + ("\n" + tail if tail else "")
-    os.makedirs(os.path.dirname(DOCS), exist_ok=True)
-    with open(DOCS, "w") as handle:
-        handle.write(text)
-
-
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", maxsplit=1)[0])
     parser.add_argument("--runs", type=int, default=5, help="module and redis-cli runs per measurement (default 5)")
@@ -756,7 +737,7 @@ def main(argv=None) -> int:
     section = report(loopback, latency, skipped, args.runs, (load_before, os.getloadavg()[0]))
     print(section)
     if not args.no_docs:
-        write_docs(section)
+        write_section(SECTION, section)
         log("wrote %s" % os.path.relpath(DOCS, ROOT))
     log("total %.0f s" % (time.perf_counter() - started))
     return 0

@@ -16,7 +16,7 @@ from collections import Counter
 from ._client import ClusterClientError, NodeConnection, RedisError, ResponseError, fan_out, observe_node, resolve_ip
 from ._migrate import DEFAULT_PIPELINE, DEFAULT_TIMEOUT_MS, KeyConflict, move_slot_keys
 from ._planner import (
-    ADD_SLOTS, BUMP_EPOCH, CLAIM_SLOTS, FAILOVER, FORGET, MEET, MOVE_KEYS, REPLICATE, SET_EPOCH, SETSLOT, WAIT_CONVERGED, WAIT_JOINED,
+    ADD_SLOTS, BUMP_EPOCH, CLAIM_SLOTS, FAILOVER, FORGET, MEET, MOVE_KEYS, REPLICATE, SET_EPOCH, SETSLOT, WAIT_CONVERGED,
 )
 from ._slots import slots_from_ranges
 from ._topology import split_address, view_signature
@@ -60,7 +60,7 @@ class Executor:
         completed = []
         try:
             for batch in _batches(plan.steps):
-                if batch[0].action in (WAIT_JOINED, WAIT_CONVERGED):
+                if batch[0].action == WAIT_CONVERGED:
                     self._wait(batch[0])
                 else:
                     for node in {step.node for step in batch}:
@@ -158,11 +158,10 @@ class Executor:
         return fan_out(lambda address: observe_node(address, self.options), self.addresses)
 
     def _wait(self, step) -> None:
-        check = _joined if step.action == WAIT_JOINED else _converged
         deadline = time.monotonic() + self.wait_timeout
         while True:
             observations = self._observe()
-            problem = check(observations, step)
+            problem = _converged(observations)
             if problem is None:
                 return
             if time.monotonic() > deadline:
@@ -216,23 +215,7 @@ def _disconnected_links(observations) -> str:
     return "; ".join(sorted(links))
 
 
-def _joined(observations, step):
-    problem = _unreachable(observations)
-    if problem:
-        return problem
-    wanted = set(step.args)
-    missing = []
-    for obs in observations:
-        known = {entry.id for entry in obs.entries if "handshake" not in entry.flags}
-        if not wanted <= known:
-            missing.append("%s does not know %s" % (obs.address.key, ", ".join(sorted(i[:8] for i in wanted - known))))
-    if missing:
-        links = _disconnected_links(observations)
-        return "; ".join(missing) + ("; " + links if links else "")
-    return None
-
-
-def _converged(observations, _step):
+def _converged(observations):
     problem = _unreachable(observations)
     if problem:
         return problem

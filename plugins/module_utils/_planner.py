@@ -20,9 +20,12 @@ from ._topology import ClusterState, Node, TopologyError, format_address, owner_
 ADD_SLOTS = "add_slots"
 SET_EPOCH = "set_epoch"
 MEET = "meet"
-WAIT_JOINED = "wait_joined"
 REPLICATE = "replicate"
 WAIT_CONVERGED = "wait_converged"
+
+
+# Up to this many nodes, create meets every pair directly.
+MESH_LIMIT = 64
 
 
 class PlanError(TopologyError):
@@ -49,7 +52,7 @@ class Plan:
 
     @property
     def empty(self) -> bool:
-        return not any(step.action not in (WAIT_JOINED, WAIT_CONVERGED) for step in self.steps)
+        return not any(step.action != WAIT_CONVERGED for step in self.steps)
 
     def describe(self) -> list:
         return [step.description for step in self.steps]
@@ -113,6 +116,9 @@ def plan_create(state: ClusterState, replicas: int, min_masters: int = 3) -> Pla
     if len(placement.masters) < min_masters:
         raise PlanError("placement yields %d master(s), fewer than min_masters %d" % (len(placement.masters), min_masters))
     by_address = {node.address: node for node in nodes.values()}
+    # Slots first, then join: each master then counts itself a majority of a one-master cluster; a master
+    # that saw no slot served anywhere counts itself in a minority, and once the slots appear it holds
+    # cluster_state:fail for a rejoin delay (the node timeout, up to 5 s).
     steps = list(_slot_steps(state, [by_address[key] for key in placement.masters]))
     steps += _join_steps(state, list(nodes.values()))
     replicate = [_replicate_step(by_address[replica], by_address[master])
@@ -148,7 +154,8 @@ def _share_out(slots: list, masters: list):
 
 
 def _join_steps(state: ClusterState, nodes: list) -> list:
-    """Distinct epochs for fresh nodes, then MEETs until every node knows every other."""
+    """Distinct epochs for fresh nodes, then the MEETs that let every node know every other (REPLICATE
+    retries until its master is known, and the final wait checks that all agree)."""
     steps = []
     fresh = [node for node in nodes if node.observation.unconfigured and node.entry.config_epoch == 0]
     used = {node.entry.config_epoch for node in nodes}
@@ -159,20 +166,18 @@ def _join_steps(state: ClusterState, nodes: list) -> list:
             epoch += 1
         steps.append(Step(SET_EPOCH, node.address, node.id, (epoch,),
                           "%s: set config epoch %d" % (node.describe(), epoch)))
-    hub = nodes[0]
-    hub_knows = {entry.id for entry in hub.observation.entries}
+    # Small clusters meet as a full mesh: every pair handshakes at once instead of waiting for gossip to
+    # spread the member list (seconds); large ones meet one hub and let gossip do the rest.
+    partners = (lambda index: nodes[index + 1:]) if len(nodes) <= MESH_LIMIT else (lambda index: nodes[:1] if index else [])
     meets = []
-    for node in nodes[1:]:
+    for index, node in enumerate(nodes):
         knows = {entry.id for entry in node.observation.entries}
-        if hub.id not in knows and node.id not in hub_knows:
-            meets.append(Step(MEET, node.address, node.id, (hub.host, hub.port, hub.entry.bus_port),
-                              "%s: meet %s (bus port %d)" % (node.describe(), hub.describe(), hub.entry.bus_port)))
-    strangers = [node for node in nodes
-                 if {entry.id for entry in node.observation.entries} != {n.id for n in nodes}]
-    if meets or strangers:
-        steps.extend(meets)
-        steps.append(Step(WAIT_JOINED, "", args=tuple(sorted(node.id for node in nodes)),
-                          description="wait until all %d nodes know each other" % len(nodes)))
+        for other in partners(index):
+            other_knows = {entry.id for entry in other.observation.entries}
+            if other.id not in knows and node.id not in other_knows:
+                meets.append(Step(MEET, node.address, node.id, (other.host, other.port, other.entry.bus_port),
+                                  "%s: meet %s (bus port %d)" % (node.describe(), other.describe(), other.entry.bus_port)))
+    steps.extend(meets)
     return steps
 
 

@@ -1,0 +1,31 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) redisops.cluster contributors
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""docs/benchmarks.md: each benchmark rewrites its own '## ' section and leaves the others alone."""
+
+from __future__ import annotations
+
+import os
+
+DOCS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "docs", "benchmarks.md")
+
+
+def write_section(heading: str, section: str) -> None:
+    """Replace the section that starts with heading (a '## ' line), or append it."""
+    if os.path.exists(DOCS):
+        with open(DOCS) as handle:
+            text = handle.read()
+    else:
+        text = "# Benchmarks\n\nResults of `make bench`; each section is rewritten by its benchmark.\n"
+    lines = text.splitlines(keepends=True)
+    start = next((i for i, line in enumerate(lines) if line.rstrip() == heading), None)
+    if start is None:
+        text = text.rstrip("\n") + "\n\n" + section
+    else:
+        end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines))
+        tail = "".join(lines[end:])
+        text = "".join(lines[:start]) + section + ("\n" + tail if tail else "")
+    os.makedirs(os.path.dirname(DOCS), exist_ok=True)
+    with open(DOCS, "w") as handle:
+        handle.write(text.rstrip("\n") + "\n")
