@@ -10,15 +10,17 @@ stops at the first step it cannot do, with the steps done so far, so the next ru
 
 from __future__ import annotations
 
+import json
+import threading
 import time
 from collections import Counter
 
 from ._client import ClusterClientError, NodeConnection, RedisError, ResponseError, fan_out, observe_node, resolve_ip
-from ._migrate import DEFAULT_PIPELINE, DEFAULT_TIMEOUT_MS, KeyConflict, move_slot_keys
+from ._migrate import DEFAULT_PIPELINE, DEFAULT_TIMEOUT_MS, KeyConflict, move_slot_keys, move_slots
 from ._planner import (
-    ADD_SLOTS, BUMP_EPOCH, CLAIM_SLOTS, FAILOVER, FORGET, MEET, MOVE_KEYS, REPLICATE, SET_EPOCH, SETSLOT, WAIT_CONVERGED,
+    ADD_SLOTS, BUMP_EPOCH, CLAIM_SLOTS, FAILOVER, FORGET, MEET, MIGRATE_SLOTS, MOVE_KEYS, REPLICATE, SET_EPOCH, SETSLOT, WAIT_CONVERGED,
 )
-from ._slots import slots_from_ranges
+from ._slots import count_slots, slots_from_ranges
 from ._topology import split_address, view_signature
 
 POLL_INTERVAL = 0.1
@@ -36,14 +38,22 @@ class ExecutionError(Exception):
 
 class Executor:
     def __init__(self, addresses, options, wait_timeout: float = 60.0, pipeline: int = DEFAULT_PIPELINE,
-                 timeout_ms: int = DEFAULT_TIMEOUT_MS, replace: bool = False):
+                 timeout_ms: int = DEFAULT_TIMEOUT_MS, replace: bool = False, parallel: int = 1,
+                 progress_file: str | None = None):
         self.addresses = tuple(addresses)
         self.options = options
         self.wait_timeout = wait_timeout
         self.pipeline = pipeline
         self.timeout_ms = timeout_ms
         self.replace = replace
+        self.parallel = max(1, parallel)
+        self.progress_file = progress_file
         self.keys_moved = 0
+        self.slots_moved = 0
+        self._slots_total = 0
+        self._started = time.monotonic()
+        self._lock = threading.Lock()
+        self._in_flight = {}
         self._connections = {}
 
     def connection(self, node: str) -> NodeConnection:
@@ -62,6 +72,8 @@ class Executor:
             for batch in _batches(plan.steps):
                 if batch[0].action == WAIT_CONVERGED:
                     self._wait(batch[0])
+                elif batch[0].action == MIGRATE_SLOTS:
+                    self._migrate_all(batch)
                 else:
                     for node in {step.node for step in batch}:
                         self.connection(node)
@@ -125,15 +137,21 @@ class Executor:
 
     def move_keys(self, step) -> None:
         slot, target, host, port = step.args
-        # A node refuses MIGRATE (CLUSTERDOWN) until it sees every slot served: new owners spread by gossip.
+        self.keys_moved += self._while_cluster_down(
+            lambda: move_slot_keys(self.connection(step.node), self.connection(target), host, port, slot,
+                                   self.options, self.pipeline, self.timeout_ms, self.replace))
+
+    def _while_cluster_down(self, action):
+        """action(), retried while a node answers CLUSTERDOWN: it refuses MIGRATE and RESTORE until it sees every
+        slot served and its rejoin delay after joining (up to the node timeout) is over."""
         deadline = time.monotonic() + self.wait_timeout
         while True:
             try:
-                self.keys_moved += move_slot_keys(self.connection(step.node), self.connection(target), host, port,
-                                                  slot, self.options, self.pipeline, self.timeout_ms, self.replace)
-                return
+                return action()
             except ResponseError as exc:
-                if not str(exc).startswith(("CLUSTERDOWN", "TRYAGAIN", "The cluster is down")) or time.monotonic() > deadline:
+                text = str(exc)
+                if not ("CLUSTERDOWN" in text or "cluster is down" in text or text.startswith("TRYAGAIN")) \
+                        or time.monotonic() > deadline:
                     raise
             time.sleep(POLL_INTERVAL)
 
@@ -151,6 +169,63 @@ class Executor:
 
     def forget(self, step) -> None:
         self.connection(step.node).call("CLUSTER", "FORGET", step.args[0])
+
+    # --- moving slots ---
+
+    def _migrate_all(self, steps) -> None:
+        """Moves between disjoint pairs run together (up to parallel at once); a node is in one move at a time."""
+        self._slots_total = sum(count_slots(step.args[4]) for step in steps)
+        pending = list(steps)
+        while pending:
+            busy, round_steps = set(), []
+            for step in pending:
+                pair = {step.node, step.args[0]}
+                if not busy & pair and len(round_steps) < self.parallel:
+                    busy |= pair
+                    round_steps.append(step)
+            fan_out(self._migrate_pair, round_steps)
+            pending = [step for step in pending if step not in round_steps]
+
+    def _migrate_pair(self, step) -> None:
+        target_address, target_id, host, port, ranges = step.args
+        # Own connections: pairs run on threads, and a connection serves one thread.
+        others = [address for address in self.addresses if address.key not in (step.node, target_address)]
+        conns = [NodeConnection(*split_address(step.node), self.options),
+                 NodeConnection(*split_address(target_address), self.options)]
+        other_conns = []
+        try:
+            for address in others:
+                conn = NodeConnection(address.host, address.port, self.options)
+                conns.append(conn)
+                if conn.call("ROLE")[0] == b"master":
+                    other_conns.append(conn)
+            # Opening a slot again is harmless, so a batch refused for CLUSTERDOWN is simply started over.
+            moved = self._while_cluster_down(lambda: move_slots(
+                conns[0], conns[1], other_conns, (step.node_id, target_id, host, port), list(slots_from_ranges(ranges)),
+                self.options, self.pipeline, self.timeout_ms, self.replace,
+                progress=lambda slots, keys: self._progress(step, slots, keys)))
+            with self._lock:
+                self.keys_moved += moved
+                self._in_flight.pop(step.description, None)
+        except ResponseError as exc:
+            raise ExecutionError("%s failed: %s" % (step.description, exc), ()) from None
+        finally:
+            for conn in conns:
+                conn.close()
+
+    def _progress(self, step, slots: int, keys: int) -> None:
+        """One JSON line per batch of slots: how far the whole run is, and how fast keys move."""
+        with self._lock:
+            self.slots_moved += slots
+            self._in_flight[step.description] = keys
+            keys_done = self.keys_moved + sum(self._in_flight.values())
+            elapsed = time.monotonic() - self._started
+            line = {"time": round(time.time(), 3), "move": step.description, "slots_done": self.slots_moved,
+                    "slots_total": self._slots_total, "keys_moved": keys_done,
+                    "keys_per_s": round(keys_done / elapsed) if elapsed else None}
+            if self.progress_file:
+                with open(self.progress_file, "a") as handle:
+                    handle.write(json.dumps(line) + "\n")
 
     # --- waits ---
 
@@ -184,10 +259,11 @@ HANDLERS = {
 }
 
 
+
 def _batches(steps) -> list:
     batches = []
     for step in steps:
-        if batches and batches[-1][0].action == step.action and step.action in PARALLEL:
+        if batches and batches[-1][0].action == step.action and (step.action in PARALLEL or step.action == MIGRATE_SLOTS):
             batches[-1].append(step)
         else:
             batches.append([step])

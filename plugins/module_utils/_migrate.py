@@ -83,3 +83,76 @@ def _resolve_busy_keys(source, target, keys, base, auth, slot: int) -> int:
                                                                 ", ..." if len(different) > 10 else ""))
     source.call(*(base + ["REPLACE"] + auth + ["KEYS"] + remaining))
     return len(keys)
+
+
+# --- many slots between one pair ------------------------------------------------------------------
+
+SLOT_BATCH = 128  # slots opened, emptied and handed over per round trip group
+
+
+def _check(replies, what: str) -> None:
+    errors = [reply for reply in replies if isinstance(reply, Exception)]
+    if errors:
+        raise errors[0].__class__("%s: %s" % (what, errors[0]))
+
+
+def move_slots(source, target, others, pair, slots, options, pipeline: int = DEFAULT_PIPELINE,
+               timeout_ms: int = DEFAULT_TIMEOUT_MS, replace: bool = False, progress=None) -> int:
+    """Move slots (and their keys) from source to target; the number of keys moved.
+
+    pair: (source id, target id, target host, target port). others: connections to every other master.
+    Per batch of slots: IMPORTING on the target and MIGRATING on the source (one pipeline each), the keys
+    with pipelined GETKEYSINSLOT and variadic MIGRATE, then SETSLOT NODE on the target first, the source
+    second, the other masters last. A failure leaves the batch's slots open for the next run to finish.
+    """
+    source_id, target_id, host, port = pair
+    base = ["MIGRATE", host, port, "", 0, timeout_ms] + (["REPLACE"] if replace else []) + migrate_auth_args(options)
+    moved = 0
+    for start in range(0, len(slots), SLOT_BATCH):
+        batch = slots[start:start + SLOT_BATCH]
+        _check(target.pipeline(("CLUSTER", "SETSLOT", slot, "IMPORTING", source_id) for slot in batch),
+               "opening slots on the target")
+        _check(source.pipeline(("CLUSTER", "SETSLOT", slot, "MIGRATING", target_id) for slot in batch),
+               "opening slots on the source")
+        moved += _empty_slots(source, target, batch, base, pipeline, host, port, options, replace, timeout_ms)
+        _check(target.pipeline(("CLUSTER", "SETSLOT", slot, "NODE", target_id) for slot in batch),
+               "handing slots to the target")
+        _hand_over_on_source(source, batch, target_id)
+        for conn in others:
+            _check(conn.pipeline(("CLUSTER", "SETSLOT", slot, "NODE", target_id) for slot in batch),
+                   "telling %s:%d the new owner" % (conn.host, conn.port))
+        if progress is not None:
+            progress(len(batch), moved)
+    return moved
+
+
+def _empty_slots(source, target, batch, base, pipeline, host, port, options, replace, timeout_ms) -> int:
+    """MIGRATE every key of the batch's slots; one pipelined GETKEYSINSLOT round, then one of MIGRATEs, until empty."""
+    moved = 0
+    pending = list(batch)
+    while pending:
+        listed = source.pipeline(("CLUSTER", "GETKEYSINSLOT", slot, pipeline) for slot in pending)
+        _check(listed, "listing keys")
+        work = [(slot, keys) for slot, keys in zip(pending, listed) if keys]
+        if not work:
+            return moved
+        replies = source.pipeline(base + ["KEYS"] + list(keys) for _slot, keys in work)
+        for (slot, keys), reply in zip(work, replies):
+            if isinstance(reply, ResponseError) and "BUSYKEY" in str(reply):
+                moved += move_slot_keys(source, target, host, port, slot, options, pipeline, timeout_ms, replace)
+            elif isinstance(reply, Exception):
+                raise reply
+            else:
+                moved += len(keys)
+        # Only slots that may still hold keys (a full page came back) need another round.
+        pending = [slot for slot, keys in work if len(keys) >= pipeline]
+    return moved
+
+
+def _hand_over_on_source(source, batch, target_id: str) -> None:
+    replies = source.pipeline(("CLUSTER", "SETSLOT", slot, "NODE", target_id) for slot in batch)
+    # A master that gave away its last slot may already have turned into the target's replica
+    # (cluster-allow-replica-migration); it then learns the owners from the target.
+    errors = [reply for reply in replies if isinstance(reply, Exception) and "master" not in str(reply).lower()]
+    if errors:
+        raise errors[0]

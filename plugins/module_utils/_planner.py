@@ -14,7 +14,7 @@ import dataclasses
 
 from ._placement import Candidate, place
 from ._slots import SLOT_COUNT, count_slots, format_ranges, ranges_from_slots
-from ._topology import ClusterState, Node, TopologyError, format_address, owner_map, unserved_slots
+from ._topology import CRITICAL, ClusterState, Node, TopologyError, format_address, owner_map, unserved_slots
 
 # Step actions. Each names one kind of write (or a wait the executor performs between writes).
 ADD_SLOTS = "add_slots"
@@ -516,3 +516,48 @@ def _forget_ghosts(ctx: _FixContext, given_away, promoted) -> list:
                 steps.append(Step(FORGET, me.address, me.id, (ghost.id,),
                                   "%s: forget %s" % (me.describe(), ghost.describe())))
     return steps
+
+
+# --- moving slots (rebalance, reshard) ---------------------------------------------------------------
+
+MIGRATE_SLOTS = "migrate_slots"
+
+# Findings that make a cluster unsound for moving slots: fix it first.
+UNSOUND = ("inconsistent_config", "uncovered_slots", "multiple_owners", "node_unreachable")
+
+
+def refuse_unsound(state: ClusterState, findings) -> None:
+    """Moves start only from a sound cluster (open slots aside: those are finished first)."""
+    problems = [finding.message for finding in findings
+                if finding.kind in UNSOUND or (finding.kind == "node_failing" and finding.severity == CRITICAL)]
+    if problems:
+        raise PlanError("the cluster is not sound enough to move slots (%s); repair it with "
+                        "redisops.cluster.redis_cluster_fix first" % "; ".join(problems))
+
+
+def plan_open_slots(state: ClusterState, key_counts) -> Plan:
+    """Finish (or close) the slots an interrupted move left open, as redis_cluster_fix would."""
+    ctx = _FixContext(state, key_counts)
+    open_slots = _open_slot_map(ctx)
+    steps = [step for slot in sorted(open_slots) for step in _close_open_slot(ctx, slot, open_slots[slot])]
+    if steps:
+        steps.append(Step(WAIT_CONVERGED, "", description="wait until every node agrees on roles and slots"))
+    return Plan(tuple(steps))
+
+
+def plan_moves(state: ClusterState, moves, key_counts) -> Plan:
+    """One MIGRATE_SLOTS step per (source, target) move; key_counts: {node id: {slot: keys}}."""
+    # A master that just joined refuses keys (CLUSTERDOWN) until its rejoin delay is over: start from a settled cluster.
+    steps = [Step(WAIT_CONVERGED, "", description="wait until every node agrees on roles and slots")] if moves else []
+    for move in moves:
+        source, target = state.by_id[move.source], state.by_id[move.target]
+        slots = tuple(sorted(move.slots))
+        keys = sum(key_counts.get(source.id, {}).get(slot, 0) for slot in slots)
+        ranges = ranges_from_slots(slots)
+        steps.append(Step(MIGRATE_SLOTS, source.address, source.id,
+                          (target.address, target.id, target.host, target.port, ranges),
+                          "%s: move %d slot(s) %s (%d key(s)) to %s"
+                          % (source.describe(), len(slots), format_ranges(ranges), keys, target.describe())))
+    if steps:
+        steps.append(Step(WAIT_CONVERGED, "", description="wait until every node agrees on roles and slots"))
+    return Plan(tuple(steps))

@@ -84,11 +84,12 @@ def assert_healthy(node) -> None:
     assert "[ERR]" not in report and "[WARNING]" not in report, report
 
 
-def write_keys(nodes, count: int, prefix: str = "key") -> dict:
-    """count keys through a cluster client; {key: value} written."""
+def write_keys(nodes, count: int, prefix: str = "key", size: int = 0) -> dict:
+    """count keys through a cluster client (values padded to size bytes); {key: value} written."""
     client = redis.RedisCluster(host="127.0.0.1", port=nodes[0].port)
     try:
-        written = {("%s:%d" % (prefix, index)).encode(): ("value-%d" % index).encode() for index in range(count)}
+        written = {("%s:%d" % (prefix, index)).encode(): ("value-%d" % index).encode().ljust(size, b".")
+                   for index in range(count)}
         pipe = client.pipeline()
         for key, value in written.items():
             pipe.set(key, value)

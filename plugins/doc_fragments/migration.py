@@ -1,0 +1,46 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) redisops.cluster contributors
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+from __future__ import annotations
+
+
+class ModuleDocFragment:
+    # Options of the modules that migrate slots between masters.
+    DOCUMENTATION = r"""
+options:
+  pipeline:
+    description: Keys per C(MIGRATE) call (redis-cli's C(--cluster-pipeline), which defaults to 10).
+    type: int
+    default: 1000
+  timeout:
+    description: C(MIGRATE) timeout in milliseconds (redis-cli's C(--cluster-timeout)).
+    type: int
+    default: 60000
+  parallel:
+    description:
+      - How many moves between disjoint pairs of masters run at the same time. A master takes part
+        in one move at a time.
+    type: int
+    default: 4
+  replace:
+    description:
+      - Overwrite a key that exists on the target with a different value. Without it such a key
+        stops the run and is named; equal copies are always resolved.
+    type: bool
+    default: false
+  progress_file:
+    description:
+      - A file that receives one JSON line per batch of slots moved (C(slots_done), C(slots_total),
+        C(keys_moved), C(keys_per_s)), for following a long run (for example under C(async)).
+    type: path
+notes:
+  - Moves start only from a sound cluster (every node agrees on slot owners, every slot is served,
+    every master reachable). Slots an interrupted run left open are finished first; anything else
+    makes the module refuse and point to M(redisops.cluster.redis_cluster_fix).
+  - A slot moves with C(SETSLOT IMPORTING) on the target and C(MIGRATING) on the source (for many
+    slots per round trip), its keys with pipelined C(GETKEYSINSLOT) and variadic C(MIGRATE), then
+    C(SETSLOT NODE) on the target first, the source second and every other master last. Clients keep
+    working throughout (C(ASK) redirections during the move).
+"""

@@ -1,0 +1,114 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) redisops.cluster contributors
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""The backend the slot-moving modules share (rebalance, reshard). Private to redisops.cluster.
+
+observe -> refuse an unsound cluster -> finish slots an interrupted move left open -> decide the moves
+(the module's own pure function) -> report them (check mode) or carry them out -> observe again.
+"""
+
+from __future__ import annotations
+
+from ._change import apply_plan
+from ._client import count_keys, observe_cluster, require_usable
+from ._executor import ExecutionError, Executor
+from ._module import ModuleFailure, connection_options, seed_addresses
+from ._planner import PlanError, plan_moves, plan_open_slots, refuse_unsound
+from ._shares import SharesError
+from ._topology import assess, split_address
+
+
+def move_argument_spec() -> dict:
+    """Options of the modules that migrate slots (documented in the redisops.cluster.migration fragment)."""
+    return dict(
+        pipeline=dict(type="int", default=1000),
+        timeout=dict(type="int", default=60000),
+        parallel=dict(type="int", default=4),
+        replace=dict(type="bool", default=False),
+        progress_file=dict(type="path"),
+    )
+
+
+def executor_settings(params: dict) -> dict:
+    for name in ("pipeline", "timeout", "parallel"):
+        if params[name] < 1:
+            raise ModuleFailure("%s must be 1 or more, got %d" % (name, params[name]))
+    return dict(pipeline=params["pipeline"], timeout_ms=params["timeout"], replace=params["replace"],
+                parallel=params["parallel"], progress_file=params["progress_file"])
+
+
+def owned_slots(observation) -> list:
+    """The slots a master serves or has open: their key counts choose and describe the moves."""
+    me = observation.myself
+    slots = {slot for first, last in me.slots for slot in range(first, last + 1)}
+    slots.update(slot for slot, _partner in me.migrating + me.importing)
+    return sorted(slots)
+
+
+def flat_key_counts(state, counts) -> dict:
+    """slot -> keys on the slot's owner."""
+    return {slot: counts.get(owner, {}).get(slot, 0) for slot, owner in state.slot_owners.items()}
+
+
+def run_moves(module, decide) -> dict:
+    """decide(params, state, holdings, key_counts) -> moves (shares.Move); raises SharesError on impossible input."""
+    params = module.params
+    options = connection_options(params)
+    settings = executor_settings(params)
+    state = observe_cluster(seed_addresses(params), options)
+    require_usable(state)
+    if state.not_configured:
+        raise ModuleFailure("the nodes form no cluster yet; form one with redisops.cluster.redis_cluster_create")
+    refuse_unsound(state, assess(state))
+    counts = count_keys(state, options, owned_slots)
+    finishing = plan_open_slots(state, counts)
+    finished = []
+    if not finishing.empty:
+        if module.check_mode:
+            module.warn("slots left open by an interrupted move are finished first; the moves are planned once they are")
+            return apply_plan(module, state, finishing, options, **settings)
+        finished = _finish_open_slots(state, finishing, options, settings, params["wait_timeout"])
+        state = observe_cluster(seed_addresses(params), options)
+        counts = count_keys(state, options, owned_slots)
+    holdings = {node.id: node.entry.slots for node in state.masters if not node.entry.failed}
+    keys_by_slot = flat_key_counts(state, counts)
+    try:
+        moves = decide(params, state, holdings, keys_by_slot)
+    except SharesError as exc:
+        raise PlanError(str(exc)) from None
+    result = apply_plan(module, state, plan_moves(state, moves, counts), options, **settings)
+    result["finished_open_slots"] = finished
+    result["changed"] = result["changed"] or bool(finished)
+    result["slots_moved"] = sum(len(move.slots) for move in moves) if not module.check_mode else 0
+    result["moves"] = [{"source": state.by_id[m.source].address, "target": state.by_id[m.target].address,
+                        "slots": len(m.slots), "keys": sum(keys_by_slot.get(slot, 0) for slot in m.slots)}
+                       for m in moves]
+    return result
+
+
+def _finish_open_slots(state, plan, options, settings, wait_timeout) -> list:
+    executor = Executor(tuple(obs.address for obs in state.reachable), options, wait_timeout, **settings)
+    try:
+        return executor.run(plan)
+    except ExecutionError as exc:
+        raise ModuleFailure("finishing the slots an interrupted move left open failed: %s" % exc,
+                            completed=exc.completed) from None
+
+
+def resolve_node(state, name: str, option: str):
+    """A master named by id, id prefix (8+ characters) or host:port."""
+    masters = [node for node in state.masters if not node.entry.failed]
+    found = [node for node in masters if node.id == name or (len(name) >= 8 and node.id.startswith(name))]
+    if not found and ":" in name:
+        host, port = split_address(name)
+        found = [node for node in masters if node.port == port and host in (node.host, _observed_host(node))]
+    if len(found) != 1:
+        raise ModuleFailure("%s: %r names %s master; give a node id or host:port of one of %s"
+                            % (option, name, "no" if not found else "more than one",
+                               ", ".join(node.address for node in masters)))
+    return found[0]
+
+
+def _observed_host(node) -> str:
+    return node.observation.address.host if node.observation is not None else ""

@@ -1,0 +1,197 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) redisops.cluster contributors
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""redis_cluster_rebalance and redis_cluster_reshard on real clusters: shares, keys, online clients, interruptions."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import tempfile
+
+from ansible_runner import ANSIBLE_PLAYBOOK, ansible_env, run_module
+from cluster_checks import (
+    Writer, all_keys, assert_healthy, cluster_nodes_fields, cluster_writes, owner_id, own_ranges, raw, reset_stats,
+    seed, slot_owner, wait_for, write_keys,
+)
+from redis.crc import key_slot
+from redis_harness import form_cluster
+
+
+def slot_counts(node) -> dict:
+    """{node id: slots served} of the masters, as node sees them."""
+    return {fields[0]: sum(last - first + 1 for first, last in own_ranges(fields))
+            for fields in cluster_nodes_fields(node) if "master" in fields[2]}
+
+
+def add_empty_master(cluster, extra) -> None:
+    cluster[0].call("CLUSTER", "MEET", "127.0.0.1", extra.port, extra.bus_port)
+    wait_for(lambda: all(extra.node_id() in [f[0] for f in cluster_nodes_fields(n)] for n in cluster),
+             message="the new master known everywhere")
+
+
+def ok(result: dict) -> dict:
+    assert not result.get("failed"), result.get("msg")
+    return result
+
+
+def test_rebalance_onto_a_new_master_while_clients_write(cluster6, fresh_nodes):
+    nodes = cluster6
+    expected = write_keys(nodes, 5000)
+    extra = fresh_nodes(1)[0]
+    add_empty_master(nodes, extra)
+    everyone = list(nodes) + [extra]
+    reset_stats(everyone)
+    planned = ok(run_module("redis_cluster_rebalance", seed(nodes), check=True))
+    assert planned["changed"] and sum(move["slots"] for move in planned["moves"]) == 4096
+    assert all(move["target"] == extra.address for move in planned["moves"])
+    assert cluster_writes(everyone) == [] and slot_counts(nodes[0])[extra.node_id()] == 0
+    writer = Writer(nodes)
+    writer.start()
+    try:
+        progress = tempfile.NamedTemporaryFile(delete=False)
+        result = ok(run_module("redis_cluster_rebalance", dict(seed(nodes), progress_file=progress.name,
+                                                               expect_state_id=planned["state_id"])))
+    finally:
+        writer.stop()
+    assert result["changed"] and result["slots_moved"] == 4096 and result["keys_moved"] > 0
+    assert sorted(slot_counts(nodes[0]).values()) == [4096] * 4
+    stored = all_keys(everyone)
+    assert {k: v for k, v in stored.items() if not k.startswith(b"online:")} == expected
+    assert writer.errors == [] and writer.acknowledged
+    assert all(stored.get(key) == value for key, value in writer.acknowledged.items())
+    lines = [json.loads(line) for line in open(progress.name)]
+    os.unlink(progress.name)
+    assert lines and lines[-1]["slots_done"] == 4096 and lines[-1]["slots_total"] == 4096
+    assert_healthy(nodes[0])
+    again = ok(run_module("redis_cluster_rebalance", seed(nodes)))
+    assert again["changed"] is False and again["plan"] == []
+    stale = run_module("redis_cluster_rebalance", dict(seed(nodes), expect_state_id=planned["state_id"]))
+    assert stale["failed"] and "changed since the plan was approved" in stale["msg"]
+
+
+def test_weights_and_drain(cluster6):
+    nodes = cluster6
+    expected = write_keys(nodes, 2000)
+    drained = slot_owner(nodes, 0)
+    heavy = slot_owner(nodes, 16383)
+    before = slot_counts(nodes[1])
+    result = ok(run_module("redis_cluster_rebalance", dict(seed(nodes), weights={drained.address: 0, heavy.address: 2})))
+    counts = slot_counts(nodes[1])
+    assert counts.get(drained.node_id(), 0) == 0
+    assert counts[heavy.node_id()] == 10923 and sum(counts.values()) == 16384
+    # The fewest moves: every slot moved left a master above its target.
+    assert result["slots_moved"] == sum(max(0, before[n] - counts.get(n, 0)) for n in before) == 5462
+    assert all_keys(nodes) == expected
+    assert_healthy(nodes[1])
+
+
+def test_reshard_exactly_n_and_named_slots(cluster6):
+    nodes = cluster6
+    expected = write_keys(nodes, 1000)
+    target = slot_owner(nodes, 0)
+    before = slot_counts(nodes[0])
+    result = ok(run_module("redis_cluster_reshard", dict(seed(nodes), to=target.address, slots=1001)))
+    after = slot_counts(nodes[0])
+    assert after[target.node_id()] - before[target.node_id()] == 1001 and result["slots_moved"] == 1001
+    named = ok(run_module("redis_cluster_reshard", dict(seed(nodes), to=target.address, slot_list=["16000-16009", "9000"])))
+    assert all(owner_id(nodes[0], slot) == target.node_id() for slot in list(range(16000, 16010)) + [9000])
+    again = ok(run_module("redis_cluster_reshard", dict(seed(nodes), to=target.address, slot_list=["16000-16009", "9000"])))
+    assert named["changed"] and again["changed"] is False
+    too_many = run_module("redis_cluster_reshard", dict(seed(nodes), to=target.address, slots=16000))
+    assert too_many["failed"] and "hold only" in too_many["msg"]
+    unknown = run_module("redis_cluster_reshard", dict(seed(nodes), to="10.9.9.9:1", slots=1))
+    assert unknown["failed"] and unknown["msg"].startswith("to:")
+    assert all_keys(nodes) == expected
+    assert_healthy(nodes[0])
+
+
+def start_reshard(nodes, to, slots, workdir: str, **args):
+    """ansible-playbook moving slots slowly (one key per MIGRATE) in the background, in its own process group."""
+    playbook = os.path.join(workdir, "play.yml")
+    task = dict(seed(nodes), to=to, slot_list=[str(slot) for slot in slots], pipeline=1, parallel=1, **args)
+    with open(playbook, "w") as handle:
+        json.dump([{"hosts": "localhost", "gather_facts": False, "tasks": [{"redisops.cluster.redis_cluster_reshard": task}]}],
+                  handle)
+    return subprocess.Popen([ANSIBLE_PLAYBOOK, "-i", "localhost,", "-c", "local", playbook], env=ansible_env(),
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+
+
+def heavy_slots(nodes, tags) -> tuple:
+    """1000 keys of 1 KB in the slot of each tag; ({key: value}, slots)."""
+    written = {}
+    for tag in tags:
+        written.update(write_keys(nodes, 1000, prefix="{%s}" % tag, size=1024))
+    return written, sorted({key_slot(("{%s}" % tag).encode()) for tag in tags})
+
+
+def arriving(node, slots) -> bool:
+    return any(node.call("CLUSTER", "COUNTKEYSINSLOT", slot) for slot in slots)
+
+
+def no_failure_flags(nodes) -> bool:
+    return not any({"fail", "fail?"} & set(f[2].split(",")) for n in nodes for f in cluster_nodes_fields(n))
+
+
+def test_killed_run_is_finished_by_fix_and_stopped_target_by_a_rerun(cluster6, fresh_nodes):
+    nodes = cluster6
+    extra = fresh_nodes(1)[0]
+    add_empty_master(nodes, extra)
+    everyone = list(nodes) + [extra]
+    expected, first = heavy_slots(nodes, ["a%d" % i for i in range(10)])
+    more, second = heavy_slots(nodes, ["b%d" % i for i in range(10)])
+    expected.update(more)
+    with tempfile.TemporaryDirectory() as workdir:
+        # 1. The run's process is killed while keys are on their way: redis_cluster_fix finishes the move.
+        proc = start_reshard(nodes, extra.address, first, workdir)
+        wait_for(lambda: arriving(extra, first), timeout=120, message="keys arriving on the target")
+        # The module runs in a process of its own (in its own session), not in ansible-playbook's group.
+        subprocess.run(["pkill", "-KILL", "-f", "AnsiballZ_redis_cluster_reshard"], check=False)
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        fixed = ok(run_module("redis_cluster_fix", seed(nodes)))
+        assert fixed["changed"] and any("open" in f["kind"] for f in fixed["findings_before"])
+        assert all_keys(everyone) == expected
+        assert_healthy(nodes[0])
+        # 2. The target stops answering past the MIGRATE timeout: the run fails, leaves the slots open,
+        #    and a rerun of the same task finishes them.
+        proc = start_reshard(nodes, extra.address, second, workdir, timeout=1000, command_timeout=3)
+        wait_for(lambda: arriving(extra, second) or proc.poll() is not None, timeout=120, message="keys arriving")
+        extra.pause()
+        try:
+            output, _ = proc.communicate(timeout=120)
+        finally:
+            extra.resume()
+        assert proc.returncode != 0 and "failed" in output, output
+    wait_for(lambda: no_failure_flags(everyone), timeout=60, message="the stopped node's fail flags to clear")
+    # MIGRATE blocks its source while the target is silent, so the source may have been failed over
+    # meanwhile, leaving keys split between its promoted replica and the target: fix first, then rerun.
+    repaired = ok(run_module("redis_cluster_fix", seed(nodes)))
+    assert all_keys(everyone) == expected, repaired["plan"]
+    # Rerunning both interrupted tasks finishes them (fix closed the first one's untouched slots where they were).
+    result = ok(run_module("redis_cluster_reshard", dict(seed(nodes), to=extra.address,
+                                                        slot_list=[str(slot) for slot in first + second])))
+    assert result["changed"] or repaired["changed"]
+    owners = {slot: owner_id(nodes[0], slot) for slot in first + second}
+    assert set(owners.values()) == {extra.node_id()}
+    assert all_keys(everyone) == expected
+    assert_healthy(nodes[0])
+    assert ok(run_module("redis_cluster_fix", seed(nodes)))["changed"] is False
+
+
+def test_unsound_cluster_is_refused(cluster6):
+    nodes = cluster6
+    for node in nodes:
+        raw(node, ("CLUSTER", "DELSLOTSRANGE", 0, 9))
+    result = run_module("redis_cluster_rebalance", dict(seed(nodes), weights={slot_owner(nodes, 100).address: 0}))
+    assert result["failed"] and "redis_cluster_fix" in result["msg"] and "served by no node" in result["msg"]
+
+
+def test_three_masters_created_without_replicas_rebalance_is_a_no_op(fresh_nodes):
+    nodes = fresh_nodes(3)
+    form_cluster(nodes.nodes, replicas=0)
+    result = ok(run_module("redis_cluster_rebalance", seed(nodes)))
+    assert result["changed"] is False
