@@ -12,7 +12,7 @@ import signal
 import subprocess
 import tempfile
 
-from ansible_runner import ANSIBLE_PLAYBOOK, ansible_env, run_module
+from ansible_runner import ANSIBLE_PLAYBOOK, ansible_env, run_module, run_tasks
 from cluster_checks import (
     Writer, all_keys, assert_healthy, cluster_nodes_fields, cluster_writes, owner_id, own_ranges, raw, reset_stats,
     seed, slot_owner, wait_for, write_keys,
@@ -180,6 +180,23 @@ def test_killed_run_is_finished_by_fix_and_stopped_target_by_a_rerun(cluster6, f
     assert all_keys(everyone) == expected
     assert_healthy(nodes[0])
     assert ok(run_module("redis_cluster_fix", seed(nodes)))["changed"] is False
+
+
+def test_acl_user_moves_keys_and_the_password_never_shows(fresh_nodes):
+    secret = "move-secret-value"
+    nodes = fresh_nodes(3, password=secret)
+    form_cluster(nodes.nodes, replicas=0)
+    expected = write_keys(nodes, 3000)
+    target = slot_owner(nodes, 0)
+    # Slots that hold keys, so MIGRATE has to authenticate (AUTH2 default <password>) on the target.
+    mine = next(own_ranges(f) for f in cluster_nodes_fields(nodes[0]) if f[0] == target.node_id())
+    slots = sorted(s for s in {key_slot(key) for key in expected} if not any(a <= s <= b for a, b in mine))[:50]
+    run = run_tasks([{"redisops.cluster.redis_cluster_reshard": dict(seed(nodes), to=target.address, login_user="default",
+                                                                     slot_list=[str(slot) for slot in slots])}],
+                    env={"REDIS_CLUSTER_PASSWORD": secret}, verbosity=3)
+    assert ok(run.result)["slots_moved"] == 50 and run.result["keys_moved"] >= 50
+    assert secret not in run.output and secret not in str(run.results)
+    assert all_keys(nodes) == expected
 
 
 def test_unsound_cluster_is_refused(cluster6):

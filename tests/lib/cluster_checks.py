@@ -86,7 +86,7 @@ def assert_healthy(node) -> None:
 
 def write_keys(nodes, count: int, prefix: str = "key", size: int = 0) -> dict:
     """count keys through a cluster client (values padded to size bytes); {key: value} written."""
-    client = redis.RedisCluster(host="127.0.0.1", port=nodes[0].port)
+    client = redis.RedisCluster(host="127.0.0.1", port=nodes[0].port, password=nodes[0].password)
     try:
         written = {("%s:%d" % (prefix, index)).encode(): ("value-%d" % index).encode().ljust(size, b".")
                    for index in range(count)}
