@@ -40,12 +40,16 @@ options:
   threshold:
     description:
       - Do nothing while every master's slot count is within this many percent of its target
-        (deviation = |have - target| / target). A master with target 0 that holds slots is always over.
+        (deviation = |have - target| / target, where redis-cli divides by what the master has). A master
+        with target 0 that holds slots is always over. Once any master is over, every master goes all
+        the way to its target. V(0) rebalances on any deviation.
     type: float
     default: 2.0
   use_empty_masters:
     description:
-      - Give masters that hold no slot a share. When false, they stay empty unless O(weights) names them.
+      - Give masters that hold no slot a share. When false, they stay empty unless O(weights) names them
+        (redis-cli leaves them out even then, and its default is the opposite - it needs
+        C(--cluster-use-empty-masters)).
     type: bool
     default: true
   max_slots:
