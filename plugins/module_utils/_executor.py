@@ -259,7 +259,6 @@ HANDLERS = {
 }
 
 
-
 def _batches(steps) -> list:
     batches = []
     for step in steps:

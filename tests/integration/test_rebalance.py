@@ -164,7 +164,7 @@ def test_killed_run_is_finished_by_fix_and_stopped_target_by_a_rerun(cluster6, f
         wait_for(lambda: arriving(extra, second) or proc.poll() is not None, timeout=120, message="keys arriving")
         extra.pause()
         try:
-            output, _ = proc.communicate(timeout=120)
+            output = proc.communicate(timeout=120)[0]
         finally:
             extra.resume()
         assert proc.returncode != 0 and "failed" in output, output
@@ -174,8 +174,8 @@ def test_killed_run_is_finished_by_fix_and_stopped_target_by_a_rerun(cluster6, f
     repaired = ok(run_module("redis_cluster_fix", seed(nodes)))
     assert all_keys(everyone) == expected, repaired["plan"]
     # Rerunning both interrupted tasks finishes them (fix closed the first one's untouched slots where they were).
-    result = ok(run_module("redis_cluster_reshard", dict(seed(nodes), to=extra.address,
-                                                        slot_list=[str(slot) for slot in first + second])))
+    result = ok(run_module("redis_cluster_reshard",
+                           dict(seed(nodes), to=extra.address, slot_list=[str(slot) for slot in first + second])))
     assert result["changed"] or repaired["changed"]
     owners = {slot: owner_id(nodes[0], slot) for slot in first + second}
     assert set(owners.values()) == {extra.node_id()}
