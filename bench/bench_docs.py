@@ -7,6 +7,8 @@
 from __future__ import annotations
 
 import os
+import platform
+import subprocess
 
 DOCS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "docs", "benchmarks.md")
 
@@ -29,3 +31,13 @@ def write_section(heading: str, section: str) -> None:
     os.makedirs(os.path.dirname(DOCS), exist_ok=True)
     with open(DOCS, "w") as handle:
         handle.write(text.rstrip("\n") + "\n")
+
+
+def versions(redis_server: str) -> str:
+    """The software a figure was measured with: Redis, redis-py, ansible-core, Python."""
+    import ansible.release  # pylint: disable=import-outside-toplevel
+    import redis  # pylint: disable=import-outside-toplevel
+    words = subprocess.run([redis_server, "--version"], stdout=subprocess.PIPE, text=True, check=False).stdout.split()
+    server = next((word[2:] for word in words if word.startswith("v=")), "?")
+    return "Redis %s, redis-py %s, ansible-core %s, Python %s" % (
+        server, redis.__version__, ansible.release.__version__, platform.python_version())

@@ -31,7 +31,6 @@ import fcntl
 import heapq
 import json
 import os
-import platform
 import select
 import shutil
 import signal
@@ -50,7 +49,7 @@ sys.path.insert(0, os.path.join(ROOT, "tests", "lib"))
 import redis  # noqa: E402
 from ansible_runner import COLLECTIONS_PATH, run_module  # noqa: E402
 from redis_harness import REDIS_CLI, REDIS_SERVER, RedisNodes, form_cluster  # noqa: E402
-from bench_docs import DOCS, write_section  # noqa: E402
+from bench_docs import DOCS, versions, write_section  # noqa: E402
 
 sys.path.insert(0, COLLECTIONS_PATH)
 
@@ -566,14 +565,6 @@ def rounds_text(rounds) -> str:
     return "%d (%s)" % (len(rounds), " + ".join(str(width) for width, _ms in rounds))
 
 
-def versions() -> str:
-    server = run(REDIS_SERVER, "--version", check=False).stdout.split()
-    server_version = next((word[2:] for word in server if word.startswith("v=")), "?")
-    import ansible.release  # pylint: disable=import-outside-toplevel
-    return "Redis %s, redis-py %s, ansible-core %s, Python %s" % (
-        server_version, redis.__version__, ansible.release.__version__, platform.python_version())
-
-
 def report(loopback: dict, latency, latency_skipped, runs: int, load=(0.0, 0.0)) -> str:
     lines = [SECTION, ""]
     lines.append("Measured by `make bench` (`bench/facts_bench.py`) on %s: %d cores, %s. %d nodes (%d masters + "
@@ -582,7 +573,7 @@ def report(loopback: dict, latency, latency_skipped, runs: int, load=(0.0, 0.0))
                  "and facts), without ansible's start-up. `redis-cli --cluster check` runs on the same cluster "
                  "in the same run; compare the ratios, not the absolute times. Load average (1 min) when the run "
                  "started and ended: %.1f and %.1f; work of other processes on the machine shows up as noise."
-                 % (datetime.date.today().isoformat(), os.cpu_count(), versions(), NODES, NODES // 2,
+                 % (datetime.date.today().isoformat(), os.cpu_count(), versions(REDIS_SERVER), NODES, NODES // 2,
                     NODES // 2, KEYS, load[0], load[1]))
     lines += ["", "### Loopback (127.0.0.1)", ""]
     module, check, inproc = loopback["module"], loopback["check"], loopback["inproc"]

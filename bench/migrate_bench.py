@@ -36,7 +36,6 @@ import binascii
 import datetime
 import json
 import os
-import platform
 import re
 import socket
 import subprocess
@@ -47,10 +46,9 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "tests", "lib"))
 
-import redis  # noqa: E402
 from ansible_runner import ANSIBLE_PLAYBOOK, COLLECTIONS_PATH, ansible_env  # noqa: E402
 from redis_harness import REDIS_CLI, REDIS_SERVER, RedisNodes, form_cluster, wait_converged  # noqa: E402
-from bench_docs import DOCS, write_section  # noqa: E402
+from bench_docs import DOCS, versions, write_section  # noqa: E402
 
 sys.path.insert(0, COLLECTIONS_PATH)
 
@@ -633,14 +631,6 @@ def case_c(tags) -> dict:
 # The report
 
 
-def versions() -> str:
-    out = subprocess.run([REDIS_SERVER, "--version"], stdout=subprocess.PIPE, text=True, check=False).stdout.split()
-    server = next((word[2:] for word in out if word.startswith("v=")), "?")
-    import ansible.release  # pylint: disable=import-outside-toplevel
-    return "Redis %s, redis-py %s, ansible-core %s, Python %s" % (
-        server, redis.__version__, ansible.release.__version__, platform.python_version())
-
-
 def present(run: dict) -> str:
     if run["found"] == run["expected"] and run["check"] == "ok":
         return "all %d" % run["found"]
@@ -738,7 +728,7 @@ def report(a: dict, b: dict, c: dict, load: tuple, total: float) -> str:
         "sum of DBSIZE over the masters is compared with the keys written and `redis-cli --cluster check` "
         "must pass (column \"keys present after\"). Load average (1 min) at the start and the end: %.1f and "
         "%.1f; other work on the machine shows up as noise. Whole run: %.0f s."
-        % (datetime.date.today().isoformat(), os.cpu_count(), versions(), load[0], load[1], total))
+        % (datetime.date.today().isoformat(), os.cpu_count(), versions(REDIS_SERVER), load[0], load[1], total))
     lines += ["", "### A: rebalance onto an empty master, %d keys of %d bytes" % (len(a["data"]), a["data"].size), "",
               "3 masters hold %d keys (`key:0` ... `key:%d`, values of %d bytes); a 4th, empty master joins "
               "(CLUSTER MEET, then every node agrees and reports cluster_state:ok); then the rebalance. The module "
