@@ -63,11 +63,6 @@ class Plan:
 
 # --- create --------------------------------------------------------------------------------------
 
-def even_split(count: int) -> tuple:
-    """Contiguous slot ranges for count masters; sizes differ by at most one."""
-    return tuple((index * SLOT_COUNT // count, (index + 1) * SLOT_COUNT // count - 1) for index in range(count))
-
-
 def _candidate(node: Node) -> Candidate:
     labels = node.label_map
     return Candidate(key=node.address, host=labels.get("hostname") or node.host,

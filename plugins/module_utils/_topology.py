@@ -241,7 +241,6 @@ class NodeObservation:
     cluster_info: MappingProxyType = dataclasses.field(default_factory=lambda: MappingProxyType({}))
     info: MappingProxyType = dataclasses.field(default_factory=lambda: MappingProxyType({}))
     foreign_keys: tuple = ()  # (slot, key count) for slots the node holds keys in but does not serve; deep scan only
-    scanned: bool = False
 
     @property
     def myself(self):
@@ -451,7 +450,7 @@ def with_key_counts(state: ClusterState, counts) -> ClusterState:
         if obs.myself is not None and obs.myself.id in counts:
             unserved = set(unserved_slots(obs))
             stray = tuple(sorted((slot, n) for slot, n in counts[obs.myself.id].items() if slot in unserved and n))
-            obs = dataclasses.replace(obs, foreign_keys=stray, scanned=True)
+            obs = dataclasses.replace(obs, foreign_keys=stray)
         observations.append(obs)
     return ClusterState(observations=tuple(observations))
 

@@ -254,6 +254,6 @@ def test_imbalance_reports_an_empty_master():
 
 def test_keys_in_unserved_slots():
     import dataclasses
-    obs = dataclasses.replace(observe("healthy_hostnames.txt"), foreign_keys=((6000, 2), (6001, 1)), scanned=True)
+    obs = dataclasses.replace(observe("healthy_hostnames.txt"), foreign_keys=((6000, 2), (6001, 1)))
     (finding,) = [f for f in assess(ClusterState((obs,))) if f.kind == "multiple_owners"]
     assert finding.slots == ((6000, 6001),) and "3 key(s)" in finding.message and finding.nodes == (obs.myself.id,)
