@@ -631,6 +631,12 @@ def case_c(tags) -> dict:
 # The report
 
 
+def reply_parser() -> str:
+    """Which parser redis-py reads replies with: hiredis (C) when installed, else its Python parser."""
+    from redis.utils import HIREDIS_AVAILABLE  # pylint: disable=import-outside-toplevel
+    return "redis-py with hiredis" if HIREDIS_AVAILABLE else "redis-py's Python parser: hiredis is not installed"
+
+
 def present(run: dict) -> str:
     if run["found"] == run["expected"] and run["check"] == "ok":
         return "all %d" % run["found"]
@@ -752,9 +758,9 @@ def report(a: dict, b: dict, c: dict, load: tuple, total: float) -> str:
               "options) in the benchmark process, on one more identical cluster, the functions it calls wrapped "
               "with timers (run_moves %.2f s, `apply_ms` %d, %d keys moved, keys present after: %s). A round trip "
               "is one `NodeConnection.pipeline` call: packing the commands, the server's work, reading and "
-              "parsing the replies (redis-py's Python parser: hiredis is not installed)."
+              "parsing the replies (%s)."
               % (a["diag"]["total"], a["diag"]["apply_ms"], a["diag"]["keys_moved"],
-                 present(a["diag"]["check"])), ""]
+                 present(a["diag"]["check"]), reply_parser()), ""]
     lines += breakdown_lines(a["diag"])
 
     data = b["data"]
@@ -785,9 +791,9 @@ def report(a: dict, b: dict, c: dict, load: tuple, total: float) -> str:
               "options) in the benchmark process, on one more identical cluster, the functions it calls wrapped "
               "with timers (run_moves %.2f s, `apply_ms` %d, %d keys moved, keys present after: %s). A round trip "
               "is one `NodeConnection.pipeline` call: packing the commands, the server's work, reading and "
-              "parsing the replies (redis-py's Python parser: hiredis is not installed)."
+              "parsing the replies (%s)."
               % (b["diag"]["total"], b["diag"]["apply_ms"], b["diag"]["keys_moved"],
-                 present(b["diag"]["check"])), ""]
+                 present(b["diag"]["check"]), reply_parser()), ""]
     lines += breakdown_lines(b["diag"])
 
     data = c["data"]

@@ -87,7 +87,9 @@ def _resolve_busy_keys(source, target, keys, base, auth, slot: int) -> int:
 
 # --- many slots between one pair ------------------------------------------------------------------
 
-SLOT_BATCH = 128  # slots opened, emptied and handed over per round trip group
+# Slots opened, emptied and handed over per round trip group. Each pipeline of SETSLOT makes the node save
+# (and fsync) nodes.conf once, so larger batches cost fewer saves.
+SLOT_BATCH = 512
 LIST_FACTOR = 8  # pages of `pipeline` keys listed per slot and round: a hot slot takes 8x fewer round trips
 
 
@@ -104,7 +106,8 @@ def move_slots(source, target, others, pair, slots, options, pipeline: int = DEF
     pair: (source id, target id, target host, target port). others: connections to every other master.
     Per batch of slots: IMPORTING on the target and MIGRATING on the source (one pipeline each), the keys
     with pipelined GETKEYSINSLOT and variadic MIGRATE, then SETSLOT NODE on the target first, the source
-    second, the other masters last. A failure leaves the batch's slots open for the next run to finish.
+    second; the other masters learn the new owner of every moved slot at the end, in one pipeline each (gossip
+    tells them sooner). A failure leaves the batch's slots open for the next run to finish.
     """
     source_id, target_id, host, port = pair
     base = ["MIGRATE", host, port, "", 0, timeout_ms] + (["REPLACE"] if replace else []) + migrate_auth_args(options)
@@ -119,11 +122,11 @@ def move_slots(source, target, others, pair, slots, options, pipeline: int = DEF
         _check(target.pipeline(("CLUSTER", "SETSLOT", slot, "NODE", target_id) for slot in batch),
                "handing slots to the target")
         _hand_over_on_source(source, batch, target_id)
-        for conn in others:
-            _check(conn.pipeline(("CLUSTER", "SETSLOT", slot, "NODE", target_id) for slot in batch),
-                   "telling %s:%d the new owner" % (conn.host, conn.port))
         if progress is not None:
             progress(len(batch), moved)
+    for conn in others:
+        _check(conn.pipeline(("CLUSTER", "SETSLOT", slot, "NODE", target_id) for slot in slots),
+               "telling %s:%d the new owner" % (conn.host, conn.port))
     return moved
 
 
