@@ -3,7 +3,7 @@
 # Copyright (c) redisops.cluster contributors
 # GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""make demo: a local 6-node cluster (3 masters, 3 replicas), observed by redis_cluster_facts, printed as a table.
+"""make demo: 6 local nodes formed into a cluster by redis_cluster_create, observed by redis_cluster_facts, as a table.
 
 Set DEMO_KEEP=1 to leave the nodes running (their ports are printed) until Enter is pressed.
 """
@@ -17,7 +17,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(
 
 import redis  # noqa: E402
 from ansible_runner import run_module  # noqa: E402
-from redis_harness import RedisNodes, form_cluster  # noqa: E402
+from redis_harness import RedisNodes  # noqa: E402
 
 
 def ranges_text(ranges) -> str:
@@ -46,14 +46,20 @@ def table(facts: dict) -> str:
 def main() -> int:
     with RedisNodes(6) as nodes:
         print("Started 6 redis-server nodes on ports %s" % ", ".join(str(node.port) for node in nodes))
-        form_cluster(nodes.nodes, replicas=1)
+        created = run_module("redis_cluster_create", {"nodes": nodes.addresses, "replicas": 1})
+        if created.get("failed"):
+            print(created["msg"])
+            return 1
+        print("redisops.cluster.redis_cluster_create formed the cluster in %d ms:" % created["elapsed_ms"])
+        for step in created["plan"]:
+            print("  " + step)
         client = redis.RedisCluster(host="127.0.0.1", port=nodes[0].port)
         pipe = client.pipeline()
         for index in range(1000):
             pipe.set("demo:%d" % index, "value %d" % index)
         pipe.execute()
         client.close()
-        print("Formed a cluster and wrote 1000 keys; observing it with redisops.cluster.redis_cluster_facts ...\n")
+        print("\nWrote 1000 keys; observing the cluster with redisops.cluster.redis_cluster_facts ...\n")
         result = run_module("redis_cluster_facts", {"login_host": "127.0.0.1", "login_port": nodes[0].port})
         if result.get("failed"):
             print(result["msg"])
