@@ -173,15 +173,18 @@ class Executor:
     # --- moving slots ---
 
     def _migrate_all(self, steps) -> None:
-        """Moves between disjoint pairs run together (up to parallel at once); a node is in one move at a time."""
+        """Moves run together, up to parallel at once, as long as a node gives in at most one of them and never
+        gives and receives at once; a target may import from several sources at once (its RESTOREs are cheap,
+        the sources' MIGRATEs are the work)."""
         self._slots_total = sum(count_slots(step.args[4]) for step in steps)
         pending = list(steps)
         while pending:
-            busy, round_steps = set(), []
+            giving, taking, round_steps = set(), set(), []
             for step in pending:
-                pair = {step.node, step.args[0]}
-                if not busy & pair and len(round_steps) < self.parallel:
-                    busy |= pair
+                source, target = step.node, step.args[0]
+                if source not in giving | taking and target not in giving and len(round_steps) < self.parallel:
+                    giving.add(source)
+                    taking.add(target)
                     round_steps.append(step)
             fan_out(self._migrate_pair, round_steps)
             pending = [step for step in pending if step not in round_steps]
