@@ -20,8 +20,8 @@ options:
     default: 60000
   parallel:
     description:
-      - How many moves between disjoint pairs of masters run at the same time. A master takes part
-        in one move at a time.
+      - How many moves run at the same time. A master gives slots in one move at a time and never
+        gives and receives at once; a master that receives may import from several sources at once.
     type: int
     default: 4
   replace:
