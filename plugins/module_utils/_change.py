@@ -25,7 +25,8 @@ def change_argument_spec() -> dict:
 def apply_plan(module, state, plan, options: ConnectionOptions, inspect=None, **executor_settings) -> dict:
     """The shared tail of every changing module: refuse a stale plan, report it (check mode) or run it, observe again.
 
-    inspect(state) -> state adds what the findings need beyond a plain observation (e.g. key counts).
+    state carries what its findings need (e.g. key counts); inspect(state) -> state adds the same to the
+    fresh observation taken after the change.
     """
     params = module.params
     if params["wait_timeout"] <= 0:
@@ -39,10 +40,9 @@ def apply_plan(module, state, plan, options: ConnectionOptions, inspect=None, **
         module.warn(warning)
     result = {"changed": not plan.empty, "plan": plan.describe(), "plan_steps": plan.as_list(),
               "state_id": planned_from, "before": topology_summary(state), "placement_warnings": list(plan.warnings)}
-    inspect = inspect or (lambda observed: observed)
     if module.check_mode or plan.empty:
         result["after"] = result["before"]
-        result["findings"] = [finding.as_dict() for finding in assess(inspect(state))]
+        result["findings"] = [finding.as_dict() for finding in assess(state)]
         return result
     # Only the nodes that answered take part: an unreachable one is what a plan may be working around.
     addresses = tuple(obs.address for obs in state.reachable)
@@ -57,5 +57,5 @@ def apply_plan(module, state, plan, options: ConnectionOptions, inspect=None, **
     result["keys_moved"] = executor.keys_moved
     after = observe_nodes(addresses, options)
     result["after"] = topology_summary(after)
-    result["findings"] = [finding.as_dict() for finding in assess(inspect(after))]
+    result["findings"] = [finding.as_dict() for finding in assess(inspect(after) if inspect else after)]
     return result

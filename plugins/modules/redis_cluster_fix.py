@@ -161,9 +161,10 @@ def fix(module):
         raise ModuleFailure("the nodes form no cluster yet; form one with redisops.cluster.redis_cluster_create")
     counts = count_keys(state, options, fix_key_count_slots(state))
     plan = plan_fix(state, counts, FixOptions(params["forget_failed"], params["allow_unreachable_masters"]))
+    state = with_key_counts(state, counts)
     result = apply_plan(module, state, plan, options, inspect=lambda observed: counted(observed, options),
                         pipeline=params["pipeline"], timeout_ms=params["timeout"], replace=params["replace"])
-    result["findings_before"] = [finding.as_dict() for finding in assess(with_key_counts(state, counts))]
+    result["findings_before"] = [finding.as_dict() for finding in assess(state)]
     result["findings_after"] = result.pop("findings")
     return result
 
