@@ -87,8 +87,7 @@ def _resolve_busy_keys(source, target, keys, base, auth, slot: int) -> int:
 
 # --- many slots between one pair ------------------------------------------------------------------
 
-# Slots opened, emptied and handed over per round trip group. Each pipeline of SETSLOT makes the node save
-# (and fsync) nodes.conf once, so larger batches cost fewer saves.
+# Slots opened, emptied and handed over per round trip group; the target tells the cluster once per batch.
 SLOT_BATCH = 512
 LIST_FACTOR = 8  # pages of `pipeline` keys listed per slot and round: a hot slot takes 8x fewer round trips
 
@@ -119,8 +118,7 @@ def move_slots(source, target, others, pair, slots, options, pipeline: int = DEF
         _check(source.pipeline(("CLUSTER", "SETSLOT", slot, "MIGRATING", target_id) for slot in batch),
                "opening slots on the source")
         moved += _empty_slots(source, target, batch, base, pipeline, host, port, options, replace, timeout_ms)
-        _check(target.pipeline(("CLUSTER", "SETSLOT", slot, "NODE", target_id) for slot in batch),
-               "handing slots to the target")
+        _hand_over_on_target(target, batch, target_id)
         _hand_over_on_source(source, batch, target_id)
         if progress is not None:
             progress(len(batch), moved)
@@ -157,6 +155,25 @@ def _empty_slots(source, target, batch, base, pipeline, host, port, options, rep
         # Only slots that may still hold keys (a full page came back) need another round.
         pending = [slot for slot, keys in zip(pending, listed) if len(keys) >= page and slot not in busy]
     return moved
+
+
+def _hand_over_on_target(target, batch, target_id: str) -> None:
+    """SETSLOT NODE for the batch on the target, as one transaction that bumps its epoch and tells the cluster once.
+
+    SETSLOT NODE on an importing slot bumps the config epoch and broadcasts a PONG to every node, and every
+    receiver re-reads its whole slot table for each one: per slot, that storm costs more than the MIGRATEs.
+    STABLE first makes SETSLOT NODE a plain assignment; the batch's last slot keeps the importing path, so the
+    bump and one broadcast carrying the whole batch follow. MULTI/EXEC keeps any client from seeing a slot
+    between STABLE and NODE (neither importing nor owned).
+    """
+    commands = [("MULTI",)]
+    for slot in batch[:-1]:
+        commands += [("CLUSTER", "SETSLOT", slot, "STABLE"), ("CLUSTER", "SETSLOT", slot, "NODE", target_id)]
+    commands += [("CLUSTER", "SETSLOT", batch[-1], "NODE", target_id), ("EXEC",)]
+    replies = target.pipeline(commands)
+    _check(replies[:-1], "handing slots to the target")
+    outcome = replies[-1]
+    _check(outcome if isinstance(outcome, list) else [outcome], "handing slots to the target")
 
 
 def _hand_over_on_source(source, batch, target_id: str) -> None:

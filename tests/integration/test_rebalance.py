@@ -49,7 +49,7 @@ def test_rebalance_onto_a_new_master_while_clients_write(cluster6, fresh_nodes):
     assert planned["changed"] and sum(move["slots"] for move in planned["moves"]) == 4096
     assert all(move["target"] == extra.address for move in planned["moves"])
     assert cluster_writes(everyone) == [] and slot_counts(nodes[0])[extra.node_id()] == 0
-    writer = Writer(nodes)
+    writer = Writer(everyone)
     writer.start()
     try:
         progress = tempfile.NamedTemporaryFile(delete=False)

@@ -166,6 +166,7 @@ class Writer(threading.Thread):
     def __init__(self, nodes, prefix: str = "online"):
         super().__init__(daemon=True)
         self.client = redis.RedisCluster(host="127.0.0.1", port=nodes[0].port)
+        self._know_every_node(nodes)
         self.prefix = prefix
         self.acknowledged = {}
         self.errors = []
@@ -180,9 +181,22 @@ class Writer(threading.Thread):
                 self.acknowledged[key.encode()] = value.encode()
                 if self.client.get(key) != value.encode():
                     self.errors.append("read back mismatch for %s" % key)
-            except redis.RedisError as exc:
+            except Exception as exc:  # pylint: disable=broad-except
+                # Anything the client raised reaches the application: an error, whatever its class.
                 self.errors.append("%s: %r" % (key, exc))
             index += 1
+
+    def _know_every_node(self, nodes) -> None:
+        """redis-py builds its node cache from CLUSTER SLOTS, so it does not know a master without slots, and an
+        ASK redirect to one raises AttributeError inside the client (redis/redis-py#4015). A master that has just
+        joined is such a node until its first slot is handed over; registering it keeps the client's own defect
+        out of what the writer measures."""
+        manager = self.client.nodes_manager
+        for node in nodes:
+            known = redis.cluster.ClusterNode(node.host, node.port, redis.cluster.PRIMARY)
+            if manager.get_node(node_name=known.name) is None:
+                manager.create_redis_connections([known])
+                manager.nodes_cache[known.name] = known
 
     def stop(self) -> None:
         self._stop_event.set()
