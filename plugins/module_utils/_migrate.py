@@ -103,23 +103,27 @@ def move_slots(source, target, others, pair, slots, options, pipeline: int = DEF
     """Move slots (and their keys) from source to target; the number of keys moved.
 
     pair: (source id, target id, target host, target port). others: connections to every other master.
-    Per batch of slots: IMPORTING on the target and MIGRATING on the source (one pipeline each), the keys
-    with pipelined GETKEYSINSLOT and variadic MIGRATE, then SETSLOT NODE on the target first, the source
-    second; the other masters learn the new owner of every moved slot at the end, in one pipeline each (gossip
-    tells them sooner). A failure leaves the batch's slots open for the next run to finish.
+    Per batch of slots: IMPORTING on the target, MIGRATING on the source, the keys with pipelined GETKEYSINSLOT
+    and variadic MIGRATE, then SETSLOT NODE on the target first, the source second; the other masters learn the
+    new owner of every moved slot at the end, in one pipeline each. Each hand-over pipeline also opens the next
+    batch on its node, so a batch costs two round trips besides its MIGRATEs. A failure leaves the open slots
+    for the next run to finish.
     """
     source_id, target_id, host, port = pair
     base = ["MIGRATE", host, port, "", 0, timeout_ms] + (["REPLACE"] if replace else []) + migrate_auth_args(options)
+    page = pipeline * LIST_FACTOR
+    batches = [slots[start:start + SLOT_BATCH] for start in range(0, len(slots), SLOT_BATCH)]
+    if not batches:
+        return 0
     moved = 0
-    for start in range(0, len(slots), SLOT_BATCH):
-        batch = slots[start:start + SLOT_BATCH]
-        _check(target.pipeline(("CLUSTER", "SETSLOT", slot, "IMPORTING", source_id) for slot in batch),
-               "opening slots on the target")
-        _check(source.pipeline(("CLUSTER", "SETSLOT", slot, "MIGRATING", target_id) for slot in batch),
-               "opening slots on the source")
-        moved += _empty_slots(source, target, batch, base, pipeline, host, port, options, replace, timeout_ms)
-        _hand_over_on_target(target, batch, target_id)
-        _hand_over_on_source(source, batch, target_id)
+    _check(target.pipeline(_importing(batches[0], source_id)), "opening slots on the target")
+    listed = _opened_on_source(source.pipeline(_migrating(batches[0], target_id) + _listing(batches[0], page)),
+                               len(batches[0]))
+    for index, batch in enumerate(batches):
+        moved += _empty_slots(source, target, batch, listed, base, pipeline, host, port, options, replace, timeout_ms)
+        following = batches[index + 1] if index + 1 < len(batches) else []
+        _hand_over_on_target(target, batch, target_id, _importing(following, source_id))
+        listed = _hand_over_on_source(source, batch, target_id, _migrating(following, target_id) + _listing(following, page))
         if progress is not None:
             progress(len(batch), moved)
     for conn in others:
@@ -128,20 +132,39 @@ def move_slots(source, target, others, pair, slots, options, pipeline: int = DEF
     return moved
 
 
-def _empty_slots(source, target, batch, base, pipeline, host, port, options, replace, timeout_ms) -> int:
-    """MIGRATE every key of the batch's slots: rounds of one pipelined GETKEYSINSLOT per slot (up to
-    LIST_FACTOR pages of keys), then one pipeline of MIGRATEs of `pipeline` keys each, until empty."""
+def _importing(batch, source_id: str) -> list:
+    return [("CLUSTER", "SETSLOT", slot, "IMPORTING", source_id) for slot in batch]
+
+
+def _migrating(batch, target_id: str) -> list:
+    return [("CLUSTER", "SETSLOT", slot, "MIGRATING", target_id) for slot in batch]
+
+
+def _listing(batch, page: int) -> list:
+    return [("CLUSTER", "GETKEYSINSLOT", slot, page) for slot in batch]
+
+
+def _opened_on_source(replies, count: int) -> list:
+    """The keys listed per slot, from a pipeline of count MIGRATING then count GETKEYSINSLOT."""
+    _check(replies[:count], "opening slots on the source")
+    _check(replies[count:], "listing keys")
+    return replies[count:]
+
+
+def _empty_slots(source, target, batch, listed, base, pipeline, host, port, options, replace, timeout_ms) -> int:
+    """MIGRATE every key of the batch's slots, starting from their listed keys: rounds of one pipeline of
+    MIGRATEs of `pipeline` keys each, behind which the slots that may hold more keys are listed again."""
     moved = 0
     pending = list(batch)
     page = pipeline * LIST_FACTOR
-    while pending:
-        listed = source.pipeline(("CLUSTER", "GETKEYSINSLOT", slot, page) for slot in pending)
-        _check(listed, "listing keys")
+    while True:
         work = [(slot, keys[start:start + pipeline]) for slot, keys in zip(pending, listed)
                 for start in range(0, len(keys), pipeline)]
         if not work:
             return moved
-        replies = source.pipeline(base + ["KEYS"] + list(keys) for _slot, keys in work)
+        # Only slots that may still hold keys (a full page came back) need another round.
+        again = [slot for slot, keys in zip(pending, listed) if len(keys) >= page]
+        replies = source.pipeline([base + ["KEYS"] + list(keys) for _slot, keys in work] + _listing(again, page))
         busy = set()
         for (slot, keys), reply in zip(work, replies):
             if isinstance(reply, ResponseError) and "BUSYKEY" in str(reply):
@@ -152,12 +175,13 @@ def _empty_slots(source, target, batch, base, pipeline, host, port, options, rep
                 moved += len(keys)
         for slot in sorted(busy):
             moved += move_slot_keys(source, target, host, port, slot, options, pipeline, timeout_ms, replace)
-        # Only slots that may still hold keys (a full page came back) need another round.
-        pending = [slot for slot, keys in zip(pending, listed) if len(keys) >= page and slot not in busy]
-    return moved
+        relisted = replies[len(work):]
+        _check(relisted, "listing keys")
+        kept = [(slot, keys) for slot, keys in zip(again, relisted) if slot not in busy]
+        pending, listed = [slot for slot, _keys in kept], [keys for _slot, keys in kept]
 
 
-def _hand_over_on_target(target, batch, target_id: str) -> None:
+def _hand_over_on_target(target, batch, target_id: str, then) -> None:
     """SETSLOT NODE for the batch on the target, as one transaction that bumps its epoch and tells the cluster once.
 
     SETSLOT NODE on an importing slot bumps the config epoch and broadcasts a PONG to every node, and every
@@ -170,16 +194,21 @@ def _hand_over_on_target(target, batch, target_id: str) -> None:
     for slot in batch[:-1]:
         commands += [("CLUSTER", "SETSLOT", slot, "STABLE"), ("CLUSTER", "SETSLOT", slot, "NODE", target_id)]
     commands += [("CLUSTER", "SETSLOT", batch[-1], "NODE", target_id), ("EXEC",)]
-    replies = target.pipeline(commands)
-    _check(replies[:-1], "handing slots to the target")
-    outcome = replies[-1]
+    replies = target.pipeline(commands + then)
+    outcome = replies[len(commands) - 1]
+    _check(replies[:len(commands) - 1], "handing slots to the target")
     _check(outcome if isinstance(outcome, list) else [outcome], "handing slots to the target")
+    _check(replies[len(commands):], "opening slots on the target")
 
 
-def _hand_over_on_source(source, batch, target_id: str) -> None:
-    replies = source.pipeline(("CLUSTER", "SETSLOT", slot, "NODE", target_id) for slot in batch)
+def _hand_over_on_source(source, batch, target_id: str, then) -> list:
+    """SETSLOT NODE for the batch on the source, then `then` (the next batch's MIGRATING and GETKEYSINSLOT); the
+    keys listed for the next batch."""
+    replies = source.pipeline([("CLUSTER", "SETSLOT", slot, "NODE", target_id) for slot in batch] + then)
     # A master that gave away its last slot may already have turned into the target's replica
     # (cluster-allow-replica-migration); it then learns the owners from the target.
-    errors = [reply for reply in replies if isinstance(reply, Exception) and "master" not in str(reply).lower()]
+    errors = [reply for reply in replies[:len(batch)]
+              if isinstance(reply, Exception) and "master" not in str(reply).lower()]
     if errors:
         raise errors[0]
+    return _opened_on_source(replies[len(batch):], len(then) // 2)

@@ -14,8 +14,8 @@ import tempfile
 
 from ansible_runner import ANSIBLE_PLAYBOOK, ansible_env, run_module, run_tasks
 from cluster_checks import (
-    Writer, all_keys, assert_healthy, cluster_nodes_fields, cluster_writes, owner_id, own_ranges, raw, reset_stats,
-    seed, slot_owner, wait_for, write_keys,
+    Writer, all_keys, assert_healthy, cluster_nodes_fields, cluster_writes, masters, owner_id, own_ranges, raw, reset_stats,
+    seed, slot_owner, wait_for, write_into_foreign_slot, write_keys,
 )
 from redis.crc import key_slot
 from redis_harness import form_cluster
@@ -182,6 +182,29 @@ def test_killed_run_is_finished_by_fix_and_stopped_target_by_a_rerun(cluster6, f
     assert all_keys(everyone) == expected
     assert_healthy(nodes[0])
     assert ok(run_module("redis_cluster_fix", seed(nodes)))["changed"] is False
+
+
+def test_key_on_both_sides_is_compared_and_replaced_only_when_asked(cluster6):
+    nodes = cluster6
+    expected = write_keys(nodes, 300, prefix="{both}")
+    slot = key_slot(b"{both}")
+    source = slot_owner(nodes, slot)
+    target = next(node for node in masters(nodes) if node is not source)
+    # Copies on the target, in a slot it does not serve yet: one equal to the source's, one different.
+    write_into_foreign_slot(target, "{both}:7", expected[b"{both}:7"].decode())
+    write_into_foreign_slot(target, "{both}:8", "the target's own value")
+    task = dict(seed(nodes), to=target.address, slot_list=[str(slot)])
+    refused = run_module("redis_cluster_reshard", task)
+    assert refused["failed"] and "{both}:8" in refused["msg"] and "replace: true" in refused["msg"], refused["msg"]
+    assert "{both}:7" not in refused["msg"]
+    # Nothing was overwritten: the source still holds its copy of the conflicting key, the target its own.
+    assert raw(source, ("ASKING",), ("GET", "{both}:8"))[1] == expected[b"{both}:8"]
+    assert raw(target, ("ASKING",), ("GET", "{both}:8"))[1] == b"the target's own value"
+    replaced = ok(run_module("redis_cluster_reshard", dict(task, replace=True)))
+    assert replaced["changed"] and owner_id(nodes[0], slot) == target.node_id()
+    assert all_keys(nodes) == expected
+    assert_healthy(nodes[0])
+    assert ok(run_module("redis_cluster_reshard", task))["changed"] is False
 
 
 def test_acl_user_moves_keys_and_the_password_never_shows(fresh_nodes):
