@@ -164,19 +164,28 @@ def _parse_address_field(field: str) -> tuple:
     return host, port_number, int(bus) if bus else (port_number + 10000 if port_number else 0), hostname
 
 
-def _parse_slot_field(token: str, slots: list, migrating: list, importing: list) -> None:
-    if token.startswith("["):
-        body = token.strip("[]")
-        if "->-" in body:
-            slot, node_id = body.split("->-", 1)
-            migrating.append((int(slot), node_id))
-        elif "-<-" in body:
-            slot, node_id = body.split("-<-", 1)
-            importing.append((int(slot), node_id))
-        else:
-            raise ValueError("unknown slot state %r" % token)
+def _parse_open_slot(token: str, migrating: list, importing: list) -> None:
+    body = token.strip("[]")
+    if "->-" in body:
+        slot, node_id = body.split("->-", 1)
+        migrating.append((int(slot), node_id))
+    elif "-<-" in body:
+        slot, node_id = body.split("-<-", 1)
+        importing.append((int(slot), node_id))
     else:
-        slots.append(parse_slot_token(token))
+        raise ValueError("unknown slot state %r" % token)
+
+
+def _parse_slot_fields(tokens) -> tuple:
+    """(slot ranges, migrating, importing) from the slot fields of a CLUSTER NODES line."""
+    slots, migrating, importing = [], [], []
+    for token in tokens:
+        if token[0] == "[":
+            _parse_open_slot(token, migrating, importing)
+        else:
+            slots.append(parse_slot_token(token))
+    slots.sort()
+    return tuple(slots), tuple(sorted(migrating)), tuple(sorted(importing))
 
 
 def parse_cluster_nodes_line(line: str) -> NodeEntry:
@@ -185,17 +194,14 @@ def parse_cluster_nodes_line(line: str) -> NodeEntry:
         raise TopologyError("CLUSTER NODES line has %d fields, expected at least 8: %r" % (len(fields), line))
     try:
         host, port, bus_port, hostname = _parse_address_field(fields[1])
-        slots, migrating, importing = [], [], []
-        for token in fields[8:]:
-            _parse_slot_field(token, slots, migrating, importing)
+        slots, migrating, importing = _parse_slot_fields(fields[8:])
         flags = frozenset(flag for flag in fields[2].split(",") if flag and flag != "noflags")
         return NodeEntry(
             id=fields[0], host=host, port=port, bus_port=bus_port, hostname=hostname, flags=flags,
             master_id="" if fields[3] == "-" else fields[3],
             ping_sent=int(fields[4]), pong_received=int(fields[5]), config_epoch=int(fields[6]),
             link_state=fields[7],
-            slots=tuple(sorted(slots)),
-            migrating=tuple(sorted(migrating)), importing=tuple(sorted(importing)),
+            slots=slots, migrating=migrating, importing=importing,
         )
     except ValueError as exc:
         raise TopologyError("cannot parse CLUSTER NODES line %r: %s" % (line, exc)) from None
