@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections import Counter
 
 from ._client import ClusterClientError, NodeConnection, RedisError, ResponseError, fan_out, observe_node, resolve_ip
 from ._migrate import DEFAULT_PIPELINE, DEFAULT_TIMEOUT_MS, KeyConflict, move_slot_keys, move_slots
@@ -21,7 +20,7 @@ from ._planner import (
     ADD_SLOTS, BUMP_EPOCH, CLAIM_SLOTS, FAILOVER, FORGET, MEET, MIGRATE_SLOTS, MOVE_KEYS, REPLICATE, SET_EPOCH, SETSLOT, WAIT_CONVERGED,
 )
 from ._slots import count_slots, slots_from_ranges
-from ._topology import split_address, view_signature
+from ._topology import split_address, unsettled
 
 POLL_INTERVAL = 0.1
 # Steps that touch one node each and may run on many nodes at once (FORGET must: the 60 s ban window).
@@ -239,7 +238,7 @@ class Executor:
         deadline = time.monotonic() + self.wait_timeout
         while True:
             observations = self._observe()
-            problem = _converged(observations)
+            problem = unsettled(observations)
             if problem is None:
                 return
             if time.monotonic() > deadline:
@@ -277,37 +276,3 @@ def _by_node(batch) -> list:
     for step in batch:
         grouped.setdefault(step.node, []).append(step)
     return list(grouped.values())
-
-
-def _unreachable(observations):
-    down = [obs for obs in observations if not obs.reachable]
-    if down:
-        return "cannot reach %s" % ", ".join("%s (%s)" % (obs.address.key, obs.error) for obs in down)
-    return None
-
-
-def _disconnected_links(observations) -> str:
-    links = ["%s cannot reach %s:%d bus port %d" % (obs.address.key, entry.host, entry.port, entry.bus_port)
-             for obs in observations for entry in obs.entries
-             if not entry.myself and (entry.link_state != "connected" or "handshake" in entry.flags)]
-    return "; ".join(sorted(links))
-
-
-def _converged(observations):
-    problem = _unreachable(observations)
-    if problem:
-        return problem
-    signatures = Counter(view_signature(obs) for obs in observations)
-    if len(signatures) > 1:
-        majority = signatures.most_common(1)[0][0]
-        odd = [obs.address.key for obs in observations if view_signature(obs) != majority]
-        links = _disconnected_links(observations)
-        return "%s disagree with the others about roles or slots%s" % (", ".join(odd), "; " + links if links else "")
-    not_ok = [obs.address.key for obs in observations if obs.cluster_info.get("cluster_state") != "ok"]
-    if not_ok:
-        return "cluster_state is not ok on %s" % ", ".join(not_ok)
-    flagged = sorted({"%s:%d" % (entry.host, entry.port) for obs in observations for entry in obs.entries
-                      if {"fail", "fail?", "handshake"} & entry.flags})
-    if flagged:
-        return "%s still flagged failing or in handshake" % ", ".join(flagged)
-    return None

@@ -14,7 +14,7 @@ import dataclasses
 
 from ._placement import Candidate, place
 from ._slots import SLOT_COUNT, count_slots, format_ranges, ranges_from_slots
-from ._topology import CRITICAL, ClusterState, Node, TopologyError, format_address, owner_map, unserved_slots
+from ._topology import CRITICAL, ClusterState, Node, TopologyError, format_address, owner_map, unserved_slots, unsettled
 
 # Step actions. Each names one kind of write (or a wait the executor performs between writes).
 ADD_SLOTS = "add_slots"
@@ -542,8 +542,11 @@ def plan_open_slots(state: ClusterState, key_counts) -> Plan:
 
 def plan_moves(state: ClusterState, moves, key_counts) -> Plan:
     """One MIGRATE_SLOTS step per (source, target) move; key_counts: {node id: {slot: keys}}."""
-    # A master that just joined refuses keys (CLUSTERDOWN) until its rejoin delay is over: start from a settled cluster.
-    steps = [Step(WAIT_CONVERGED, "", description="wait until every node agrees on roles and slots")] if moves else []
+    # A master that just joined refuses keys (CLUSTERDOWN) until its rejoin delay is over: start from a settled
+    # cluster, waiting first only when the nodes were not settled when observed.
+    settled = unsettled(state.reachable) is None
+    steps = [Step(WAIT_CONVERGED, "", description="wait until every node agrees on roles and slots")] \
+        if moves and not settled else []
     for move in moves:
         source, target = state.by_id[move.source], state.by_id[move.target]
         slots = tuple(sorted(move.slots))

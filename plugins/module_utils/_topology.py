@@ -467,6 +467,42 @@ def view_signature(observation: NodeObservation) -> frozenset:
                      for entry in observation.entries if "handshake" not in entry.flags)
 
 
+def _not_answering(observations):
+    down = [obs for obs in observations if not obs.reachable]
+    if down:
+        return "cannot reach %s" % ", ".join("%s (%s)" % (obs.address.key, obs.error) for obs in down)
+    return None
+
+
+def _broken_links(observations) -> str:
+    links = ["%s cannot reach %s:%d bus port %d" % (obs.address.key, entry.host, entry.port, entry.bus_port)
+             for obs in observations for entry in obs.entries
+             if not entry.myself and (entry.link_state != "connected" or "handshake" in entry.flags)]
+    return "; ".join(sorted(links))
+
+
+def unsettled(observations):
+    """What keeps these nodes from being settled (all answer, agree on roles and slots, report cluster_state:ok, and
+    flag no node failing or in handshake), naming the nodes; None once they are."""
+    problem = _not_answering(observations)
+    if problem:
+        return problem
+    signatures = Counter(view_signature(obs) for obs in observations)
+    if len(signatures) > 1:
+        majority = signatures.most_common(1)[0][0]
+        odd = [obs.address.key for obs in observations if view_signature(obs) != majority]
+        links = _broken_links(observations)
+        return "%s disagree with the others about roles or slots%s" % (", ".join(odd), "; " + links if links else "")
+    not_ok = [obs.address.key for obs in observations if obs.cluster_info.get("cluster_state") != "ok"]
+    if not_ok:
+        return "cluster_state is not ok on %s" % ", ".join(not_ok)
+    flagged = sorted({"%s:%d" % (entry.host, entry.port) for obs in observations for entry in obs.entries
+                      if {"fail", "fail?", "handshake"} & entry.flags})
+    if flagged:
+        return "%s still flagged failing or in handshake" % ", ".join(flagged)
+    return None
+
+
 def state_id(state: ClusterState) -> str:
     """A digest of the topology a plan is made from; equal digests mean the same roles, slots and open slots."""
     parts = sorted("%s %s %s %s %s %s %s %d" % (node.id, node.address, node.role, node.entry.master_id,
