@@ -11,6 +11,7 @@ and run by the executor.
 from __future__ import annotations
 
 import dataclasses
+import heapq
 
 from ._placement import Candidate, place
 from ._slots import SLOT_COUNT, count_slots, format_ranges, ranges_from_slots
@@ -429,11 +430,16 @@ def _reclaim(ctx: _FixContext, skip) -> list:
 
 def _even_fill(ctx: _FixContext, slots: list) -> list:
     """Give the lightest masters slots until shares are as even as possible; contiguous chunks, deterministic."""
+    # A heap keyed as lightest() orders: thousands of slots over hundreds of masters stay cheap.
+    heap = [(ctx.load[node.id], node.address, node.id) for node in ctx.masters]
+    heapq.heapify(heap)
     quota = {}
     for _slot in slots:
-        node = ctx.lightest()
-        ctx.load[node.id] += 1
-        quota[node.id] = quota.get(node.id, 0) + 1
+        load, address, node_id = heapq.heappop(heap)
+        quota[node_id] = quota.get(node_id, 0) + 1
+        heapq.heappush(heap, (load + 1, address, node_id))
+    for node_id, extra in quota.items():
+        ctx.load[node_id] += extra
     chunks, start = [], 0
     for node in sorted((ctx.state.by_id[node_id] for node_id in quota), key=lambda node: node.address):
         chunks.append((node, slots[start:start + quota[node.id]]))

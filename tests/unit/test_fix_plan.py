@@ -12,6 +12,7 @@ from test_topology import OK_INFO, observe, read
 from ansible_collections.redisops.cluster.plugins.module_utils._planner import (
     ADD_SLOTS, BUMP_EPOCH, CLAIM_SLOTS, FAILOVER, FORGET, MOVE_KEYS, SETSLOT, FixOptions, PlanError, plan_fix,
 )
+from ansible_collections.redisops.cluster.plugins.module_utils._slots import count_slots
 from ansible_collections.redisops.cluster.plugins.module_utils._topology import (
     ClusterState, NodeAddress, NodeObservation, observation_from_replies, parse_cluster_nodes,
 )
@@ -112,6 +113,11 @@ def test_unreachable_master_without_replica_gives_its_slots_away_with_consent():
     plan = plan_fix(state, {}, FixOptions(allow_unreachable_masters=True, forget_failed=True))
     claims = [s for s in plan.steps if s.action == CLAIM_SLOTS]
     assert sum(last - first + 1 for s in claims for first, last in s.args) == 5461 and len({s.node_id for s in claims}) == 2
+    # The survivors end up with shares as even as they can be.
+    shares = {node.id: count_slots(node.entry.slots) for node in state.masters if node.reachable}
+    for step in claims:
+        shares[step.node_id] += sum(last - first + 1 for first, last in step.args)
+    assert sum(shares.values()) == 16384 and max(shares.values()) - min(shares.values()) <= 1
     assert [s.action for s in plan.steps].count(BUMP_EPOCH) == 2
     assert {s.args for s in plan.steps if s.action == FORGET} == {(dead_id,)}
 
