@@ -160,15 +160,24 @@ class NodeConnection:
 
     def pipeline(self, commands) -> list:
         """Send all commands in one write, read every reply; error replies are returned, not raised."""
+        return self.receive(self.send(commands))
+
+    def send(self, commands) -> int:
+        """Send all commands in one write without waiting; the number sent, whose replies receive() reads later."""
         commands = list(commands)
-        if not commands:
+        if commands:
+            self._conn.send_packed_command([pack_commands(commands)])
+        return len(commands)
+
+    def receive(self, count: int) -> list:
+        """The next count replies, in order; error replies are returned, not raised."""
+        if not count:
             return []
-        self._conn.send_packed_command([pack_commands(commands)])
         sock = getattr(self._conn, "_sock", None)
         if hiredis is not None and sock is not None:
-            return self._read_replies(sock, len(commands))
+            return self._read_replies(sock, count)
         replies = []
-        for _command in commands:
+        for _index in range(count):
             try:
                 replies.append(self._conn.read_response())
             except ResponseError as exc:

@@ -104,10 +104,9 @@ def move_slots(source, target, others, pair, slots, options, pipeline: int = DEF
 
     pair: (source id, target id, target host, target port). others: connections to every other master.
     Per batch of slots: IMPORTING on the target, MIGRATING on the source, the keys with pipelined GETKEYSINSLOT
-    and variadic MIGRATE, then SETSLOT NODE on the target first, the source second; the other masters learn the
-    new owner of every moved slot at the end, in one pipeline each. Each hand-over pipeline also opens the next
-    batch on its node, so a batch costs two round trips besides its MIGRATEs. A failure leaves the open slots
-    for the next run to finish.
+    and variadic MIGRATE, then SETSLOT NODE on the target first, the source second, every other master last (their
+    replies are read at the end). Each hand-over pipeline also opens the next batch on its node, so a batch costs
+    two round trips besides its MIGRATEs. A failure leaves the open slots for the next run to finish.
     """
     source_id, target_id, host, port = pair
     base = ["MIGRATE", host, port, "", 0, timeout_ms] + (["REPLACE"] if replace else []) + migrate_auth_args(options)
@@ -119,16 +118,20 @@ def move_slots(source, target, others, pair, slots, options, pipeline: int = DEF
     _check(target.pipeline(_importing(batches[0], source_id)), "opening slots on the target")
     listed = _opened_on_source(source.pipeline(_migrating(batches[0], target_id) + _listing(batches[0], page)),
                                len(batches[0]))
+    told = [0] * len(others)
     for index, batch in enumerate(batches):
         moved += _empty_slots(source, target, batch, listed, base, pipeline, host, port, options, replace, timeout_ms)
         following = batches[index + 1] if index + 1 < len(batches) else []
         _hand_over_on_target(target, batch, target_id, _importing(following, source_id))
         listed = _hand_over_on_source(source, batch, target_id, _migrating(following, target_id) + _listing(following, page))
+        # The other masters are told now and answer while the next batch moves: a master that is itself
+        # giving slots away answers only between its MIGRATEs.
+        for position, conn in enumerate(others):
+            told[position] += conn.send(("CLUSTER", "SETSLOT", slot, "NODE", target_id) for slot in batch)
         if progress is not None:
             progress(len(batch), moved)
-    for conn in others:
-        _check(conn.pipeline(("CLUSTER", "SETSLOT", slot, "NODE", target_id) for slot in slots),
-               "telling %s:%d the new owner" % (conn.host, conn.port))
+    for conn, count in zip(others, told):
+        _check(conn.receive(count), "telling %s:%d the new owner" % (conn.host, conn.port))
     return moved
 
 
