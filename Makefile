@@ -18,14 +18,15 @@ $(STAMP): requirements-dev.txt
 
 deps: $(STAMP) redis
 
-# Real redis-server and redis-cli from Debian packages; the tests start their own processes.
+# Real redis-server and redis-cli from Debian packages; the tests start their own processes (and make
+# throwaway certificates with openssl for the TLS tests).
 redis:
-	@if ! command -v redis-server >/dev/null || ! command -v redis-cli >/dev/null; then \
+	@if ! command -v redis-server >/dev/null || ! command -v redis-cli >/dev/null || ! command -v openssl >/dev/null; then \
 	  if [ "$$(id -u)" -ne 0 ]; then \
-	    echo "redis-server/redis-cli are missing: run 'sudo apt-get install redis-server redis-tools', or run make as root" >&2; \
+	    echo "redis-server/redis-cli/openssl are missing: run 'sudo apt-get install redis-server redis-tools openssl', or run make as root" >&2; \
 	    exit 1; \
 	  fi; \
-	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server redis-tools >/dev/null; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server redis-tools openssl >/dev/null; \
 	fi
 
 unit: deps

@@ -240,13 +240,23 @@ def fan_out(function, items, max_workers: int = MAX_PARALLEL) -> list:
 AUTH_HINT = "authentication failed; check login_user and login_password (or REDIS_CLUSTER_USER / REDIS_CLUSTER_PASSWORD)"
 
 
+# What a TLS mismatch looks like from the client's side, and what to change.
+TLS_HINTS = (
+    ("CERTIFICATE_VERIFY_FAILED", "the node's certificate is not trusted; check ca_certs (or validate_certs)"),
+    ("CERTIFICATE_REQUIRED", "the node asks for a client certificate; set client_cert_file and client_key_file"),
+    ("WRONG_VERSION_NUMBER", "the node does not speak TLS on this port; check tls and login_port"),
+    ("Connection reset by peer", "if the node listens with TLS only, set tls: true"),
+)
+
+
 def describe_error(exc: Exception) -> str:
     text = str(exc) or exc.__class__.__name__
     if "cluster support disabled" in text:
         return "cluster mode is off on this node (cluster-enabled no): %s" % text
     if isinstance(exc, AuthenticationError) or any(code in text for code in ("NOAUTH", "WRONGPASS", "NOPERM")):
         return "%s: %s" % (AUTH_HINT, text)
-    return text
+    hints = [hint for marker, hint in TLS_HINTS if marker in text]
+    return "%s (%s)" % (text, hints[0]) if hints else text
 
 
 def observe_node(address, options: ConnectionOptions) -> NodeObservation:

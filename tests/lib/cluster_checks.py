@@ -72,7 +72,8 @@ def masters(nodes) -> list:
 
 
 def redis_cli_check(node) -> str:
-    return subprocess.run([REDIS_CLI, "--cluster", "check", node.address], stdout=subprocess.PIPE,
+    tls = node.tls.cli_args() if node.tls else []
+    return subprocess.run([REDIS_CLI] + tls + ["--cluster", "check", node.address], stdout=subprocess.PIPE,
                           stderr=subprocess.STDOUT, text=True, check=False).stdout
 
 
@@ -86,7 +87,8 @@ def assert_healthy(node) -> None:
 
 def write_keys(nodes, count: int, prefix: str = "key", size: int = 0) -> dict:
     """count keys through a cluster client (values padded to size bytes); {key: value} written."""
-    client = redis.RedisCluster(host="127.0.0.1", port=nodes[0].port, password=nodes[0].password)
+    tls = nodes[0].tls.client_kwargs() if nodes[0].tls else {}
+    client = redis.RedisCluster(host="127.0.0.1", port=nodes[0].port, password=nodes[0].password, **tls)
     try:
         written = {("%s:%d" % (prefix, index)).encode(): ("value-%d" % index).encode().ljust(size, b".")
                    for index in range(count)}
@@ -112,7 +114,7 @@ def all_keys(nodes) -> dict:
 
 def raw(node, *commands) -> list:
     """Send commands on one connection (ASKING must share the connection with the command it covers)."""
-    conn = redis.Connection(host=node.host, port=node.port, password=node.password)
+    conn = node.connection()
     try:
         replies = []
         for command in commands:

@@ -45,16 +45,49 @@ def free_ports(count: int, host: str = "127.0.0.1") -> list:
             sock.close()
 
 
+class TlsFiles:
+    """A throwaway CA and one certificate (for 127.0.0.1) that servers and clients both present, made by openssl."""
+
+    def __init__(self, directory: str):
+        self.ca = os.path.join(directory, "ca.crt")
+        self.cert = os.path.join(directory, "node.crt")
+        self.key = os.path.join(directory, "node.key")
+        os.makedirs(directory, exist_ok=True)
+        ca_key, request, extensions = (os.path.join(directory, name) for name in ("ca.key", "node.csr", "san.cnf"))
+        with open(extensions, "w") as handle:
+            handle.write("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
+        for command in (
+            ["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", ca_key, "-out", self.ca, "-days", "2",
+             "-subj", "/CN=redisops test CA"],
+            ["req", "-newkey", "rsa:2048", "-nodes", "-keyout", self.key, "-out", request, "-subj", "/CN=127.0.0.1"],
+            ["x509", "-req", "-in", request, "-CA", self.ca, "-CAkey", ca_key, "-CAcreateserial", "-out", self.cert,
+             "-days", "2", "-extfile", extensions],
+        ):
+            subprocess.run(["openssl"] + command, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+    def server_args(self, port: int) -> list:
+        return ["--port", "0", "--tls-port", str(port), "--tls-cluster", "yes", "--tls-replication", "yes",
+                "--tls-cert-file", self.cert, "--tls-key-file", self.key, "--tls-ca-cert-file", self.ca]
+
+    def client_kwargs(self) -> dict:
+        return dict(ssl=True, ssl_ca_certs=self.ca, ssl_certfile=self.cert, ssl_keyfile=self.key)
+
+    def cli_args(self) -> list:
+        return ["--tls", "--cacert", self.ca, "--cert", self.cert, "--key", self.key]
+
+
 class RedisNode:
     """One redis-server process."""
 
     def __init__(self, port: int, bus_port: int, workdir: str, host: str = "127.0.0.1",
-                 cluster: bool = True, extra_args=(), password: str | None = None, command_prefix=()):
+                 cluster: bool = True, extra_args=(), password: str | None = None, command_prefix=(),
+                 tls: TlsFiles | None = None):
         self.host = host
         self.port = port
         self.bus_port = bus_port
         self.dir = workdir
         self.password = password
+        self.tls = tls
         args = [REDIS_SERVER, "--port", str(port), "--bind", host, "--dir", workdir,
                 "--daemonize", "no", "--save", "", "--appendonly", "no", "--protected-mode", "no",
                 "--repl-diskless-sync-delay", "0",
@@ -65,6 +98,8 @@ class RedisNode:
                      "--cluster-replica-validity-factor", "0"]
         if password:
             args += ["--requirepass", password, "--masterauth", password]
+        if tls:
+            args += tls.server_args(port)
         args = list(command_prefix) + args + list(extra_args)
         self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         _LIVE.add(self)
@@ -74,6 +109,8 @@ class RedisNode:
         return "%s:%d" % (self.host, self.port)
 
     def client(self, **kwargs) -> redis.Redis:
+        if self.tls:
+            kwargs.update(self.tls.client_kwargs())
         return redis.Redis(host=self.host, port=self.port, password=self.password, socket_timeout=10, **kwargs)
 
     def wait_ready(self, timeout: float = 10.0) -> None:
@@ -93,8 +130,15 @@ class RedisNode:
         with self.client() as conn:
             return conn.execute_command(*args)
 
+    def connection(self) -> redis.Connection:
+        """A plain connection: its replies are the server's, with none of redis-py's reply parsing."""
+        if self.tls:
+            return redis.SSLConnection(host=self.host, port=self.port, password=self.password, ssl_ca_certs=self.tls.ca,
+                                       ssl_certfile=self.tls.cert, ssl_keyfile=self.tls.key)
+        return redis.Connection(host=self.host, port=self.port, password=self.password)
+
     def cluster_nodes(self) -> str:
-        conn = redis.Connection(host=self.host, port=self.port, password=self.password)
+        conn = self.connection()
         try:
             conn.send_command("CLUSTER", "NODES")
             return conn.read_response().decode()
@@ -126,7 +170,7 @@ class RedisNodes:
     """N redis-server processes in one temporary directory; a context manager that always cleans up."""
 
     def __init__(self, count: int, cluster: bool = True, password: str | None = None, extra_args=(),
-                 host: str = "127.0.0.1", command_prefix=()):
+                 host: str = "127.0.0.1", command_prefix=(), tls: TlsFiles | None = None):
         """count nodes bound to host; ports are picked free on this namespace's loopback (with a
         command_prefix that enters a fresh namespace, every port is free there anyway)."""
         self.root = tempfile.mkdtemp(prefix="redisops-test-")
@@ -138,7 +182,7 @@ class RedisNodes:
                 os.mkdir(workdir)
                 self.nodes.append(RedisNode(ports[2 * index], ports[2 * index + 1], workdir, host=host,
                                             cluster=cluster, password=password, extra_args=extra_args,
-                                            command_prefix=command_prefix))
+                                            command_prefix=command_prefix, tls=tls))
             for node in self.nodes:
                 node.wait_ready()
         except BaseException:
