@@ -14,7 +14,7 @@ import dataclasses
 import heapq
 
 from ._placement import Candidate, place
-from ._slots import SLOT_COUNT, count_slots, format_ranges, ranges_from_slots
+from ._slots import SLOT_COUNT, count_slots, format_ranges, ranges_from_slots, summarize_ranges
 from ._topology import CRITICAL, ClusterState, Node, TopologyError, format_address, owner_map, unserved_slots, unsettled
 
 # Step actions. Each names one kind of write (or a wait the executor performs between writes).
@@ -561,7 +561,7 @@ def plan_moves(state: ClusterState, moves, key_counts) -> Plan:
         steps.append(Step(MIGRATE_SLOTS, source.address, source.id,
                           (target.address, target.id, target.host, target.port, ranges),
                           "%s: move %d slot(s) %s (%d key(s)) to %s"
-                          % (source.describe(), len(slots), format_ranges(ranges), keys, target.describe())))
+                          % (source.describe(), len(slots), summarize_ranges(ranges), keys, target.describe())))
     if steps:
         steps.append(Step(WAIT_CONVERGED, "", description="wait until every node agrees on roles and slots"))
     return Plan(tuple(steps))

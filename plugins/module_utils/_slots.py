@@ -79,3 +79,11 @@ def count_slots(ranges) -> int:
 def format_ranges(ranges) -> str:
     """Ranges as Redis prints them: '0-5460,10923'."""
     return ",".join(str(first) if first == last else "%d-%d" % (first, last) for first, last in ranges)
+
+
+def summarize_ranges(ranges, shown: int = 6) -> str:
+    """format_ranges for reading: scattered slots (a move of the emptiest slots) are cut after `shown` ranges."""
+    ranges = tuple(ranges)
+    if len(ranges) <= shown:
+        return format_ranges(ranges)
+    return "%s,... (%d ranges, %d-%d)" % (format_ranges(ranges[:shown]), len(ranges), ranges[0][0], ranges[-1][1])

@@ -92,7 +92,9 @@ changed:
   returned: always
   type: bool
 plan:
-  description: The moves in words, with slot and key counts.
+  description:
+    - The moves in words, with slot and key counts.
+    - A move of many scattered slots lists the first ranges and how many there are; RV(plan_steps) has every slot.
   returned: success
   type: list
   elements: str

@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from ansible_collections.redisops.cluster.plugins.module_utils._slots import (
-    SLOT_COUNT, count_slots, crc16, format_ranges, hash_tag, key_slot, parse_slot_token, ranges_from_slots,
+    SLOT_COUNT, count_slots, crc16, format_ranges, hash_tag, key_slot, parse_slot_token, ranges_from_slots, summarize_ranges,
     slots_from_ranges,
 )
 
@@ -56,3 +56,9 @@ def test_ranges_round_trip(slots):
 def test_bad_slot_tokens_are_refused(token):
     with pytest.raises(ValueError):
         parse_slot_token(token)
+
+
+def test_summary_of_scattered_slots_is_cut_but_says_how_many():
+    assert summarize_ranges(((0, 5460), (10923, 10923))) == "0-5460,10923"
+    scattered = tuple((slot, slot) for slot in range(0, 300, 3))
+    assert summarize_ranges(scattered) == "0,3,6,9,12,15,... (100 ranges, 0-297)"
