@@ -73,6 +73,30 @@ def test_rebalance_onto_a_new_master_while_clients_write(cluster6, fresh_nodes):
     assert stale["failed"] and "changed since the plan was approved" in stale["msg"]
 
 
+def test_two_new_masters_take_slots_from_all_while_clients_write(cluster6, fresh_nodes):
+    nodes = cluster6
+    expected = write_keys(nodes, 30000)
+    extras = fresh_nodes(2)
+    for extra in extras:
+        add_empty_master(nodes, extra)
+    everyone = list(nodes) + list(extras)
+    writer = Writer(everyone)
+    writer.start()
+    try:
+        result = ok(run_module("redis_cluster_rebalance", seed(nodes)))
+    finally:
+        writer.stop()
+    targets = {move["target"] for move in result["moves"]}
+    assert targets == {extra.address for extra in extras} and len(result["moves"]) >= 3
+    assert sorted(slot_counts(nodes[0]).values()) == [3276, 3277, 3277, 3277, 3277]
+    stored = all_keys(everyone)
+    assert {k: v for k, v in stored.items() if not k.startswith(b"online:")} == expected
+    assert writer.errors == [] and writer.acknowledged
+    assert all(stored.get(key) == value for key, value in writer.acknowledged.items())
+    assert_healthy(nodes[0])
+    assert ok(run_module("redis_cluster_rebalance", seed(nodes)))["changed"] is False
+
+
 def test_weights_and_drain(cluster6):
     nodes = cluster6
     expected = write_keys(nodes, 2000)
