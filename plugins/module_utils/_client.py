@@ -153,6 +153,8 @@ class NodeConnection:
             self._conn = redis.Connection(**kwargs)
         self.host = host
         self.port = port
+        # One reader for the connection's life: a read may take in replies of a pipeline sent after the one read.
+        self._reader = None
 
     def call(self, *args):
         self._conn.send_command(*args)
@@ -187,7 +189,9 @@ class NodeConnection:
     def _read_replies(self, sock, count: int) -> list:
         """count replies parsed by hiredis straight from the socket: redis-py's per-reply path costs more than the
         server's work for pipelines of small commands. Error replies come back as ResponseError, nested ones too."""
-        reader = hiredis.Reader(replyError=ResponseError)
+        if self._reader is None:
+            self._reader = hiredis.Reader(protocolError=RedisConnectionError, replyError=ResponseError)
+        reader = self._reader
         replies = []
         try:
             while len(replies) < count:
@@ -200,18 +204,19 @@ class NodeConnection:
                 else:
                     replies.append(reply)
         except socket.timeout:
-            self._conn.disconnect()
+            self.close()
             raise RedisTimeoutError("%s:%d did not answer in time" % (self.host, self.port)) from None
         except OSError as exc:
-            self._conn.disconnect()
+            self.close()
             raise RedisConnectionError("%s:%d: %s" % (self.host, self.port, exc)) from None
         except RedisError:
-            self._conn.disconnect()
+            self.close()
             raise
         return replies
 
     def close(self) -> None:
         self._conn.disconnect()
+        self._reader = None
 
     def __enter__(self):
         return self
