@@ -10,6 +10,8 @@ observe -> refuse an unsound cluster -> finish slots an interrupted move left op
 
 from __future__ import annotations
 
+import os
+
 from ._change import apply_plan
 from ._client import count_keys, observe_cluster, require_usable
 from ._executor import ExecutionError, Executor
@@ -34,6 +36,7 @@ def executor_settings(params: dict) -> dict:
     for name in ("pipeline", "timeout", "parallel"):
         if params[name] < 1:
             raise ModuleFailure("%s must be 1 or more, got %d" % (name, params[name]))
+    _require_writable(params["progress_file"])
     return dict(pipeline=params["pipeline"], timeout_ms=params["timeout"], replace=params["replace"],
                 parallel=params["parallel"], progress_file=params["progress_file"])
 
@@ -49,6 +52,16 @@ def owned_slots(observation) -> list:
 def flat_key_counts(state, counts) -> dict:
     """slot -> keys on the slot's owner."""
     return {slot: counts.get(owner, {}).get(slot, 0) for slot, owner in state.slot_owners.items()}
+
+
+def _require_writable(path) -> None:
+    """A progress file that cannot be written would stop a run after its first batch: refuse it before any move."""
+    if not path:
+        return
+    directory = os.path.dirname(os.path.abspath(path))
+    writable = os.access(path, os.W_OK) if os.path.exists(path) else os.access(directory, os.W_OK | os.X_OK)
+    if os.path.isdir(path) or not os.path.isdir(directory) or not writable:
+        raise ModuleFailure("progress_file: cannot write %s; give a file in an existing, writable directory" % path)
 
 
 def run_moves(module, decide) -> dict:

@@ -50,6 +50,8 @@ def key_slot(key) -> int:
 def parse_slot_token(token: str) -> tuple:
     """'42' -> (42, 42); '0-5460' -> (0, 5460). Raises ValueError on anything else."""
     first, sep, last = token.partition("-")
+    if not first.strip().isdigit() or (sep and not last.strip().isdigit()):
+        raise ValueError("%r is not a slot number or a first-last range" % token)
     low = int(first)
     high = int(last) if sep else low
     if not 0 <= low <= high < SLOT_COUNT:

@@ -131,6 +131,14 @@ def test_reshard_exactly_n_and_named_slots(cluster6):
     assert too_many["failed"] and "hold only" in too_many["msg"]
     unknown = run_module("redis_cluster_reshard", dict(seed(nodes), to="10.9.9.9:1", slots=1))
     assert unknown["failed"] and unknown["msg"].startswith("to:")
+    # Bad input fails before the first write, however late the option would first be used.
+    before = slot_counts(nodes[0])
+    nowhere = run_module("redis_cluster_reshard", dict(seed(nodes), to=target.address, slots=10,
+                                                       progress_file="/nonexistent-dir/progress.jsonl"))
+    assert nowhere["failed"] and nowhere["msg"].startswith("progress_file:")
+    garbled = run_module("redis_cluster_reshard", dict(seed(nodes), to=target.address, slot_list=["7", "abc"]))
+    assert garbled["failed"] and "'abc' is not a slot number" in garbled["msg"]
+    assert slot_counts(nodes[0]) == before
     assert all_keys(nodes) == expected
     assert_healthy(nodes[0])
 
