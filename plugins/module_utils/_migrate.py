@@ -92,10 +92,16 @@ SLOT_BATCH = 512
 LIST_FACTOR = 8  # pages of `pipeline` keys listed per slot and round: a hot slot takes 8x fewer round trips
 
 
-def _check(replies, what: str) -> None:
-    errors = [reply for reply in replies if isinstance(reply, Exception)]
+def _check(replies, what: str, tolerate=lambda error: False) -> None:
+    errors = [reply for reply in replies if isinstance(reply, Exception) and not tolerate(reply)]
     if errors:
         raise errors[0].__class__("%s: %s" % (what, errors[0]))
+
+
+def _turned_replica(error) -> bool:
+    """A master that gave away its last slot turns into a replica (cluster-allow-replica-migration) and refuses
+    SETSLOT from then on; it learns the new owners from its master."""
+    return "only with masters" in str(error).lower()
 
 
 def move_slots(source, target, others, pair, slots, options, pipeline: int = DEFAULT_PIPELINE,
@@ -131,7 +137,8 @@ def move_slots(source, target, others, pair, slots, options, pipeline: int = DEF
         if progress is not None:
             progress(len(batch), moved)
     for conn, count in zip(others, told):
-        _check(conn.receive(count), "telling %s:%d the new owner" % (conn.host, conn.port))
+        # Another move may have drained a master told here, which then refused.
+        _check(conn.receive(count), "telling %s:%d the new owner" % (conn.host, conn.port), _turned_replica)
     return moved
 
 
@@ -208,10 +215,6 @@ def _hand_over_on_source(source, batch, target_id: str, then) -> list:
     """SETSLOT NODE for the batch on the source, then `then` (the next batch's MIGRATING and GETKEYSINSLOT); the
     keys listed for the next batch."""
     replies = source.pipeline([("CLUSTER", "SETSLOT", slot, "NODE", target_id) for slot in batch] + then)
-    # A master that gave away its last slot may already have turned into the target's replica
-    # (cluster-allow-replica-migration); it then learns the owners from the target.
-    errors = [reply for reply in replies[:len(batch)]
-              if isinstance(reply, Exception) and "master" not in str(reply).lower()]
-    if errors:
-        raise errors[0]
+    # After its last slot the source may already be the target's replica.
+    _check(replies[:len(batch)], "handing slots over on the source", _turned_replica)
     return _opened_on_source(replies[len(batch):], len(then) // 2)

@@ -109,13 +109,19 @@ def _finish_open_slots(state, plan, options, settings, wait_timeout) -> list:
                             completed=exc.completed) from None
 
 
+def named_nodes(nodes, name: str) -> list:
+    """The nodes a name means: node id, id prefix (8+ characters) or host:port."""
+    found = [node for node in nodes if node.id == name or (len(name) >= 8 and node.id.startswith(name))]
+    if not found and ":" in name:
+        host, port = split_address(name)
+        found = [node for node in nodes if node.port == port and host in (node.host, _observed_host(node))]
+    return found
+
+
 def resolve_node(state, name: str, option: str):
     """A master named by id, id prefix (8+ characters) or host:port."""
     masters = [node for node in state.masters if not node.entry.failed]
-    found = [node for node in masters if node.id == name or (len(name) >= 8 and node.id.startswith(name))]
-    if not found and ":" in name:
-        host, port = split_address(name)
-        found = [node for node in masters if node.port == port and host in (node.host, _observed_host(node))]
+    found = named_nodes(masters, name)
     if len(found) != 1:
         raise ModuleFailure("%s: %r names %s master; give a node id or host:port of one of %s"
                             % (option, name, "no" if not found else "more than one",

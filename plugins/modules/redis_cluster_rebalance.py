@@ -34,7 +34,9 @@ options:
     description:
       - Relative weights of masters, keyed by node id, C(host:port), or a label as C(zone=NAME),
         C(rack=NAME) or C(hostname=NAME) (labels come from O(nodes)). Masters not named weigh 1.
-      - Weight 0 drains a master (moves all its slots away).
+      - Weight 0 drains a master (moves all its slots away). A drained master usually turns into a replica
+        of a master that took its slots; weight 0 for a replica is then already satisfied, so a rerun
+        changes nothing.
     type: dict
     default: {}
   threshold:
@@ -161,7 +163,7 @@ elapsed_ms:
 
 from ansible_collections.redisops.cluster.plugins.module_utils._change import change_argument_spec
 from ansible_collections.redisops.cluster.plugins.module_utils._module import ModuleFailure, run_module
-from ansible_collections.redisops.cluster.plugins.module_utils._moves import move_argument_spec, resolve_node, run_moves
+from ansible_collections.redisops.cluster.plugins.module_utils._moves import move_argument_spec, named_nodes, resolve_node, run_moves
 from ansible_collections.redisops.cluster.plugins.module_utils._shares import rebalance
 
 
@@ -178,11 +180,18 @@ def weights_by_id(state, weights: dict) -> dict:
             matched = [node for node in state.masters if node.label_map.get(label) == value]
             if not matched:
                 raise ModuleFailure("weights: no master has label %s" % name)
+        elif weight == 0 and _drained_replica(state, name):
+            # A master drained by an earlier run has turned into a replica: it holds nothing, as asked.
+            continue
         else:
             matched = [resolve_node(state, name, "weights")]
         for node in matched:
             resolved[node.id] = weight
     return resolved
+
+
+def _drained_replica(state, name: str) -> bool:
+    return any(node.role != "master" for node in named_nodes(state.nodes, name))
 
 
 def decide(params, state, holdings, key_counts):

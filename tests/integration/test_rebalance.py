@@ -113,6 +113,23 @@ def test_weights_and_drain(cluster6):
     assert_healthy(nodes[1])
 
 
+def test_two_masters_drained_at_once_become_replicas(fresh_nodes):
+    nodes = fresh_nodes(4)
+    form_cluster(nodes.nodes, replicas=0)
+    expected = write_keys(nodes, 20000)
+    drained = nodes[0], nodes[1]
+    result = ok(run_module("redis_cluster_rebalance", dict(seed(nodes), weights={node.address: 0 for node in drained})))
+    # Both moves run at once: each tells the other's source, which may already be a replica, of its new owners.
+    assert result["slots_moved"] == 8192 and len(result["moves"]) == 2
+    counts = slot_counts(nodes[2])
+    assert sorted(counts.values()) == [0, 0, 8192, 8192] or sorted(counts.values()) == [8192, 8192]
+    assert all(counts.get(node.node_id(), 0) == 0 for node in drained)
+    wait_for(lambda: all(node.call("ROLE")[0] == b"slave" for node in drained), message="drained masters to replicate")
+    assert all_keys(nodes) == expected
+    assert_healthy(nodes[2])
+    assert ok(run_module("redis_cluster_rebalance", dict(seed(nodes, 2), weights={node.address: 0 for node in drained})))["changed"] is False
+
+
 def test_reshard_exactly_n_and_named_slots(cluster6):
     nodes = cluster6
     expected = write_keys(nodes, 1000)
