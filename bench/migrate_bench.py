@@ -515,8 +515,15 @@ def server_time(nodes) -> dict:
 
 
 def breakdown_lines(diag: dict) -> list:
+    """The paragraph that introduces a breakdown, then its table."""
     timings = diag["timings"]
-    lines = ["| step (in process) | calls | ms |", "| --- | ---: | ---: |",
+    lines = ["Where the module's time goes: its own backend (`run_moves` with the module's `decide`, default "
+             "options) in the benchmark process, on one more identical cluster, the functions it calls wrapped "
+             "with timers (run_moves %.2f s, `apply_ms` %d, %d keys moved, keys present after: %s). A round trip "
+             "is one `NodeConnection.pipeline` call: packing the commands, the server's work, reading and "
+             "parsing the replies (%s)."
+             % (diag["total"], diag["apply_ms"], diag["keys_moved"], present(diag["check"]), reply_parser()), "",
+             "| step (in process) | calls | ms |", "| --- | ---: | ---: |",
              "| run_moves, whole (module `elapsed_ms` less Ansible's argument handling) | 1 | %.0f |"
              % (1000 * diag["total"]),
              "| of which `apply_ms` (the moves and the convergence waits) | 1 | %d |" % diag["apply_ms"]]
@@ -835,14 +842,7 @@ def report(a: dict, b: dict, c: dict, load: tuple, total: float) -> str:
                  % (100 * FLOOR_TARGET, FLOOR_KEYS_PER_MIGRATE, 100 * measured, met(measured, FLOOR_TARGET),
                     100 * ratio(rates["ours_wall"], rates["floor"]), 100 * ratio(rates["ours"], rates["floor_slot"]),
                     100 * ratio(rates["floor_cluster"], rates["floor"]), 100 * ratio(rates["ours"], rates["floor_cluster"])))
-    lines += ["", "Where the module's time goes: its own backend (`run_moves` with the module's `decide`, default "
-              "options) in the benchmark process, on one more identical cluster, the functions it calls wrapped "
-              "with timers (run_moves %.2f s, `apply_ms` %d, %d keys moved, keys present after: %s). A round trip "
-              "is one `NodeConnection.pipeline` call: packing the commands, the server's work, reading and "
-              "parsing the replies (%s)."
-              % (a["diag"]["total"], a["diag"]["apply_ms"], a["diag"]["keys_moved"],
-                 present(a["diag"]["check"]), reply_parser()), ""]
-    lines += breakdown_lines(a["diag"])
+    lines += [""] + breakdown_lines(a["diag"])
 
     data = b["data"]
     lines += ["", "### B: one hot slot, %d keys" % len(data), "",
@@ -868,14 +868,7 @@ def report(a: dict, b: dict, c: dict, load: tuple, total: float) -> str:
     lines += ["", "Ratios (module `apply_ms` rate): %.2fx redis-cli default, %.2fx redis-cli with --cluster-pipeline "
               "1000." % (ratio(ours_rate, rate(b["runs"][1]["keys_moved"], b["runs"][1]["seconds"])),
                          ratio(ours_rate, rate(b["runs"][2]["keys_moved"], b["runs"][2]["seconds"])))]
-    lines += ["", "Where the module's time goes: its own backend (`run_moves` with the module's `decide`, default "
-              "options) in the benchmark process, on one more identical cluster, the functions it calls wrapped "
-              "with timers (run_moves %.2f s, `apply_ms` %d, %d keys moved, keys present after: %s). A round trip "
-              "is one `NodeConnection.pipeline` call: packing the commands, the server's work, reading and "
-              "parsing the replies (%s)."
-              % (b["diag"]["total"], b["diag"]["apply_ms"], b["diag"]["keys_moved"],
-                 present(b["diag"]["check"]), reply_parser()), ""]
-    lines += breakdown_lines(b["diag"])
+    lines += [""] + breakdown_lines(b["diag"])
 
     data = c["data"]
     lines += ["", "### C: rebalance onto an empty master, %d keys of %d KiB" % (len(data), data.size // 1024), "",
