@@ -93,20 +93,27 @@ class ConnectionOptions:
     command_timeout: float = 10.0
 
 
-_WORDS = {}  # str argument -> its RESP bulk string: command names, node ids and hosts repeat in every command
-_MAX_WORDS = 4096
+_WORDS = {}  # str or int argument -> its RESP bulk string: command names, node ids, hosts and slot numbers repeat
+_MAX_WORDS = 65536
+_HEADERS = tuple(b"*%d\r\n" % count for count in range(64))
 
 
 def _bulk(data: bytes) -> bytes:
     return b"$%d\r\n%s\r\n" % (len(data), data)
 
 
-def _word(value: str) -> bytes:
-    piece = _WORDS.get(value)
-    if piece is None:
-        piece = _bulk(value.encode("utf-8"))
-        if len(_WORDS) < _MAX_WORDS:
-            _WORDS[value] = piece
+def _word(value) -> bytes:
+    """A str or int argument as a RESP bulk string, remembered: commands repeat them by the thousand."""
+    kind = type(value)
+    if kind is str:
+        data = value.encode("utf-8")
+    elif kind is int:
+        data = b"%d" % value
+    else:
+        raise TypeError("cannot send %s to Redis" % kind.__name__)
+    piece = _bulk(data)
+    if len(_WORDS) < _MAX_WORDS:
+        _WORDS[value] = piece
     return piece
 
 
@@ -115,16 +122,16 @@ def pack_commands(commands) -> bytes:
     of small commands a move sends (tens of thousands of SETSLOT, GETKEYSINSLOT and MIGRATE)."""
     chunks = []
     append = chunks.append
+    words = _WORDS
     for command in commands:
-        append(b"*%d\r\n" % len(command))
+        count = len(command)
+        append(_HEADERS[count] if count < 64 else b"*%d\r\n" % count)
         for value in command:
             kind = type(value)
-            if kind is bytes:
-                append(_bulk(value))
-            elif kind is str:
-                append(_word(value))
-            elif kind is int:
-                append(_bulk(b"%d" % value))
+            if kind is bytes:  # keys and values: _bulk inlined, it runs once per key moved
+                append(b"$%d\r\n%s\r\n" % (len(value), value))
+            elif kind is str or kind is int:
+                append(words.get(value) or _word(value))
             elif kind is float:
                 append(_bulk(repr(value).encode("ascii")))
             else:
