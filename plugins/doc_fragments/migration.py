@@ -27,7 +27,8 @@ options:
   replace:
     description:
       - Overwrite a key that exists on the target with a different value. Without it such a key
-        stops the run and is named; equal copies are always resolved.
+        stops the run and is named; equal copies are always resolved (sets and hashes are compared
+        by content, other types by their C(DUMP) payload).
     type: bool
     default: false
   progress_file:

@@ -75,7 +75,8 @@ def _resolve_busy_keys(source, target, keys, base, auth, slot: int) -> int:
     for reply in ours + theirs:
         if isinstance(reply, Exception):
             raise reply
-    different = [key for key, mine, other in zip(remaining, ours, theirs) if other is not None and mine != other]
+    unequal = [key for key, mine, other in zip(remaining, ours, theirs) if other is not None and mine != other]
+    different = _differing_values(source, target, unequal) if unequal else []
     if different:
         names = ", ".join(key.decode("utf-8", "replace") for key in different[:10])
         raise KeyConflict("slot %d: %d key(s) exist on both nodes with different values (%s%s); set replace: true "
@@ -83,6 +84,30 @@ def _resolve_busy_keys(source, target, keys, base, auth, slot: int) -> int:
                                                                 ", ..." if len(different) > 10 else ""))
     source.call(*(base + ["REPLACE"] + auth + ["KEYS"] + remaining))
     return len(keys)
+
+
+# A hash table (a set or hash past its compact encoding) is serialized in table order, which differs between two
+# copies of the same value built in another order (a RESTORE does that): such copies are compared by content.
+_CONTENT = {b"set": "SMEMBERS", b"hash": "HGETALL"}
+
+
+def _differing_values(source, target, keys) -> list:
+    """Of keys whose DUMP payloads differ on source and target, those whose values differ too."""
+    kinds = _asking(source, [("TYPE", key) for key in keys])
+    comparable = [(key, kind) for key, kind, other in zip(keys, kinds, _asking(target, [("TYPE", key) for key in keys]))
+                  if kind == other and kind in _CONTENT]
+    reads = [(_CONTENT[kind], key) for key, kind in comparable]
+    equal = {key for (key, kind), mine, other in zip(comparable, _asking(source, reads), _asking(target, reads))
+             if not isinstance(mine, Exception) and not isinstance(other, Exception)
+             and _content(kind, mine) == _content(kind, other)}
+    return [key for key in keys if key not in equal]
+
+
+def _content(kind: bytes, reply) -> frozenset:
+    """SMEMBERS' members, or HGETALL's alternating fields and values as pairs."""
+    if kind == b"hash":
+        return frozenset(zip(reply[0::2], reply[1::2]))
+    return frozenset(reply)
 
 
 # --- many slots between one pair ------------------------------------------------------------------

@@ -14,7 +14,7 @@ import tempfile
 
 from ansible_runner import ANSIBLE_PLAYBOOK, ansible_env, run_module, run_tasks
 from cluster_checks import (
-    Writer, all_keys, assert_healthy, cluster_nodes_fields, cluster_writes, masters, owner_id, own_ranges, raw, reset_stats,
+    Writer, all_keys, assert_healthy, cluster_client, cluster_nodes_fields, cluster_writes, masters, owner_id, own_ranges, raw, reset_stats,
     seed, slot_owner, wait_for, write_into_foreign_slot, write_keys,
 )
 from redis.crc import key_slot
@@ -256,6 +256,38 @@ def test_key_on_both_sides_is_compared_and_replaced_only_when_asked(cluster6):
     assert ok(run_module("redis_cluster_reshard", task))["changed"] is False
 
 
+def test_equal_sets_and_hashes_built_in_another_order_are_not_conflicts(cluster6):
+    nodes = cluster6
+    slot = key_slot(b"{pair}")
+    source = slot_owner(nodes, slot)
+    target = next(node for node in masters(nodes) if node is not source)
+    members = [b"member-%d" % index for index in range(300)]
+    fields = [word for index in range(300) for word in (b"field-%d" % index, b"value-%d" % index)]
+    raw(source, ("SADD", "{pair}:set", *members), ("HSET", "{pair}:hash", *fields), ("SADD", "{pair}:diff", *members))
+    # The target's copies, as an interrupted move leaves them, but built in reverse order; one set has an extra member.
+    pairs = [fields[index:index + 2] for index in range(0, len(fields), 2)]
+    target_copies = raw(target, ("CLUSTER", "SETSLOT", slot, "IMPORTING", source.node_id()),
+        ("ASKING",), ("SADD", "{pair}:set", *reversed(members)),
+        ("ASKING",), ("HSET", "{pair}:hash", *[word for pair in reversed(pairs) for word in pair]),
+        ("ASKING",), ("SADD", "{pair}:diff", b"extra", *reversed(members)),
+        ("ASKING",), ("DUMP", "{pair}:set"), ("ASKING",), ("DUMP", "{pair}:hash"),
+        ("CLUSTER", "SETSLOT", slot, "STABLE"))
+    # The premise: equal contents, different payloads.
+    ours = raw(source, ("DUMP", "{pair}:set"), ("DUMP", "{pair}:hash"))
+    assert ours[0] != target_copies[-4] and ours[1] != target_copies[-2]
+    task = dict(seed(nodes), to=target.address, slot_list=[str(slot)])
+    refused = run_module("redis_cluster_reshard", task)
+    assert refused["failed"] and "1 key(s)" in refused["msg"] and "{pair}:diff" in refused["msg"], refused["msg"]
+    replaced = ok(run_module("redis_cluster_reshard", dict(task, replace=True)))
+    assert replaced["changed"] and owner_id(nodes[0], slot) == target.node_id()
+    with target.client() as conn:
+        assert conn.smembers("{pair}:set") == conn.smembers("{pair}:diff") == set(members)
+        assert conn.hgetall("{pair}:hash") == dict(pairs)
+    with source.client() as conn:
+        assert conn.dbsize() == 0 or not conn.exists("{pair}:set")
+    assert_healthy(nodes[0])
+
+
 def test_acl_user_moves_keys_and_the_password_never_shows(fresh_nodes):
     secret = "move-secret-value"
     nodes = fresh_nodes(3, password=secret)
@@ -286,3 +318,61 @@ def test_three_masters_created_without_replicas_rebalance_is_a_no_op(fresh_nodes
     form_cluster(nodes.nodes, replicas=0)
     result = ok(run_module("redis_cluster_rebalance", seed(nodes)))
     assert result["changed"] is False
+
+
+def typed_dataset(client) -> None:
+    """Every data type, TTLs, binary and odd key names, and one slot fuller than a listing page (8 x pipeline)."""
+    pipe = client.pipeline()
+    for index in range(200):
+        pipe.hset(b"hash:%d" % index, mapping={b"f%d" % field: b"v" * field for field in range(20)})
+        pipe.rpush(b"list:%d" % index, *[b"item%d" % item for item in range(30)])
+        pipe.sadd(b"set:%d" % index, *[b"m%d" % member for member in range(25)])
+        pipe.zadd(b"zset:%d" % index, {b"z%d" % member: member / 3 for member in range(25)})
+        pipe.xadd(b"stream:%d" % index, {b"field": b"%d" % index})
+        pipe.set(b"ttl:%d" % index, b"expires", px=3_600_000 + index)
+        pipe.set(b"bin:\x00\xff\r\n %d" % index, bytes(range(256)))
+        pipe.pfadd(b"hll:%d" % index, *[b"e%d" % element for element in range(50)])
+    pipe.execute()
+    # redis-py's cluster pipeline sends each slot's commands together; a thousand at a time keeps it small.
+    for start in range(0, 9000, 1000):
+        pipe = client.pipeline()
+        for index in range(start, start + 1000):
+            pipe.set(b"{hot}:%d" % index, b"x" * 64)
+        pipe.execute()
+
+
+def snapshot(nodes) -> dict:
+    """{key: (value, whether it has a TTL)} of every key, read on the master that serves it. The value is the DUMP
+    payload, except for sets: a hash-table set is serialized in table order, which a RESTORE may change."""
+    found = {}
+    for node in masters(nodes):
+        with node.client() as conn:
+            for key in conn.scan_iter(count=1000):
+                value = frozenset(conn.smembers(key)) if conn.type(key) == b"set" else conn.dump(key)
+                found[key] = (value, conn.pttl(key) > 0)
+    return found
+
+
+def test_every_type_ttl_and_binary_name_survives_moves(cluster6, fresh_nodes):
+    nodes = cluster6
+    client = cluster_client(nodes)
+    try:
+        typed_dataset(client)
+    finally:
+        client.close()
+    before = snapshot(nodes)
+    assert len(before) == 200 * 8 + 9000 and sum(has_ttl for _dump, has_ttl in before.values()) == 200
+    hot = key_slot(b"{hot}")
+    target = next(node for node in masters(nodes) if node.node_id() != owner_id(nodes[0], hot))
+    moved = ok(run_module("redis_cluster_reshard", dict(seed(nodes), to=target.address, slot_list=[str(hot)])))
+    assert moved["keys_moved"] == 9000 and owner_id(nodes[0], hot) == target.node_id()
+    extra = fresh_nodes(1)[0]
+    add_empty_master(nodes, extra)
+    everyone = list(nodes) + [extra]
+    # Draining the hot slot's new owner moves its keys again, onto the others and the new master.
+    result = ok(run_module("redis_cluster_rebalance", dict(seed(nodes), weights={target.address: 0})))
+    assert result["keys_moved"] > 9000 and owner_id(nodes[0], hot) != target.node_id()
+    after = snapshot(everyone)
+    assert after.keys() == before.keys()
+    assert [key for key in before if after[key] != before[key]] == []
+    assert_healthy(nodes[0])

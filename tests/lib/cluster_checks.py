@@ -85,10 +85,15 @@ def assert_healthy(node) -> None:
     assert "[ERR]" not in report and "[WARNING]" not in report, report
 
 
+def cluster_client(nodes) -> redis.RedisCluster:
+    """A redis-py cluster client seeded with the first node (its password and TLS files)."""
+    tls = nodes[0].tls.client_kwargs() if nodes[0].tls else {}
+    return redis.RedisCluster(host="127.0.0.1", port=nodes[0].port, password=nodes[0].password, **tls)
+
+
 def write_keys(nodes, count: int, prefix: str = "key", size: int = 0) -> dict:
     """count keys through a cluster client (values padded to size bytes); {key: value} written."""
-    tls = nodes[0].tls.client_kwargs() if nodes[0].tls else {}
-    client = redis.RedisCluster(host="127.0.0.1", port=nodes[0].port, password=nodes[0].password, **tls)
+    client = cluster_client(nodes)
     try:
         written = {("%s:%d" % (prefix, index)).encode(): ("value-%d" % index).encode().ljust(size, b".")
                    for index in range(count)}
