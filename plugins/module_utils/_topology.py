@@ -176,10 +176,16 @@ def _parse_open_slot(token: str, migrating: list, importing: list) -> None:
         raise ValueError("unknown slot state %r" % token)
 
 
-def _parse_slot_fields(tokens) -> tuple:
-    """(slot ranges, migrating, importing) from the slot fields of a CLUSTER NODES line."""
+@functools.lru_cache(maxsize=32)
+def _parse_slot_fields(text: str) -> tuple:
+    """(slot ranges, migrating, importing) from the slot fields of a CLUSTER NODES line.
+
+    Remembered by text: every node of a settled cluster prints the same fields for a master, and a fragmented
+    slot map has thousands of ranges, so a convergence wait would otherwise parse each master's map once per node
+    and per poll. The result is immutable and safe to share.
+    """
     slots, migrating, importing = [], [], []
-    for token in tokens:
+    for token in text.split():
         if token[0] == "[":
             _parse_open_slot(token, migrating, importing)
         else:
@@ -189,12 +195,12 @@ def _parse_slot_fields(tokens) -> tuple:
 
 
 def parse_cluster_nodes_line(line: str) -> NodeEntry:
-    fields = line.split()
+    fields = line.split(None, 8)
     if len(fields) < 8:
         raise TopologyError("CLUSTER NODES line has %d fields, expected at least 8: %r" % (len(fields), line))
     try:
         host, port, bus_port, hostname = _parse_address_field(fields[1])
-        slots, migrating, importing = _parse_slot_fields(fields[8:])
+        slots, migrating, importing = _parse_slot_fields(fields[8] if len(fields) > 8 else "")
         flags = frozenset(flag for flag in fields[2].split(",") if flag and flag != "noflags")
         return NodeEntry(
             id=fields[0], host=host, port=port, bus_port=bus_port, hostname=hostname, flags=flags,
