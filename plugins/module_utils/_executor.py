@@ -15,7 +15,7 @@ import threading
 import time
 
 from ._client import ClusterClientError, NodeConnection, RedisError, ResponseError, fan_out, observe_node, resolve_ip
-from ._migrate import DEFAULT_PIPELINE, DEFAULT_TIMEOUT_MS, KeyConflict, move_slot_keys, move_slots
+from ._migrate import DEFAULT_PIPELINE, DEFAULT_TIMEOUT_MS, KeyConflict, cluster_down, move_slot_keys, move_slots
 from ._planner import (
     ADD_SLOTS, BUMP_EPOCH, CLAIM_SLOTS, FAILOVER, FORGET, MEET, MIGRATE_SLOTS, MOVE_KEYS, REPLICATE, SET_EPOCH, SETSLOT, WAIT_CONVERGED,
 )
@@ -148,9 +148,7 @@ class Executor:
             try:
                 return action()
             except ResponseError as exc:
-                text = str(exc)
-                if not ("CLUSTERDOWN" in text or "cluster is down" in text or text.startswith("TRYAGAIN")) \
-                        or time.monotonic() > deadline:
+                if not cluster_down(exc) or time.monotonic() > deadline:
                     raise
             time.sleep(POLL_INTERVAL)
 
@@ -201,11 +199,10 @@ class Executor:
                 conns.append(conn)
                 if conn.call("ROLE")[0] == b"master":
                     other_conns.append(conn)
-            # Opening a slot again is harmless, so a batch refused for CLUSTERDOWN is simply started over.
-            moved = self._while_cluster_down(lambda: move_slots(
-                conns[0], conns[1], other_conns, (step.node_id, target_id, host, port), list(slots_from_ranges(ranges)),
-                self.options, self.pipeline, self.timeout_ms, self.replace,
-                progress=lambda slots, keys: self._progress(step, slots, keys)))
+            moved = move_slots(conns[0], conns[1], other_conns, (step.node_id, target_id, host, port),
+                               list(slots_from_ranges(ranges)), self.options, self.pipeline, self.timeout_ms,
+                               self.replace, progress=lambda slots, keys: self._progress(step, slots, keys),
+                               patience=self.wait_timeout)
             with self._lock:
                 self.keys_moved += moved
                 self._in_flight.pop(step.description, None)

@@ -10,6 +10,8 @@ must own or import it; the caller's plan sees to both.
 
 from __future__ import annotations
 
+import time
+
 from ._client import ResponseError
 
 DEFAULT_PIPELINE = 1000
@@ -114,6 +116,7 @@ def _content(kind: bytes, reply) -> frozenset:
 
 # Slots opened, emptied and handed over per round trip group; the target tells the cluster once per batch.
 SLOT_BATCH = 512
+RETRY_INTERVAL = 0.1  # seconds between tries of MIGRATEs refused while the cluster is down
 LIST_FACTOR = 8  # pages of `pipeline` keys listed per slot and round: a hot slot takes 8x fewer round trips
 
 
@@ -123,6 +126,13 @@ def _check(replies, what: str, tolerate=lambda error: False) -> None:
         raise errors[0].__class__("%s: %s" % (what, errors[0]))
 
 
+def cluster_down(error) -> bool:
+    """A refusal that passes once the cluster is whole again: a node answers CLUSTERDOWN while it misses a slot's
+    owner, and a master that just joined until its rejoin delay is over."""
+    text = str(error)
+    return "CLUSTERDOWN" in text or "cluster is down" in text or text.startswith("TRYAGAIN")
+
+
 def _turned_replica(error) -> bool:
     """A master that gave away its last slot turns into a replica (cluster-allow-replica-migration) and refuses
     SETSLOT from then on; it learns the new owners from its master."""
@@ -130,18 +140,20 @@ def _turned_replica(error) -> bool:
 
 
 def move_slots(source, target, others, pair, slots, options, pipeline: int = DEFAULT_PIPELINE,
-               timeout_ms: int = DEFAULT_TIMEOUT_MS, replace: bool = False, progress=None) -> int:
+               timeout_ms: int = DEFAULT_TIMEOUT_MS, replace: bool = False, progress=None,
+               patience: float = 60.0) -> int:
     """Move slots (and their keys) from source to target; the number of keys moved.
 
     pair: (source id, target id, target host, target port). others: connections to every other master.
     Per batch of slots: IMPORTING on the target, MIGRATING on the source, the keys with pipelined GETKEYSINSLOT
     and variadic MIGRATE, then SETSLOT NODE on the target first, the source second, every other master last (their
     replies are read at the end). Each hand-over pipeline also opens the next batch on its node, so a batch costs
-    two round trips besides its MIGRATEs. A failure leaves the open slots for the next run to finish.
+    two round trips besides its MIGRATEs. MIGRATEs refused while the cluster is down are tried again, up to
+    patience seconds per outage. A failure leaves the open slots for the next run to finish.
     """
     source_id, target_id, host, port = pair
-    base = ["MIGRATE", host, port, "", 0, timeout_ms] + (["REPLACE"] if replace else []) + migrate_auth_args(options)
-    page = pipeline * LIST_FACTOR
+    mover = _SlotMover(source, target, (host, port), options, pipeline, timeout_ms, replace, patience)
+    page = mover.page
     batches = [slots[start:start + SLOT_BATCH] for start in range(0, len(slots), SLOT_BATCH)]
     if not batches:
         return 0
@@ -151,7 +163,7 @@ def move_slots(source, target, others, pair, slots, options, pipeline: int = DEF
                                len(batches[0]))
     told = [0] * len(others)
     for index, batch in enumerate(batches):
-        moved += _empty_slots(source, target, batch, listed, base, pipeline, host, port, options, replace, timeout_ms)
+        moved += mover.empty(batch, listed)
         following = batches[index + 1] if index + 1 < len(batches) else []
         _hand_over_on_target(target, batch, target_id, _importing(following, source_id))
         listed = _hand_over_on_source(source, batch, target_id, _migrating(following, target_id) + _listing(following, page))
@@ -186,34 +198,66 @@ def _opened_on_source(replies, count: int) -> list:
     return replies[count:]
 
 
-def _empty_slots(source, target, batch, listed, base, pipeline, host, port, options, replace, timeout_ms) -> int:
-    """MIGRATE every key of the batch's slots, starting from their listed keys: rounds of one pipeline of
-    MIGRATEs of `pipeline` keys each, behind which the slots that may hold more keys are listed again."""
-    moved = 0
-    pending = list(batch)
-    page = pipeline * LIST_FACTOR
-    while True:
-        work = [(slot, keys[start:start + pipeline]) for slot, keys in zip(pending, listed)
-                for start in range(0, len(keys), pipeline)]
-        if not work:
-            return moved
-        # Only slots that may still hold keys (a full page came back) need another round.
-        again = [slot for slot, keys in zip(pending, listed) if len(keys) >= page]
-        replies = source.pipeline([base + ["KEYS"] + list(keys) for _slot, keys in work] + _listing(again, page))
-        busy = set()
-        for (slot, keys), reply in zip(work, replies):
-            if isinstance(reply, ResponseError) and "BUSYKEY" in str(reply):
-                busy.add(slot)
-            elif isinstance(reply, Exception):
-                raise reply
-            else:
-                moved += len(keys)
-        for slot in sorted(busy):
-            moved += move_slot_keys(source, target, host, port, slot, options, pipeline, timeout_ms, replace)
-        relisted = replies[len(work):]
-        _check(relisted, "listing keys")
-        kept = [(slot, keys) for slot, keys in zip(again, relisted) if slot not in busy]
-        pending, listed = [slot for slot, _keys in kept], [keys for _slot, keys in kept]
+class _SlotMover:
+    """Empties open slots of one source into one target, in rounds: one pipeline of MIGRATEs of `pipeline` listed
+    keys each, behind which the slots that may hold more keys (a full page was listed) are listed again."""
+
+    def __init__(self, source, target, target_address, options, pipeline: int, timeout_ms: int, replace: bool,
+                 patience: float):
+        self.source, self.target, self.target_address = source, target, target_address
+        self.options, self.pipeline, self.timeout_ms, self.replace = options, pipeline, timeout_ms, replace
+        self.base = (["MIGRATE", target_address[0], target_address[1], "", 0, timeout_ms]
+                     + (["REPLACE"] if replace else []) + migrate_auth_args(options))
+        self.page = pipeline * LIST_FACTOR
+        self.patience = patience
+        self._down_since = None
+
+    def empty(self, slots, listed) -> int:
+        """MIGRATE every key of slots, starting from their listed keys; the number of keys moved."""
+        moved = 0
+        pending = list(slots)
+        while True:
+            work = [(slot, keys[start:start + self.pipeline]) for slot, keys in zip(pending, listed)
+                    for start in range(0, len(keys), self.pipeline)]
+            if not work:
+                return moved
+            # Only slots that may still hold keys (a full page came back) need another round.
+            again = [slot for slot, keys in zip(pending, listed) if len(keys) >= self.page]
+            replies = self.source.pipeline([self.base + ["KEYS"] + list(keys) for _slot, keys in work]
+                                           + _listing(again, self.page))
+            busy, down = set(), set()
+            for (slot, keys), reply in zip(work, replies):
+                if isinstance(reply, ResponseError) and "BUSYKEY" in str(reply):
+                    busy.add(slot)
+                elif isinstance(reply, Exception) and cluster_down(reply) and self._still_waiting():
+                    down.add(slot)
+                elif isinstance(reply, Exception):
+                    raise reply
+                else:
+                    moved += len(keys)
+            if not down:
+                self._down_since = None
+            for slot in sorted(busy):
+                moved += move_slot_keys(self.source, self.target, *self.target_address, slot, self.options,
+                                        self.pipeline, self.timeout_ms, self.replace)
+            relisted = replies[len(work):]
+            _check(relisted, "listing keys")
+            kept = [(slot, keys) for slot, keys in zip(again, relisted) if slot not in busy | down]
+            pending, listed = [slot for slot, _keys in kept], [keys for _slot, keys in kept]
+            if down:
+                # MIGRATE kept every key the target refused; list the slots afresh once the outage may be over.
+                time.sleep(RETRY_INTERVAL)
+                retried = sorted(down)
+                relisted = self.source.pipeline(_listing(retried, self.page))
+                _check(relisted, "listing keys")
+                pending, listed = pending + retried, listed + relisted
+
+    def _still_waiting(self) -> bool:
+        """Whether a cluster-down refusal is still worth waiting out (within patience of the first one)."""
+        now = time.monotonic()
+        if self._down_since is None:
+            self._down_since = now
+        return now - self._down_since <= self.patience
 
 
 def _hand_over_on_target(target, batch, target_id: str, then) -> None:

@@ -233,6 +233,32 @@ def test_killed_run_is_finished_by_fix_and_stopped_target_by_a_rerun(cluster6, f
     assert ok(run_module("redis_cluster_fix", seed(nodes)))["changed"] is False
 
 
+def test_cluster_down_on_the_target_mid_move_is_waited_out(fresh_nodes):
+    nodes = fresh_nodes(3)
+    form_cluster(nodes.nodes, replicas=0)
+    expected = write_keys(nodes, 60000)
+    source = slot_owner(nodes, 0)
+    target, bystander = [node for node in masters(nodes) if node is not source]
+    mine = {fields[0]: own_ranges(fields) for fields in cluster_nodes_fields(source)}
+    slots = [slot for first, last in mine[source.node_id()] for slot in range(first, last + 1)][:1500]
+    foreign = mine[bystander.node_id()][0][0]
+    with tempfile.TemporaryDirectory() as workdir:
+        progress = os.path.join(workdir, "progress.jsonl")
+        proc = start_reshard(nodes, target.address, slots, workdir, progress_file=progress)
+        wait_for(lambda: os.path.exists(progress) and os.path.getsize(progress) > 0, timeout=60,
+                 message="the first batch handed over")
+        # Past its first batch, the target forgets who serves one of the bystander's slots: it refuses keys
+        # (CLUSTERDOWN) until the bystander's next ping tells it again.
+        target.call("CLUSTER", "DELSLOTS", foreign)
+        output = proc.communicate(timeout=120)[0]
+    assert proc.returncode == 0, output
+    # The premise: MIGRATEs were refused mid-move.
+    assert target.client().info("errorstats").get("errorstat_CLUSTERDOWN", {}).get("count", 0) > 0
+    assert {owner_id(nodes[0], slot) for slot in slots} == {target.node_id()}
+    assert all_keys(nodes) == expected
+    assert_healthy(nodes[0])
+
+
 def test_key_on_both_sides_is_compared_and_replaced_only_when_asked(cluster6):
     nodes = cluster6
     expected = write_keys(nodes, 300, prefix="{both}")
