@@ -292,7 +292,8 @@ def test_equal_sets_and_hashes_built_in_another_order_are_not_conflicts(cluster6
     raw(source, ("SADD", "{pair}:set", *members), ("HSET", "{pair}:hash", *fields), ("SADD", "{pair}:diff", *members))
     # The target's copies, as an interrupted move leaves them, but built in reverse order; one set has an extra member.
     pairs = [fields[index:index + 2] for index in range(0, len(fields), 2)]
-    target_copies = raw(target, ("CLUSTER", "SETSLOT", slot, "IMPORTING", source.node_id()),
+    target_copies = raw(
+        target, ("CLUSTER", "SETSLOT", slot, "IMPORTING", source.node_id()),
         ("ASKING",), ("SADD", "{pair}:set", *reversed(members)),
         ("ASKING",), ("HSET", "{pair}:hash", *[word for pair in reversed(pairs) for word in pair]),
         ("ASKING",), ("SADD", "{pair}:diff", b"extra", *reversed(members)),
