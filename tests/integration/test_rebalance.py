@@ -113,6 +113,26 @@ def test_weights_and_drain(cluster6):
     assert_healthy(nodes[1])
 
 
+def test_weights_by_label(cluster6):
+    nodes = cluster6
+    expected = write_keys(nodes, 2000)
+    first, second, third = masters(nodes)
+    # Labels come with the nodes list: two masters in zone a, one in zone b that is to hold half the slots.
+    listed = [dict(host="127.0.0.1", port=node.port, zone=zone) for node, zone in ((first, "a"), (second, "a"), (third, "b"))]
+    task = dict(nodes=listed, weights={"zone=b": 2})
+    planned = ok(run_module("redis_cluster_rebalance", task, check=True))
+    assert planned["changed"] and slot_counts(nodes[0]) == {node.node_id(): count for node, count in
+                                                            zip((first, second, third), (5461, 5462, 5461))}
+    result = ok(run_module("redis_cluster_rebalance", task))
+    assert slot_counts(nodes[0]) == {first.node_id(): 4096, second.node_id(): 4096, third.node_id(): 8192}
+    assert result["slots_moved"] == sum(move["slots"] for move in planned["moves"]) == 2731
+    assert all_keys(nodes) == expected
+    assert_healthy(nodes[0])
+    assert ok(run_module("redis_cluster_rebalance", task))["changed"] is False
+    unknown = run_module("redis_cluster_rebalance", dict(task, weights={"zone=c": 2}))
+    assert unknown["failed"] and "no master has label zone=c" in unknown["msg"]
+
+
 def test_two_masters_drained_at_once_become_replicas(fresh_nodes):
     nodes = fresh_nodes(4)
     form_cluster(nodes.nodes, replicas=0)
