@@ -113,6 +113,26 @@ def test_weights_and_drain(cluster6):
     assert_healthy(nodes[1])
 
 
+def test_empty_master_left_out_then_filled_in_capped_runs(cluster6, fresh_nodes):
+    nodes = cluster6
+    expected = write_keys(nodes, 2000)
+    extra = fresh_nodes(1)[0]
+    add_empty_master(nodes, extra)
+    everyone = list(nodes) + [extra]
+    left_out = ok(run_module("redis_cluster_rebalance", dict(seed(nodes), use_empty_masters=False)))
+    assert left_out["changed"] is False and slot_counts(nodes[0]).get(extra.node_id(), 0) == 0
+    runs = []
+    while len(runs) < 6:
+        result = ok(run_module("redis_cluster_rebalance", dict(seed(nodes), max_slots=1500)))
+        if not result["changed"]:
+            break
+        runs.append(result["slots_moved"])
+    # 4096 slots reach the new master in capped runs, the last one short of the cap.
+    assert runs == [1500, 1500, 1096] and slot_counts(nodes[0])[extra.node_id()] == 4096
+    assert all_keys(everyone) == expected
+    assert_healthy(nodes[0])
+
+
 def test_weights_by_label(cluster6):
     nodes = cluster6
     expected = write_keys(nodes, 2000)
