@@ -14,6 +14,8 @@ options:
     description:
       - Seconds to wait for the cluster to converge after a change (nodes meeting, roles and slot
         owners spreading through gossip). Waits poll every 100 ms.
+      - Also how long a move waits out a node that refuses keys with C(CLUSTERDOWN) (a master that
+        just joined, or a node that briefly misses a slot's owner), per outage.
       - On timeout the module fails naming the nodes that disagree or cannot reach each other's
         bus port; a rerun continues from the live state.
     type: float
