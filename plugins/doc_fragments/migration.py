@@ -34,7 +34,9 @@ options:
   progress_file:
     description:
       - A file that receives one JSON line per batch of slots moved (C(slots_done), C(slots_total),
-        C(keys_moved), C(keys_per_s)), for following a long run (for example under C(async)).
+        C(keys_moved), C(keys_per_s)), for following a long run (for example under C(async)). While a
+        batch holds many keys (a hot slot), a line also comes about once a second, with C(slots_done)
+        unchanged and C(keys_moved) growing.
     type: path
 notes:
   - Moves start only from a sound cluster (every node agrees on slot owners, every slot is served,

@@ -116,6 +116,7 @@ def _content(kind: bytes, reply) -> frozenset:
 
 # Slots opened, emptied and handed over per round trip group; the target tells the cluster once per batch.
 SLOT_BATCH = 512
+PROGRESS_INTERVAL = 1.0  # seconds between progress lines while one batch's slots are still emptying
 RETRY_INTERVAL = 0.1  # seconds between tries of MIGRATEs refused while the cluster is down
 LIST_FACTOR = 8  # pages of `pipeline` keys listed per slot and round: a hot slot takes 8x fewer round trips
 
@@ -152,18 +153,17 @@ def move_slots(source, target, others, pair, slots, options, pipeline: int = DEF
     patience seconds per outage. A failure leaves the open slots for the next run to finish.
     """
     source_id, target_id, host, port = pair
-    mover = _SlotMover(source, target, (host, port), options, pipeline, timeout_ms, replace, patience)
+    mover = _SlotMover(source, target, (host, port), options, pipeline, timeout_ms, replace, patience, progress)
     page = mover.page
     batches = [slots[start:start + SLOT_BATCH] for start in range(0, len(slots), SLOT_BATCH)]
     if not batches:
         return 0
-    moved = 0
     _check(target.pipeline(_importing(batches[0], source_id)), "opening slots on the target")
     listed = _opened_on_source(source.pipeline(_migrating(batches[0], target_id) + _listing(batches[0], page)),
                                len(batches[0]))
     told = [0] * len(others)
     for index, batch in enumerate(batches):
-        moved += mover.empty(batch, listed)
+        mover.empty(batch, listed)
         following = batches[index + 1] if index + 1 < len(batches) else []
         _hand_over_on_target(target, batch, target_id, _importing(following, source_id))
         listed = _hand_over_on_source(source, batch, target_id, _migrating(following, target_id) + _listing(following, page))
@@ -171,12 +171,11 @@ def move_slots(source, target, others, pair, slots, options, pipeline: int = DEF
         # giving slots away answers only between its MIGRATEs.
         for position, conn in enumerate(others):
             told[position] += conn.send(("CLUSTER", "SETSLOT", slot, "NODE", target_id) for slot in batch)
-        if progress is not None:
-            progress(len(batch), moved)
+        mover.batch_done(len(batch))
     for conn, count in zip(others, told):
         # Another move may have drained a master told here, which then refused.
         _check(conn.receive(count), "telling %s:%d the new owner" % (conn.host, conn.port), _turned_replica)
-    return moved
+    return mover.moved
 
 
 def _importing(batch, source_id: str) -> list:
@@ -203,7 +202,7 @@ class _SlotMover:
     keys each, behind which the slots that may hold more keys (a full page was listed) are listed again."""
 
     def __init__(self, source, target, target_address, options, pipeline: int, timeout_ms: int, replace: bool,
-                 patience: float):
+                 patience: float, progress=None):
         self.source, self.target, self.target_address = source, target, target_address
         self.options, self.pipeline, self.timeout_ms, self.replace = options, pipeline, timeout_ms, replace
         self.base = (["MIGRATE", target_address[0], target_address[1], "", 0, timeout_ms]
@@ -211,16 +210,18 @@ class _SlotMover:
         self.page = pipeline * LIST_FACTOR
         self.patience = patience
         self._down_since = None
+        self.progress = progress
+        self.moved = 0  # keys, over every call
+        self._reported = time.monotonic()
 
-    def empty(self, slots, listed) -> int:
-        """MIGRATE every key of slots, starting from their listed keys; the number of keys moved."""
-        moved = 0
+    def empty(self, slots, listed) -> None:
+        """MIGRATE every key of slots, starting from their listed keys, counting them in self.moved."""
         pending = list(slots)
         while True:
             work = [(slot, keys[start:start + self.pipeline]) for slot, keys in zip(pending, listed)
                     for start in range(0, len(keys), self.pipeline)]
             if not work:
-                return moved
+                return
             # Only slots that may still hold keys (a full page came back) need another round.
             again = [slot for slot, keys in zip(pending, listed) if len(keys) >= self.page]
             replies = self.source.pipeline([self.base + ["KEYS"] + list(keys) for _slot, keys in work]
@@ -234,11 +235,12 @@ class _SlotMover:
                 elif isinstance(reply, Exception):
                     raise reply
                 else:
-                    moved += len(keys)
+                    self.moved += len(keys)
             if not down:
                 self._down_since = None
+            self._report()
             for slot in sorted(busy):
-                moved += move_slot_keys(self.source, self.target, *self.target_address, slot, self.options,
+                self.moved += move_slot_keys(self.source, self.target, *self.target_address, slot, self.options,
                                         self.pipeline, self.timeout_ms, self.replace)
             relisted = replies[len(work):]
             _check(relisted, "listing keys")
@@ -251,6 +253,19 @@ class _SlotMover:
                 relisted = self.source.pipeline(_listing(retried, self.page))
                 _check(relisted, "listing keys")
                 pending, listed = pending + retried, listed + relisted
+
+    def batch_done(self, slots: int) -> None:
+        """A progress line for a batch of slots handed over."""
+        if self.progress is not None:
+            self._reported = time.monotonic()
+            self.progress(slots, self.moved)
+
+    def _report(self) -> None:
+        """A progress line with no slot done, at most every PROGRESS_INTERVAL: a hot slot can take minutes."""
+        now = time.monotonic()
+        if self.progress is not None and now - self._reported >= PROGRESS_INTERVAL:
+            self._reported = now
+            self.progress(0, self.moved)
 
     def _still_waiting(self) -> bool:
         """Whether a cluster-down refusal is still worth waiting out (within patience of the first one)."""

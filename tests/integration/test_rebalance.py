@@ -273,6 +273,27 @@ def test_killed_run_is_finished_by_fix_and_stopped_target_by_a_rerun(cluster6, f
     assert ok(run_module("redis_cluster_fix", seed(nodes)))["changed"] is False
 
 
+def test_progress_lines_while_a_hot_slot_empties(fresh_nodes):
+    nodes = fresh_nodes(3)
+    form_cluster(nodes.nodes, replicas=0)
+    expected = write_keys(nodes, 40000, prefix="{busy}")
+    slot = key_slot(b"{busy}")
+    target = next(node for node in masters(nodes) if node is not slot_owner(nodes, slot))
+    with tempfile.TemporaryDirectory() as workdir:
+        progress = os.path.join(workdir, "progress.jsonl")
+        # One key per MIGRATE keeps the single slot busy for seconds.
+        result = ok(run_module("redis_cluster_reshard", dict(seed(nodes), to=target.address, slot_list=[str(slot)],
+                                                             pipeline=1, progress_file=progress)))
+        lines = [json.loads(line) for line in open(progress)]
+    assert result["keys_moved"] == 40000
+    during = [line for line in lines[:-1] if line["slots_done"] == 0]
+    assert during and all(0 < line["keys_moved"] < 40000 for line in during), lines
+    assert [line["keys_moved"] for line in lines] == sorted(line["keys_moved"] for line in lines)
+    assert (lines[-1]["slots_done"], lines[-1]["slots_total"], lines[-1]["keys_moved"]) == (1, 1, 40000)
+    assert all_keys(nodes) == expected
+    assert_healthy(nodes[0])
+
+
 def test_cluster_down_on_the_target_mid_move_is_waited_out(fresh_nodes):
     nodes = fresh_nodes(3)
     form_cluster(nodes.nodes, replicas=0)
