@@ -241,7 +241,7 @@ class _SlotMover:
             self._report()
             for slot in sorted(busy):
                 self.moved += move_slot_keys(self.source, self.target, *self.target_address, slot, self.options,
-                                        self.pipeline, self.timeout_ms, self.replace)
+                                             self.pipeline, self.timeout_ms, self.replace)
             relisted = replies[len(work):]
             _check(relisted, "listing keys")
             kept = [(slot, keys) for slot, keys in zip(again, relisted) if slot not in busy | down]
