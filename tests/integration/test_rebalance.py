@@ -40,7 +40,8 @@ def ok(result: dict) -> dict:
 
 def test_rebalance_onto_a_new_master_while_clients_write(cluster6, fresh_nodes):
     nodes = cluster6
-    expected = write_keys(nodes, 5000)
+    # Enough keys that even the emptiest slots, which the rebalance picks, hold some.
+    expected = write_keys(nodes, 60000)
     extra = fresh_nodes(1)[0]
     add_empty_master(nodes, extra)
     everyone = list(nodes) + [extra]
@@ -57,7 +58,9 @@ def test_rebalance_onto_a_new_master_while_clients_write(cluster6, fresh_nodes):
                                                                expect_state_id=planned["state_id"])))
     finally:
         writer.stop()
-    assert result["changed"] and result["slots_moved"] == 4096 and result["keys_moved"] > 0
+    planned_keys = sum(move["keys"] for move in planned["moves"])
+    # The client's own keys may add to the planned ones (written into a slot before it opened).
+    assert result["changed"] and result["slots_moved"] == 4096 and result["keys_moved"] >= planned_keys > 0
     assert sorted(slot_counts(nodes[0]).values()) == [4096] * 4
     stored = all_keys(everyone)
     assert {k: v for k, v in stored.items() if not k.startswith(b"online:")} == expected
