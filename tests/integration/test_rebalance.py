@@ -33,6 +33,13 @@ def add_empty_master(cluster, extra) -> None:
              message="the new master known everywhere")
 
 
+def joined_empty_master(nodes, fresh_nodes) -> tuple:
+    """A fresh node met as an empty master: (it, every node)."""
+    extra = fresh_nodes(1)[0]
+    add_empty_master(nodes, extra)
+    return extra, list(nodes) + [extra]
+
+
 def ok(result: dict) -> dict:
     assert not result.get("failed"), result.get("msg")
     return result
@@ -42,9 +49,7 @@ def test_rebalance_onto_a_new_master_while_clients_write(cluster6, fresh_nodes):
     nodes = cluster6
     # Enough keys that even the emptiest slots, which the rebalance picks, hold some.
     expected = write_keys(nodes, 60000)
-    extra = fresh_nodes(1)[0]
-    add_empty_master(nodes, extra)
-    everyone = list(nodes) + [extra]
+    extra, everyone = joined_empty_master(nodes, fresh_nodes)
     reset_stats(everyone)
     planned = ok(run_module("redis_cluster_rebalance", seed(nodes), check=True))
     assert planned["changed"] and sum(move["slots"] for move in planned["moves"]) == 4096
@@ -119,9 +124,7 @@ def test_weights_and_drain(cluster6):
 def test_empty_master_left_out_then_filled_in_capped_runs(cluster6, fresh_nodes):
     nodes = cluster6
     expected = write_keys(nodes, 2000)
-    extra = fresh_nodes(1)[0]
-    add_empty_master(nodes, extra)
-    everyone = list(nodes) + [extra]
+    extra, everyone = joined_empty_master(nodes, fresh_nodes)
     left_out = ok(run_module("redis_cluster_rebalance", dict(seed(nodes), use_empty_masters=False)))
     assert left_out["changed"] is False and slot_counts(nodes[0]).get(extra.node_id(), 0) == 0
     runs = []
@@ -232,9 +235,7 @@ def no_failure_flags(nodes) -> bool:
 
 def test_killed_run_is_finished_by_fix_and_stopped_target_by_a_rerun(cluster6, fresh_nodes):
     nodes = cluster6
-    extra = fresh_nodes(1)[0]
-    add_empty_master(nodes, extra)
-    everyone = list(nodes) + [extra]
+    extra, everyone = joined_empty_master(nodes, fresh_nodes)
     expected, first = heavy_slots(nodes, ["a%d" % i for i in range(10)])
     more, second = heavy_slots(nodes, ["b%d" % i for i in range(10)])
     expected.update(more)
@@ -457,9 +458,7 @@ def test_every_type_ttl_and_binary_name_survives_moves(cluster6, fresh_nodes):
     target = next(node for node in masters(nodes) if node.node_id() != owner_id(nodes[0], hot))
     moved = ok(run_module("redis_cluster_reshard", dict(seed(nodes), to=target.address, slot_list=[str(hot)])))
     assert moved["keys_moved"] == 9000 and owner_id(nodes[0], hot) == target.node_id()
-    extra = fresh_nodes(1)[0]
-    add_empty_master(nodes, extra)
-    everyone = list(nodes) + [extra]
+    extra, everyone = joined_empty_master(nodes, fresh_nodes)
     # Draining the hot slot's new owner moves its keys again, onto the others and the new master.
     result = ok(run_module("redis_cluster_rebalance", dict(seed(nodes), weights={target.address: 0})))
     assert result["keys_moved"] > 9000 and owner_id(nodes[0], hot) != target.node_id()
