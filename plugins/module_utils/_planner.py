@@ -206,13 +206,14 @@ def _setslot(node: Node, slot: int, how: str, other: Node = None) -> Step:
                 "%s: %s" % (node.describe(), words % (slot, other.describe() if other is not None else "")))
 
 
-def _pull_keys(node: Node, final: Node, slot: int, count: int, is_open: bool) -> list:
+def _pull_keys(ctx: _FixContext, node: Node, final: Node, slot: int, count: int, is_open: bool) -> list:
     """Steps that move node's keys of slot to final. MIGRATE runs only where the slot is open and has an owner
-    in the node's own view, so the slot gets an owner there first and is opened if it is not."""
+    in the node's own view, so the slot gets an owner there (in ctx.view_owners, which run before any key moves:
+    a node that sees any slot without an owner refuses every MIGRATE with CLUSTERDOWN) and is opened if it is not."""
     steps = []
     owner_in_view = owner_map(node.observation.entries).get(slot)
     if owner_in_view is None:
-        steps.append(_setslot(node, slot, "node", final))
+        ctx.view_owners.append(_setslot(node, slot, "node", final))
     if not is_open:
         steps.append(_setslot(node, slot, "migrating" if owner_in_view == node.id else "importing", final))
     steps.append(_move_keys(node, final, slot, count))
@@ -232,6 +233,7 @@ class _FixContext:
         self.keys = key_counts
         self.masters = [node for node in state.masters if node.reachable and not node.entry.failed]
         self.load = {node.id: count_slots(node.entry.slots) for node in self.masters}
+        self.view_owners = []  # SETSLOT NODE steps that give key holders an owner in view, before any key moves
 
     def count(self, node: Node, slot: int) -> int:
         return self.keys.get(node.id, {}).get(slot, 0)
@@ -259,14 +261,17 @@ def plan_fix(state: ClusterState, key_counts, options: FixOptions = FixOptions()
                            else "give their slots to reachable masters (the keys they held are lost)"))
     orphaned = [slot for slot in orphaned if state.slot_owners[slot] not in promoted]
     open_slots = _open_slot_map(ctx)
+    closing = []
     for slot in sorted(open_slots):
-        steps += _close_open_slot(ctx, slot, open_slots[slot])
+        closing += _close_open_slot(ctx, slot, open_slots[slot])
     uncovered = [slot for slot in range(SLOT_COUNT)
                  if (slot not in state.slot_owners or slot in orphaned) and slot not in open_slots]
-    steps += _cover_slots(ctx, uncovered)
-    steps += _reclaim(ctx, set(open_slots))
-    steps += _settle_claims(ctx, set(open_slots))
-    steps += _return_stray_keys(ctx, set(open_slots) | set(uncovered))
+    owners, pulls = _cover_slots(ctx, uncovered)
+    later = (_reclaim(ctx, set(open_slots)) + _settle_claims(ctx, set(open_slots))
+             + _return_stray_keys(ctx, set(open_slots) | set(uncovered)))
+    # Every slot has an owner in every view that moves keys before the first MIGRATE: a node that sees any slot
+    # without an owner refuses all of them (CLUSTERDOWN), and gossip never fills a slot it imports.
+    steps += ctx.view_owners + owners + closing + pulls + later
     steps += _split_epochs(ctx)
     if options.forget_failed:
         steps += _forget_ghosts(ctx, set(orphaned) | {slot for slot, owner in state.slot_owners.items() if owner in promoted},
@@ -360,7 +365,7 @@ def _close_open_slot(ctx: _FixContext, slot: int, sides: dict) -> list:
     for node in ctx.masters:
         if node is final or ctx.count(node, slot) == 0:
             continue
-        steps += _pull_keys(node, final, slot, ctx.count(node, slot), node.id in opened)
+        steps += _pull_keys(ctx, node, final, slot, ctx.count(node, slot), node.id in opened)
         opened.add(node.id)
     if final is not owner:
         steps += [_setslot(node, slot, "stable") for node in _by_address(ctx, opened - {final.id, owner.id})]
@@ -396,9 +401,9 @@ def _take(owner: Node, slots, why: str) -> list:
     return steps
 
 
-def _cover_slots(ctx: _FixContext, slots: list) -> list:
-    """Uncovered slots: to the master holding most of their keys, else to keep the shares even. Every slot
-    gets its owner first (a node refuses MIGRATE while any slot is uncovered), then keys move."""
+def _cover_slots(ctx: _FixContext, slots: list) -> tuple:
+    """Uncovered slots: to the master holding most of their keys, else to keep the shares even. (steps that give
+    every slot its owner, steps that then move keys): a node refuses MIGRATE while any slot is uncovered."""
     steps, pulls, keyless = [], [], []
     for slot in slots:
         holders = ctx.holders(slot)
@@ -410,10 +415,10 @@ def _cover_slots(ctx: _FixContext, slots: list) -> list:
         steps += _take(owner, [slot], "it holds %d of its keys" % ctx.count(owner, slot))
         for node in holders:
             if node is not owner:
-                pulls += _pull_keys(node, owner, slot, ctx.count(node, slot), False) + [_setslot(node, slot, "stable")]
+                pulls += _pull_keys(ctx, node, owner, slot, ctx.count(node, slot), False) + [_setslot(node, slot, "stable")]
     for owner, chunk in _even_fill(ctx, keyless):
         steps += _take(owner, chunk, "no reachable master holds keys in them")
-    return steps + pulls
+    return steps, pulls
 
 
 def _reclaim(ctx: _FixContext, skip) -> list:
@@ -481,7 +486,7 @@ def _return_stray_keys(ctx: _FixContext, skip) -> list:
         for slot, count in sorted(ctx.keys.get(node.id, {}).items()):
             owner = ctx.state.by_id.get(ctx.state.slot_owners.get(slot))
             if count and slot not in own and slot not in skip and owner is not None and owner.reachable:
-                steps += _pull_keys(node, owner, slot, count, False) + [_setslot(node, slot, "stable")]
+                steps += _pull_keys(ctx, node, owner, slot, count, False) + [_setslot(node, slot, "stable")]
     return steps
 
 

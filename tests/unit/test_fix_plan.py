@@ -137,3 +137,32 @@ def test_epoch_collision_takes_new_epochs():
     bumped = [s.node_id for s in plan.steps if s.action == BUMP_EPOCH]
     ids = sorted(line.split()[0] for line in masters)
     assert bumped == ids[:2]
+
+
+def test_an_importer_that_sees_no_owner_gets_every_owner_before_any_key_moves():
+    # The importer's partner turned into a replica, so the importer's own view lost the owner of every slot it
+    # imports (and gossip never fills an importing slot); it refuses any MIGRATE until it sees them all.
+    text = read("healthy_hostnames.txt")
+    healthy = cluster_from(text)
+    owner, importer = "0207061c7cc83c610f23608ddf7b45456f5a532f", "9a534f2b7f979b777c66df6fa6eab378f19603de"
+    gone = "29edeb679eed9be183ccc54e713b9841298f45f2"
+    lines = []
+    for line in text.splitlines():
+        fields = line.split()
+        fields[2] = ",".join(flag for flag in fields[2].split(",") if flag != "myself")
+        if fields[0] == owner:
+            fields[8:] = ["0-99", "102-5460"]
+        if fields[0] == importer:
+            fields[2] = "myself," + fields[2]
+            fields += ["[100-<-%s]" % gone, "[101-<-%s]" % gone]
+        lines.append(" ".join(fields))
+    mine = healthy.by_id[importer].observation
+    seen = observation_from_replies(mine.address, "\n".join(lines), OK_INFO, "")
+    state = ClusterState(tuple(seen if obs.myself.id == importer else obs for obs in healthy.observations))
+    steps = plan_fix(state, {importer: {100: 5, 101: 7}, owner: {100: 3, 101: 2}}).steps
+    first_move = next(index for index, step in enumerate(steps) if step.action == MOVE_KEYS)
+    owners = [index for index, step in enumerate(steps)
+              if step.action == SETSLOT and step.node_id == importer and step.args[1:] == ("NODE", owner)]
+    assert len(owners) == 2 and max(owners) < first_move
+    moves = [(step.node_id, step.args[0]) for step in steps if step.action == MOVE_KEYS]
+    assert moves == [(importer, 100), (importer, 101)]
