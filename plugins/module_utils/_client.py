@@ -256,6 +256,10 @@ AUTH_HINT = "authentication failed; check login_user and login_password (or REDI
 TLS_HINTS = (
     ("CERTIFICATE_VERIFY_FAILED", "the node's certificate is not trusted; check ca_certs (or validate_certs)"),
     ("CERTIFICATE_REQUIRED", "the node asks for a client certificate; set client_cert_file and client_key_file"),
+    # TLS 1.3 refuses a client certificate after the handshake: the client sees the alert, or only the closed
+    # connection when it writes first.
+    ("EOF occurred in violation of protocol", "the node closed the TLS connection, as it does when it asks for a "
+                                              "client certificate; set client_cert_file and client_key_file"),
     ("WRONG_VERSION_NUMBER", "the node does not speak TLS on this port; check tls and login_port"),
     ("Connection reset by peer", "if the node listens with TLS only, set tls: true"),
 )

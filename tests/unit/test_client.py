@@ -2,7 +2,8 @@
 # Copyright (c) redisops.cluster contributors
 # GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""The collection's own RESP packer sends exactly what redis-py would, for any command, on every call."""
+"""The client's own parts: the RESP packer sends exactly what redis-py would, for any command, on every call;
+connection errors name the option to set."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from redis.connection import Connection
 
-from ansible_collections.redisops.cluster.plugins.module_utils._client import pack_commands
+from ansible_collections.redisops.cluster.plugins.module_utils._client import describe_error, pack_commands
 
 ARGUMENT = st.one_of(
     st.binary(max_size=40),
@@ -46,3 +47,16 @@ def test_equal_numbers_of_different_types_are_packed_apart():
 def test_values_redis_cannot_take_are_refused(value):
     with pytest.raises(TypeError):
         pack_commands([("SET", "key", value)])
+
+
+@pytest.mark.parametrize("error, hint", [
+    # Both ways a TLS 1.3 node refuses a client without a certificate, as redis-py reports them.
+    ("Error 1 reading from socket. [SSL: TLSV13_ALERT_CERTIFICATE_REQUIRED] tlsv13 alert certificate required",
+     "set client_cert_file and client_key_file"),
+    ("Error 8 while writing to socket. EOF occurred in violation of protocol (_ssl.c:2427).",
+     "set client_cert_file and client_key_file"),
+    ("[SSL: CERTIFICATE_VERIFY_FAILED] certificate verify failed", "check ca_certs"),
+    ("[SSL: WRONG_VERSION_NUMBER] wrong version number", "check tls and login_port"),
+])
+def test_tls_errors_name_the_option_to_set(error, hint):
+    assert hint in describe_error(ConnectionError(error))
