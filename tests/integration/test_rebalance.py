@@ -433,16 +433,11 @@ def typed_dataset(client) -> None:
         pipe.execute()
 
 
-def snapshot(nodes) -> dict:
-    """{key: (value, whether it has a TTL)} of every key, read on the master that serves it. The value is the DUMP
-    payload, except for sets: a hash-table set is serialized in table order, which a RESTORE may change."""
-    found = {}
-    for node in masters(nodes):
-        with node.client() as conn:
-            for key in conn.scan_iter(count=1000):
-                value = frozenset(conn.smembers(key)) if conn.type(key) == b"set" else conn.dump(key)
-                found[key] = (value, conn.pttl(key) > 0)
-    return found
+def typed_value(conn, key) -> tuple:
+    """(value, whether it has a TTL) of any key. The value is the DUMP payload, except for sets: a hash-table set
+    is serialized in table order, which a RESTORE may change."""
+    value = frozenset(conn.smembers(key)) if conn.type(key) == b"set" else conn.dump(key)
+    return value, conn.pttl(key) > 0
 
 
 def test_every_type_ttl_and_binary_name_survives_moves(cluster6, fresh_nodes):
@@ -452,7 +447,7 @@ def test_every_type_ttl_and_binary_name_survives_moves(cluster6, fresh_nodes):
         typed_dataset(client)
     finally:
         client.close()
-    before = snapshot(nodes)
+    before = all_keys(nodes, typed_value)
     assert len(before) == 200 * 8 + 9000 and sum(has_ttl for _dump, has_ttl in before.values()) == 200
     hot = key_slot(b"{hot}")
     target = next(node for node in masters(nodes) if node.node_id() != owner_id(nodes[0], hot))
@@ -462,7 +457,7 @@ def test_every_type_ttl_and_binary_name_survives_moves(cluster6, fresh_nodes):
     # Draining the hot slot's new owner moves its keys again, onto the others and the new master.
     result = ok(run_module("redis_cluster_rebalance", dict(seed(nodes), weights={target.address: 0})))
     assert result["keys_moved"] > 9000 and owner_id(nodes[0], hot) != target.node_id()
-    after = snapshot(everyone)
+    after = all_keys(everyone, typed_value)
     assert after.keys() == before.keys()
     assert [key for key in before if after[key] != before[key]] == []
     assert_healthy(nodes[0])

@@ -106,14 +106,14 @@ def write_keys(nodes, count: int, prefix: str = "key", size: int = 0) -> dict:
         client.close()
 
 
-def all_keys(nodes) -> dict:
-    """Every key -> value stored on a reachable master, read on the node that holds it (a healthy cluster:
-    a key in a slot its node does not serve answers MOVED)."""
+def all_keys(nodes, read=lambda conn, key: conn.get(key)) -> dict:
+    """Every key -> read(connection, key) (its value by default) on a reachable master, read on the node that
+    holds it (a healthy cluster: a key in a slot its node does not serve answers MOVED)."""
     values = {}
     for node in masters(nodes):
         with node.client() as conn:
             for key in conn.scan_iter(count=1000):
-                values[key] = conn.get(key)
+                values[key] = read(conn, key)
     return values
 
 
@@ -172,7 +172,7 @@ class Writer(threading.Thread):
 
     def __init__(self, nodes, prefix: str = "online"):
         super().__init__(daemon=True)
-        self.client = redis.RedisCluster(host="127.0.0.1", port=nodes[0].port)
+        self.client = cluster_client(nodes)
         self._know_every_node(nodes)
         self.prefix = prefix
         self.acknowledged = {}
