@@ -21,8 +21,8 @@ Case B: 3 masters (redis-cli --cluster create refuses fewer), 1 000 000 keys in 
   of the source, which is the one redis-cli picks; checked before, its new owner checked after).
 Cases A and B also run the module's backend once more in this process, on one more identical cluster,
 with timers around the functions it calls: where its time goes.
-Case C: as case A with 10 KiB values, 2 keys in every slot (hash tags), so that every tool moves the
-  same keys (the module prefers slots with fewer keys; with random names many slots would hold none).
+Case C: as case A with 10 KiB values, 2 keys in every slot (hash tags), so that every tool moves as many
+  keys (with random names, the slots each tool picks would hold different numbers of keys).
 
 After every run: the sum of DBSIZE over the masters must equal the keys written (a run that lost keys
 says so in the table), `redis-cli --cluster check` must pass. The markdown goes to stdout and into
@@ -290,7 +290,8 @@ def verify(nodes, expected: int) -> dict:
     check = cluster_check(nodes[0])
     if not converged and check == "ok":
         check = "nodes did not converge within 60 s"
-    return {"after": after, "found": found, "expected": expected, "check": check}
+    return {"after": after, "found": found, "expected": expected, "check": check,
+            "ranges": len(nodes[0].call("CLUSTER", "SLOTS"))}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -344,10 +345,13 @@ def run_tool(name: str, masters: int, dataset: Dataset, empty_master: bool, acti
     return result
 
 
-def ours_rebalance(nodes) -> dict:
-    numbers, wall = playbook("redis_cluster_rebalance", {"login_host": nodes[0].host, "login_port": nodes[0].port})
-    return {"seconds": numbers["apply_ms"] / 1000.0, "wall": wall, "elapsed": numbers["elapsed_ms"] / 1000.0,
-            "reported_keys": numbers["keys_moved"], "reported_slots": numbers["slots_moved"]}
+def ours_rebalance(**options):
+    def action(nodes) -> dict:
+        numbers, wall = playbook("redis_cluster_rebalance",
+                                 dict(options, login_host=nodes[0].host, login_port=nodes[0].port))
+        return {"seconds": numbers["apply_ms"] / 1000.0, "wall": wall, "elapsed": numbers["elapsed_ms"] / 1000.0,
+                "reported_keys": numbers["keys_moved"], "reported_slots": numbers["slots_moved"]}
+    return action
 
 
 def cli_rebalance(pipeline=None):
@@ -658,14 +662,16 @@ def cluster_floor(dataset: Dataset, decide) -> dict:
 def case_a() -> dict:
     keys = [b"key:%d" % index for index in range(KEYS_A)]
     data = Dataset("case A", keys, VALUE_A)
-    ours = run_tool("redis_cluster_rebalance", 3, data, True, ours_rebalance)
+    ours = run_tool("redis_cluster_rebalance", 3, data, True, ours_rebalance())
     cli = run_tool(CLI_DEFAULT, 3, data, True, cli_rebalance())
     cli1000 = run_tool(CLI_P1000, 3, data, True, cli_rebalance(1000))
+    fewest = run_tool("redis_cluster_rebalance, slot_choice fewest_keys", 3, data, True,
+                      ours_rebalance(slot_choice="fewest_keys"))
     fixed = floor(data, ours["keys_moved"], "fixed")
     by_slot = floor(data, ours["keys_moved"], "slot")
     in_cluster = cluster_floor(data, rebalance_module.decide)
     diag = breakdown(data, 3, True, rebalance_module.decide)
-    return {"data": data, "runs": [ours, cli, cli1000], "floor": fixed, "floor_slot": by_slot,
+    return {"data": data, "runs": [ours, cli, cli1000], "fewest": fewest, "floor": fixed, "floor_slot": by_slot,
             "floor_cluster": in_cluster, "diag": diag}
 
 
@@ -691,7 +697,7 @@ def case_c(tags) -> dict:
             keys.append(b"{%s}:big%d" % (tags[slot], index))
             slots.append(slot)
     data = Dataset("case C", keys, VALUE_C, slots=slots)
-    ours = run_tool("redis_cluster_rebalance", 3, data, True, ours_rebalance)
+    ours = run_tool("redis_cluster_rebalance", 3, data, True, ours_rebalance())
     cli = run_tool(CLI_DEFAULT, 3, data, True, cli_rebalance())
     cli1000 = run_tool(CLI_P1000, 3, data, True, cli_rebalance(1000))
     fixed = floor(data, ours["keys_moved"], "fixed")
@@ -763,35 +769,41 @@ def rebalance_table(case: dict, unit: str) -> tuple:
         return fmt_rate(rate(keys, seconds)) if unit == "keys" else "%.1f" % rate(mb(keys, size), seconds)
 
     head = "keys/s" if unit == "keys" else "MB/s (values)"
-    lines = ["| tool | keys moved | slots moved | time (s) | %s | keys present after |" % head,
-             "| --- | ---: | ---: | ---: | ---: | --- |"]
+    lines = ["| tool | keys moved | slots moved | time (s) | %s | keys present after | slot ranges after |" % head,
+             "| --- | ---: | ---: | ---: | ---: | --- | ---: |"]
     ours = runs[0]
-    lines.append("| redis_cluster_rebalance, default options: module `apply_ms`%s | %d | %d | %.2f | %s | %s |"
+    lines.append("| redis_cluster_rebalance, default options: module `apply_ms`%s | %d | %d | %.2f | %s | %s | %d |"
                  % (ours_note(ours), ours["keys_moved"], ours["slots_moved"], ours["seconds"],
-                    speed(ours["keys_moved"], ours["seconds"]), present(ours)))
+                    speed(ours["keys_moved"], ours["seconds"]), present(ours), ours["ranges"]))
     lines.append("| redis_cluster_rebalance: module `elapsed_ms` (observe, count keys, plan, apply, observe) | %d | %d "
-                 "| %.2f | %s | (same run) |" % (ours["keys_moved"], ours["slots_moved"], ours["elapsed"],
-                                                 speed(ours["keys_moved"], ours["elapsed"])))
+                 "| %.2f | %s | (same run) | |"
+                 % (ours["keys_moved"], ours["slots_moved"], ours["elapsed"], speed(ours["keys_moved"], ours["elapsed"])))
     lines.append("| redis_cluster_rebalance: ansible-playbook wall time (one task, ansible start-up included) "
-                 "| %d | %d | %.2f | %s | (same run) |"
+                 "| %d | %d | %.2f | %s | (same run) | |"
                  % (ours["keys_moved"], ours["slots_moved"], ours["wall"], speed(ours["keys_moved"], ours["wall"])))
+    fewest = case.get("fewest")
+    if fewest:
+        lines.append("| redis_cluster_rebalance, `slot_choice: fewest_keys`: module `apply_ms`%s | %d | %d | %.2f | %s "
+                     "| %s | %d |" % (ours_note(fewest), fewest["keys_moved"], fewest["slots_moved"], fewest["seconds"],
+                                      speed(fewest["keys_moved"], fewest["seconds"]), present(fewest),
+                                      fewest["ranges"]))
     for run, label in ((runs[1], "`redis-cli --cluster rebalance --cluster-use-empty-masters` (pipeline 10)"),
                        (runs[2], "`redis-cli --cluster rebalance --cluster-use-empty-masters --cluster-pipeline 1000`")):
-        lines.append("| %s, wall time | %d | %d | %.2f | %s | %s |"
+        lines.append("| %s, wall time | %d | %d | %.2f | %s | %s | %d |"
                      % (label, run["keys_moved"], run["slots_moved"], run["seconds"],
-                        speed(run["keys_moved"], run["seconds"]), present(run)))
+                        speed(run["keys_moved"], run["seconds"]), present(run), run["ranges"]))
     per_slot = case["floor_slot"]["keys_moved"] / max(1, case["floor_slot"]["commands"])
     for fl, label in ((case["floor"], "floor: raw MIGRATE between 2 standalone servers, %d keys per MIGRATE, "
                        "pipelined" % FLOOR_KEYS_PER_MIGRATE),
                       (case["floor_slot"], "for reference: the same raw MIGRATE with the keys grouped by hash slot "
                        "(%.1f keys per MIGRATE, as in a cluster), pipelined" % per_slot)):
         shown = speed(fl["keys_moved"], fl["seconds"]) if fl["seconds"] else "-"
-        lines.append("| %s | %d | - | %.3f | %s | - |" % (label, fl["keys_moved"], fl["seconds"], shown))
+        lines.append("| %s | %d | - | %.3f | %s | - | - |" % (label, fl["keys_moved"], fl["seconds"], shown))
     alone = case["floor_cluster"]
     lines.append("| for reference: the MIGRATEs alone, in an identical cluster: the module's slots, opened and listed "
                  "beforehand (untimed), one pipeline of per-slot MIGRATEs from each of the %d sources at once | %d | - "
-                 "| %.3f | %s | - |" % (alone["sources"], alone["keys_moved"], alone["seconds"],
-                                        speed(alone["keys_moved"], alone["seconds"])))
+                 "| %.3f | %s | - | - |" % (alone["sources"], alone["keys_moved"], alone["seconds"],
+                                            speed(alone["keys_moved"], alone["seconds"])))
     rates = {"ours": rate(ours["keys_moved"], ours["seconds"]),
              "ours_wall": rate(ours["keys_moved"], ours["wall"]),
              CLI_DEFAULT: rate(runs[1]["keys_moved"], runs[1]["seconds"]),
@@ -817,10 +829,13 @@ def report(a: dict, b: dict, c: dict, load: tuple, total: float) -> str:
         % (datetime.date.today().isoformat(), os.cpu_count(), versions(REDIS_SERVER), load[0], load[1], total))
     lines += ["", "### A: rebalance onto an empty master, %d keys of %d bytes" % (len(a["data"]), a["data"].size), "",
               "3 masters hold %d keys (`key:0` ... `key:%d`, values of %d bytes); a 4th, empty master joins "
-              "(CLUSTER MEET, then every node agrees and reports cluster_state:ok); then the rebalance. The module "
-              "moves the slots with the fewest keys, redis-cli the lowest-numbered ones, so the keys moved differ "
-              "for the same number of slots; the rates divide each tool's own keys by its own time. The floor moves as many keys as "
-              "the module moved (the same names and sizes) between two standalone redis-server instances."
+              "(CLUSTER MEET, then every node agrees and reports cluster_state:ok); then the rebalance. With its "
+              "default `slot_choice: contiguous`, the module has each source give one run of its slots, the run "
+              "with the fewest keys; with `slot_choice: fewest_keys`, the emptiest slots wherever they lie; "
+              "redis-cli gives each source's lowest-numbered slots. The keys moved differ for the same number of "
+              "slots, so each rate divides the tool's own keys by its own time. \"Slot ranges after\" counts the "
+              "entries of `CLUSTER SLOTS` after the run. The floor moves as many keys as the module moved by "
+              "default (the same names and sizes) between two standalone redis-server instances."
               % (len(a["data"]), len(a["data"]) - 1, a["data"].size), ""]
     table, rates = rebalance_table(a, "keys")
     lines += table
@@ -829,12 +844,14 @@ def report(a: dict, b: dict, c: dict, load: tuple, total: float) -> str:
         measured = ratio(rates["ours"], rates[name])
         lines.append("- >= %.0fx %s: measured **%.2fx** - %s (ansible-playbook wall-time rate: %.2fx)"
                      % (target, name, measured, met(measured, target), ratio(rates["ours_wall"], rates[name])))
-    ours_run, cli_runs = a["runs"][0], a["runs"][1:]
+    ours_run, cli_runs, fewest = a["runs"][0], a["runs"][1:], a["fewest"]
     lines.append("- not a target, the same job (the cluster balanced) in time: the module took %.2f s, redis-cli %s; "
-                 "%s less time. The module moves fewer keys for the same slots (the emptiest), so rates in keys/s "
-                 "understate that difference."
+                 "%s less time. With `slot_choice: fewest_keys` the module moved %d keys instead of %d, in %.2f s, "
+                 "and left %d slot ranges instead of %d."
                  % (ours_run["seconds"], " and ".join("%.2f s" % run["seconds"] for run in cli_runs),
-                    " and ".join("%.1fx" % ratio(run["seconds"], ours_run["seconds"]) for run in cli_runs)))
+                    " and ".join("%.1fx" % ratio(run["seconds"], ours_run["seconds"]) for run in cli_runs),
+                    fewest["keys_moved"], ours_run["keys_moved"], fewest["seconds"], fewest["ranges"],
+                    ours_run["ranges"]))
     measured = ratio(rates["ours"], rates["floor"])
     lines.append("- >= %.0f%% of the floor (%d keys per MIGRATE): measured **%.1f%%** - %s (ansible-playbook wall-time "
                  "rate: %.1f%%; against the slot-grouped MIGRATE: %.1f%%; the MIGRATEs alone in the cluster reach "
@@ -842,6 +859,12 @@ def report(a: dict, b: dict, c: dict, load: tuple, total: float) -> str:
                  % (100 * FLOOR_TARGET, FLOOR_KEYS_PER_MIGRATE, 100 * measured, met(measured, FLOOR_TARGET),
                     100 * ratio(rates["ours_wall"], rates["floor"]), 100 * ratio(rates["ours"], rates["floor_slot"]),
                     100 * ratio(rates["floor_cluster"], rates["floor"]), 100 * ratio(rates["ours"], rates["floor_cluster"])))
+    lines.append("- how to read the floor ratio: a cluster needs one MIGRATE per slot, and its round trip costs about "
+                 "as much as moving dozens of keys, so keys/s grows with the keys per slot moved: %.1f by default, "
+                 "%.1f with `slot_choice: fewest_keys` (%.1f%% of the floor)."
+                 % (ours_run["keys_moved"] / max(1, ours_run["slots_moved"]),
+                    fewest["keys_moved"] / max(1, fewest["slots_moved"]),
+                    100 * ratio(rate(fewest["keys_moved"], fewest["seconds"]), rates["floor"])))
     lines += [""] + breakdown_lines(a["diag"])
 
     data = b["data"]
@@ -873,8 +896,8 @@ def report(a: dict, b: dict, c: dict, load: tuple, total: float) -> str:
     data = c["data"]
     lines += ["", "### C: rebalance onto an empty master, %d keys of %d KiB" % (len(data), data.size // 1024), "",
               "As A, with %d keys in every slot (hash tags; %.0f MB of values in all), so every tool moves the same "
-              "keys: with random names most slots would hold 0-2 keys and the module, which prefers slots with "
-              "fewer keys, would move almost none. MB = 10^6 bytes of values moved (keys and encoding not "
+              "number of keys: with random names most slots would hold 0-2 keys, and the slots each tool picks "
+              "would hold different numbers of them. MB = 10^6 bytes of values moved (keys and encoding not "
               "counted)." % (KEYS_PER_SLOT_C, mb(len(data), data.size)), ""]
     table, rates = rebalance_table(c, "mb")
     lines += table

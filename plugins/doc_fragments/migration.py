@@ -31,6 +31,20 @@ options:
         by content, other types by their C(DUMP) payload).
     type: bool
     default: false
+  slot_choice:
+    description:
+      - Which of a master's slots go when it gives some (not used with
+        O(redisops.cluster.redis_cluster_reshard#module:slot_list), which names them).
+      - V(contiguous) takes one run of the master's slots in slot order - the run with the fewest keys, where
+        breaks in the run count as keys too - so slot maps keep few ranges, as with redis-cli. Slots that
+        hold far more keys than the master's typical slot (more than twice the median and more than 32)
+        stay out of the run and move only when the others do not suffice.
+      - V(fewest_keys) takes the slots with the fewest keys wherever they are. It moves the fewest keys,
+        but scatters slot maps into many ranges; every client's C(CLUSTER SLOTS) reply grows with them
+        (after one rebalance of 200,000 keys onto a fourth master, from 582 bytes to 662 KB).
+    type: str
+    choices: [contiguous, fewest_keys]
+    default: contiguous
   progress_file:
     description:
       - A file that receives one JSON line per batch of slots moved (C(slots_done), C(slots_total),

@@ -17,7 +17,7 @@ from ._client import count_keys, observe_cluster, require_usable
 from ._executor import ExecutionError, Executor
 from ._module import ModuleFailure, connection_options, seed_addresses
 from ._planner import PlanError, plan_moves, plan_open_slots, refuse_unsound
-from ._shares import SharesError
+from ._shares import SLOT_CHOICES, SharesError
 from ._topology import assess, split_address
 
 
@@ -29,6 +29,7 @@ def move_argument_spec() -> dict:
         parallel=dict(type="int", default=4),
         replace=dict(type="bool", default=False),
         progress_file=dict(type="path"),
+        slot_choice=dict(type="str", default="contiguous", choices=list(SLOT_CHOICES)),
     )
 
 

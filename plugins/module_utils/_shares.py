@@ -26,9 +26,17 @@ Rebalance
   target relative to that target (masters being drained first) and go to the master furthest below
   its target relatively: each run serves the worst first, and repeated runs end at the targets
   (or stop earlier, once every master is within threshold).
-- Which slots: the fewest keys first (key_counts: slot -> keys, unknown slots count 0); among equals,
-  whole short runs of a source's slots first, then the top end of the next run, so a source keeps
-  fewer and longer ranges and a receiver gets whole blocks.
+- Which slots (slot_choice; key_counts: slot -> keys, unknown slots count 0):
+  contiguous (the default): a source gives one window of its slots, taken in slot order, that costs
+  the least: its keys, plus ROUND_TRIP_KEYS for every range it adds to a slot map (a break inside the
+  window, where a slot in between stays or is not the source's, or a cut into one of the source's
+  ranges at either end); ties go to the highest window. Slots far heavier than the source's typical slot (more
+  than twice its median and more than ROUND_TRIP_KEYS keys) stay out of the window and move only when
+  the rest do not suffice, the fewest keys first. Slot maps keep few ranges, as redis-cli's do, and
+  hot slots stay where they are.
+  fewest_keys: the slots with the fewest keys, wherever they are; among equals, whole short runs first,
+  then the top end of the next run. It moves the fewest keys, and scatters slot maps into many ranges
+  (every client's CLUSTER SLOTS grows with them).
 
 Reshard moves exactly N slots to one target, from given sources or every other master, each source
 giving in proportion to what it holds (largest remainder, ties to the lower node id); it refuses what
@@ -46,6 +54,10 @@ from ._slots import SLOT_COUNT, format_ranges, ranges_from_slots
 
 DEFAULT_THRESHOLD = 2.0
 DEFAULT_WEIGHT = 1
+SLOT_CHOICES = ("contiguous", "fewest_keys")
+# A MIGRATE round trip costs about as much as moving this many keys in one: slots that hold fewer cost
+# about the same to move, and each range a move adds to a slot map is charged as this many keys.
+ROUND_TRIP_KEYS = 32
 
 
 class SharesError(ValueError):
@@ -88,12 +100,13 @@ def over_threshold(holdings: dict, goal: dict, threshold: float = DEFAULT_THRESH
 
 
 def rebalance(holdings: dict, weights=None, threshold: float = DEFAULT_THRESHOLD, max_slots: int = 0,
-              key_counts=None, use_empty_masters: bool = True) -> tuple:
+              key_counts=None, use_empty_masters: bool = True, slot_choice: str = "contiguous") -> tuple:
     """The fewest moves that bring every master to its target; () when every master is within threshold.
 
     max_slots > 0 moves at most that many slots in this run (0: no cap).
     """
     _check_threshold(threshold)
+    _check_slot_choice(slot_choice)
     if isinstance(max_slots, bool) or not isinstance(max_slots, int) or max_slots < 0:
         raise SharesError("max_slots must be a whole number, 0 (no cap) or more, got %r" % (max_slots,))
     held = _held(holdings, complete=True)
@@ -106,7 +119,7 @@ def rebalance(holdings: dict, weights=None, threshold: float = DEFAULT_THRESHOLD
     if max_slots and max_slots < total:
         give = _worst_first(give, goal, max_slots)
         take = _worst_first(take, goal, max_slots)
-    return _moves(held, give, take, key_counts or {})
+    return _moves(held, give, take, key_counts or {}, slot_choice)
 
 
 def _weights(held: dict, weights: dict, use_empty_masters: bool) -> dict:
@@ -137,6 +150,11 @@ def _weight(node: str, weight) -> Fraction:
     if not math.isfinite(weight) or weight < 0:
         raise SharesError("the weight of %s is %r: weights must be 0 (drain) or more, and finite" % (node, weight))
     return Fraction(weight)  # exact: the rounding must not depend on float error
+
+
+def _check_slot_choice(slot_choice) -> None:
+    if slot_choice not in SLOT_CHOICES:
+        raise SharesError("slot_choice must be one of %s, got %r" % (", ".join(SLOT_CHOICES), slot_choice))
 
 
 def _check_threshold(threshold) -> None:
@@ -181,7 +199,7 @@ def _urgency(node: str, amount: int, target: int) -> tuple:
     return (0, -amount, node)
 
 
-def _moves(held: dict, give: dict, take: dict, key_counts) -> tuple:
+def _moves(held: dict, give: dict, take: dict, key_counts, slot_choice: str) -> tuple:
     """Moves for the amounts each source gives and each receiver takes (equal sums).
 
     Largest source with largest receiver, as redis-cli pairs them: at most sources + receivers - 1 moves.
@@ -191,7 +209,7 @@ def _moves(held: dict, give: dict, take: dict, key_counts) -> tuple:
     wanted = dict(take)
     moves, index = [], 0
     for source in sources:
-        slots = _pick(held[source], give[source], key_counts)
+        slots = _pick(held[source], give[source], key_counts, slot_choice)
         start = 0
         while start < len(slots):
             receiver = receivers[index]
@@ -204,15 +222,48 @@ def _moves(held: dict, give: dict, take: dict, key_counts) -> tuple:
     return tuple(sorted(moves, key=lambda move: (move.source, move.target)))
 
 
-def _pick(slots: tuple, count: int, key_counts) -> tuple:
+def _pick(slots: tuple, count: int, key_counts, slot_choice: str) -> tuple:
+    """count of a source's sorted slots, chosen as slot_choice says (see the module docstring)."""
+    if count >= len(slots):
+        return tuple(slots)
+    if slot_choice == "fewest_keys":
+        return _fewest_keys(slots, count, key_counts)
+    return _window(slots, count, key_counts)
+
+
+def _window(slots: tuple, count: int, key_counts) -> tuple:
+    """count of a source's sorted slots: the cheapest window of consecutive light slots, heavy ones only if needed."""
+    keys = [key_counts.get(slot, 0) for slot in slots]
+    heavy_above = max(ROUND_TRIP_KEYS, 2 * sorted(keys)[len(keys) // 2])
+    light = [slot for slot, held in zip(slots, keys) if held <= heavy_above]
+    if len(light) <= count:
+        heavy = sorted((held, slot) for slot, held in zip(slots, keys) if held > heavy_above)
+        return tuple(sorted(light + [slot for _held, slot in heavy[:count - len(light)]]))
+    # cost[i]: keys of light[:i] plus ROUND_TRIP_KEYS per break between two of them.
+    cost = [0]
+    for index, slot in enumerate(light):
+        broken = index and light[index - 1] != slot - 1
+        cost.append(cost[-1] + key_counts.get(slot, 0) + (ROUND_TRIP_KEYS if broken else 0))
+    owned = set(slots)
+
+    def window_cost(first: int) -> int:
+        last = first + count - 1
+        # The break before the window's first slot is not its own; a cut into one of the source's ranges is.
+        inside = cost[last + 1] - cost[first + 1] + key_counts.get(light[first], 0)
+        cuts = (light[first] - 1 in owned) + (light[last] + 1 in owned)
+        return inside + ROUND_TRIP_KEYS * cuts
+
+    start = min(range(len(light) - count + 1), key=lambda first: (window_cost(first), -first))
+    return tuple(light[start:start + count])
+
+
+def _fewest_keys(slots: tuple, count: int, key_counts) -> tuple:
     """count of a source's sorted slots: the fewest keys first, then whole short runs, then the top of the next run.
 
     A run is a stretch of consecutive slots with equal key counts. Every slot left behind has at least as
     many keys as every slot taken. Whole runs leave no stub behind, and without keys a run is one of the
     source's ranges, so taking its top end leaves one shorter range.
     """
-    if count >= len(slots):
-        return tuple(slots)
     runs = []  # [keys, length, first, last]
     for slot in slots:
         keys = key_counts.get(slot, 0)
@@ -234,8 +285,10 @@ def _pick(slots: tuple, count: int, key_counts) -> tuple:
 
 # --- reshard ---------------------------------------------------------------------------------------------
 
-def reshard(holdings: dict, target: str, count: int, sources=None, key_counts=None) -> tuple:
+def reshard(holdings: dict, target: str, count: int, sources=None, key_counts=None,
+            slot_choice: str = "contiguous") -> tuple:
     """Moves of exactly count slots to target, from sources (default: every other master) in proportion to holdings."""
+    _check_slot_choice(slot_choice)
     held = _held(holdings, complete=False)
     _check_target(held, target)
     if isinstance(count, bool) or not isinstance(count, int) or not 0 < count <= SLOT_COUNT:
@@ -252,7 +305,7 @@ def reshard(holdings: dict, target: str, count: int, sources=None, key_counts=No
                           % (count, target, ", ".join(givers), have, have))
     split = _largest_remainder(count, {node: len(held[node]) for node in givers})
     # Each share is at most what its source holds: count <= have makes every quota <= its holding, an integer.
-    return _moves(held, {node: n for node, n in split.items() if n}, {target: count}, key_counts or {})
+    return _moves(held, {node: n for node, n in split.items() if n}, {target: count}, key_counts or {}, slot_choice)
 
 
 def reshard_slots(holdings: dict, target: str, slots) -> tuple:

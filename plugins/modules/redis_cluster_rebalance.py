@@ -13,7 +13,8 @@ version_added: 0.1.0
 description:
   - Computes each master's target share of the 16384 slots from O(weights) (exact, by largest
     remainder, so the targets sum to 16384) and moves the fewest slots that reach it - only masters
-    above their target give, only masters below receive - preferring slots with fewer keys.
+    above their target give, only masters below receive - each giving one run of its slots with few
+    keys, hot slots left in place (O(slot_choice)).
   - Nothing moves while every master is within O(threshold) percent of its target (RV(changed=false)).
   - Online - clients keep reading and writing during the moves.
 author:
@@ -196,7 +197,7 @@ def _drained_replica(state, name: str) -> bool:
 
 def decide(params, state, holdings, key_counts):
     return rebalance(holdings, weights_by_id(state, params["weights"]), params["threshold"], params["max_slots"],
-                     key_counts, params["use_empty_masters"])
+                     key_counts, params["use_empty_masters"], params["slot_choice"])
 
 
 def main():

@@ -12,7 +12,8 @@ short_description: Move exactly N slots, or named slots, to one master
 version_added: 0.1.0
 description:
   - Moves exactly O(slots) slots to the master O(to), from the masters in O(from) in proportion to
-    what each holds, preferring slots with fewer keys; or moves the slots in O(slot_list).
+    what each holds, each giving one run of its slots with few keys, hot slots left in place
+    (O(slot_choice)); or moves the slots in O(slot_list).
   - Refuses, changing nothing, when the sources hold fewer slots than asked (redis-cli moves fewer).
   - Idempotent with O(slot_list) - slots the target already serves are skipped. With a count, every
     run moves that many more slots; guard it with C(when) or use M(redisops.cluster.redis_cluster_rebalance).
@@ -64,6 +65,14 @@ EXAMPLES = r"""
     login_host: 10.0.0.11
     to: 10.0.0.12:6379
     slot_list: ["100-199", "4242"]
+
+- name: Move the 500 slots that hold the fewest keys from one master, wherever they lie
+  redisops.cluster.redis_cluster_reshard:
+    login_host: 10.0.0.11
+    from: [10.0.0.13:6379]
+    to: 10.0.0.17:6379
+    slots: 500
+    slot_choice: fewest_keys
 """
 
 RETURN = r"""
@@ -159,7 +168,7 @@ def decide(params, state, holdings, key_counts):
     sources = None
     if params["from"] != ["all"]:
         sources = [resolve_node(state, name, "from").id for name in params["from"]]
-    return reshard(holdings, target, params["slots"], sources, key_counts)
+    return reshard(holdings, target, params["slots"], sources, key_counts, params["slot_choice"])
 
 
 def main():

@@ -176,6 +176,51 @@ def test_two_masters_drained_at_once_become_replicas(fresh_nodes):
     assert ok(run_module("redis_cluster_rebalance", dict(seed(nodes, 2), weights={node.address: 0 for node in drained})))["changed"] is False
 
 
+def tag_in(slot: int) -> str:
+    """A hash tag whose keys land in slot."""
+    index = 0
+    while key_slot(b"{h%d}" % index) != slot:
+        index += 1
+    return "h%d" % index
+
+
+def ranges_held(node) -> dict:
+    return {fields[0]: len(own_ranges(fields)) for fields in cluster_nodes_fields(node) if "master" in fields[2]}
+
+
+def test_slot_choice_contiguous_leaves_hot_slots_and_fewest_keys_scatters(fresh_nodes):
+    nodes = fresh_nodes(3)
+    form_cluster(nodes.nodes, replicas=0)
+    expected = write_keys(nodes, 12000)
+    # A hot slot at the top of every master's range, where a run taken from the top end would start.
+    hot = {}
+    for fields in cluster_nodes_fields(nodes[0]):
+        top = own_ranges(fields)[-1][1]
+        expected.update(write_keys(nodes, 3000, prefix="{%s}" % tag_in(top)))
+        hot[top] = fields[0]
+    extra, everyone = joined_empty_master(nodes, fresh_nodes)
+    scattered = ok(run_module("redis_cluster_rebalance", dict(seed(nodes), slot_choice="fewest_keys"), check=True))
+    planned = ok(run_module("redis_cluster_rebalance", seed(nodes), check=True))
+    # 12000 keys leave more than 4096 slots empty: the emptiest slots hold none, one run of slots holds some.
+    assert sum(move["keys"] for move in scattered["moves"]) == 0 < sum(move["keys"] for move in planned["moves"])
+    result = ok(run_module("redis_cluster_rebalance", seed(nodes)))
+    assert result["slots_moved"] == 4096 and sorted(slot_counts(nodes[0]).values()) == [4096] * 4
+    assert all(owner_id(nodes[0], slot) == owner for slot, owner in hot.items())
+    # Each source gave one run: it keeps at most two ranges, and the new master holds at most three.
+    assert max(ranges_held(nodes[0]).values()) <= 3
+    assert all_keys(everyone) == expected
+    assert_healthy(nodes[0])
+    assert ok(run_module("redis_cluster_rebalance", seed(nodes)))["changed"] is False
+    # fewest_keys takes keyless slots wherever they lie, and the receiver's map scatters.
+    source = slot_owner(nodes, min(hot))
+    task = {"to": extra.address, "slots": 300, "slot_choice": "fewest_keys", "from": [source.address]}
+    moved = ok(run_module("redis_cluster_reshard", dict(seed(nodes), **task)))
+    assert moved["slots_moved"] == 300 and moved["keys_moved"] == 0
+    assert ranges_held(nodes[0])[extra.node_id()] > 50
+    assert all_keys(everyone) == expected
+    assert_healthy(nodes[0])
+
+
 def test_reshard_exactly_n_and_named_slots(cluster6):
     nodes = cluster6
     expected = write_keys(nodes, 1000)

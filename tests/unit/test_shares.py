@@ -295,19 +295,93 @@ def test_rounding_ties_go_to_the_lower_id():
     assert targets({"a": ((0, 16383),), "b": ()}, {"a": 0.1, "b": 0.3}) == {"a": 4096, "b": 12288}
 
 
-def test_key_counts_pick_the_emptiest_slots():
+def test_fewest_keys_picks_the_emptiest_slots_wherever_they_are():
     holdings = contiguous([16384, 0])
     counts = {slot: 5 for slot in range(SLOT_COUNT)}
     counts.update({slot: 0 for slot in range(100, 8292)})  # 8192 empty slots in the middle
     counts[100] = 1
     counts[9000] = 0  # one lone empty slot beyond them
-    moves = rebalance(holdings, key_counts=counts)
+    moves = rebalance(holdings, key_counts=counts, slot_choice="fewest_keys")
     assert moves[0].ranges == ((101, 8291), (9000, 9000))
     # Unknown slots count 0; among equals a whole short run goes before cutting into a long one.
     holdings = {"a": ((0, 99), (200, 16383)), "b": ((100, 199),)}
-    moves = rebalance(holdings, {}, key_counts={})
+    moves = rebalance(holdings, {}, key_counts={}, slot_choice="fewest_keys")
     assert moves[0].ranges[0] == (0, 99) and total(moves) == 8092
     assert apply_moves(holdings, moves) == {"a": ((200, 8391),), "b": ((0, 199), (8392, 16383))}
+
+
+def test_contiguous_takes_one_run_and_leaves_hot_slots():
+    holdings = contiguous([16384, 0])
+    # One key costs less than a second range: the run 100-8291 with its one key, not 101-8291 and 9000.
+    counts = {slot: 5 for slot in range(SLOT_COUNT)}
+    counts.update({slot: 0 for slot in range(100, 8292)})
+    counts[100] = 1
+    counts[9000] = 0
+    assert rebalance(holdings, key_counts=counts)[0].ranges == ((100, 8291),)
+    # Without key counts (an empty cluster), the top end: one range left on each side, as redis-cli leaves.
+    assert rebalance(holdings)[0].ranges == ((8192, 16383),)
+    # Hot slots stay, and the run cuts the source's range once: 3808-11999 would cut it before 12000 too.
+    counts = {slot: 1 for slot in range(SLOT_COUNT)}
+    counts.update({12000: 10000, 16000: 10000})
+    assert rebalance(holdings, key_counts=counts)[0].ranges == ((0, 8191),)
+    # When every run of the size needed meets a hot slot, the run goes around it (ties: the highest run).
+    holdings = {"a": ((0, 999),), "b": ()}
+    counts = {slot: 1 for slot in range(1000)}
+    counts[500] = 40  # more than 32 keys and twice the median
+    moves = reshard(holdings, "b", 600, key_counts=counts)
+    assert moves[0].ranges == ((399, 499), (501, 999))
+    # Hot slots move only when the others do not suffice, the fewest keys first.
+    holdings = {"a": ((0, 9),), "b": ()}
+    counts = {0: 500, 3: 100, 5: 300, 7: 200}
+    assert reshard(holdings, "b", 8, key_counts=counts)[0].slots == (1, 2, 3, 4, 6, 7, 8, 9)
+
+
+def window_cost(window, key_counts, owned) -> int:
+    """Keys in a window of a source's light slots, plus 32 for every range it adds: each break (the next slot
+    not the next number), and each end that cuts into a range of the source (owned: its slots)."""
+    breaks = sum(1 for before, after in zip(window, window[1:]) if after != before + 1)
+    cuts = (window[0] - 1 in owned) + (window[-1] + 1 in owned)
+    return sum(key_counts.get(slot, 0) for slot in window) + 32 * (breaks + cuts)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.data())
+def test_contiguous_choice_is_the_cheapest_window_of_light_slots(data):
+    owned = sorted(data.draw(st.sets(st.integers(0, 399), min_size=1, max_size=200)))
+    counts = {slot: data.draw(st.one_of(st.integers(0, 20), st.integers(0, 20), st.integers(30, 5000)))
+              for slot in owned}
+    count = data.draw(st.integers(1, len(owned)))
+    moves = reshard({"a": ranges_from_slots(owned), "b": ()}, "b", count, key_counts=counts)
+    taken = moves[0].slots
+    assert len(moves) == 1 and len(taken) == count and set(taken) <= set(owned)
+    median = sorted(counts[slot] for slot in owned)[len(owned) // 2]
+    light = [slot for slot in owned if counts[slot] <= max(32, 2 * median)]
+    if count >= len(light):
+        assert set(light) <= set(taken)
+        left_heavy = [counts[slot] for slot in owned if slot not in taken]
+        assert all(counts[slot] <= least for slot in taken if slot not in light for least in left_heavy)
+        return
+    windows = [tuple(light[first:first + count]) for first in range(len(light) - count + 1)]
+    assert taken in windows  # no hot slot, and consecutive among the light ones
+    cheapest = min(window_cost(window, counts, set(owned)) for window in windows)
+    assert window_cost(taken, counts, set(owned)) == cheapest
+    # Ties go to the highest window.
+    assert taken == max(window for window in windows if window_cost(window, counts, set(owned)) == cheapest)
+
+
+@settings(max_examples=60, deadline=None)
+@given(clusters(), st.data())
+def test_slot_choice_changes_which_slots_not_how_many(holdings, data):
+    with_keys = data.draw(st.sets(st.integers(0, SLOT_COUNT - 1), max_size=300))
+    counts = {slot: data.draw(st.integers(0, 3)) for slot in with_keys}
+    by_choice = [rebalance(holdings, threshold=0, key_counts=counts, slot_choice=choice)
+                 for choice in ("contiguous", "fewest_keys")]
+    goal = targets(holdings)
+    for moves in by_choice:
+        check_moves(holdings, moves, goal)
+        assert slot_counts(apply_moves(holdings, moves)) == goal
+    assert [(move.source, move.target, len(move.slots)) for move in by_choice[0]] \
+        == [(move.source, move.target, len(move.slots)) for move in by_choice[1]]
 
 
 def test_use_empty_masters_false_leaves_empty_masters_out_unless_weighted():
@@ -353,8 +427,14 @@ def test_reshard_examples():
     assert moves == (Move(node(1), node(3), tuple(range(11900, 12000))),)
     assert total(reshard(holdings, node(0), 8384)) == 8384  # everything the others hold
     assert total(reshard(holdings, node(3), SLOT_COUNT)) == SLOT_COUNT
-    # The slot with keys stays; the short keyless run above it goes whole, then the top of the long one.
+    # An end of the source's range costs one cut and no keys, so the slot with keys stays ...
     moves = reshard(holdings, node(3), 10, node(1), key_counts={11990: 7})
+    assert moves[0].slots == tuple(range(8000, 8010))
+    # ... but with keys near both ends, seven keys cost less than the second cut of a run in the middle.
+    moves = reshard(holdings, node(3), 10, node(1), key_counts={11990: 7, 8005: 7})
+    assert moves[0].slots == tuple(range(11990, 12000))
+    # fewest_keys leaves the slot with keys: the keyless run above it whole, then the top of the one below.
+    moves = reshard(holdings, node(3), 10, node(1), key_counts={11990: 7}, slot_choice="fewest_keys")
     assert moves[0].slots == (11989,) + tuple(range(11991, 12000))
 
 
@@ -397,6 +477,7 @@ def test_1000_masters_plan_quickly():
     ({"threshold": -1}, "threshold is a percentage"),
     ({"max_slots": -5}, "max_slots must be"),
     ({"max_slots": 1.5}, "max_slots must be"),
+    ({"slot_choice": "random"}, "slot_choice must be one of contiguous, fewest_keys"),
 ])
 def test_rebalance_errors(kwargs, message):
     with pytest.raises(SharesError, match=message):
