@@ -47,6 +47,8 @@ except ImportError:
     hiredis = None
 
 READ_SIZE = 1 << 17
+# Arguments per write of a pipeline: a MIGRATE of a thousand keys starts while the next one is packed.
+SEND_WORDS = 1024
 
 # Fan-out width: enough to read a large cluster in one round, small enough for a control node.
 MAX_PARALLEL = 64
@@ -172,11 +174,18 @@ class NodeConnection:
         return self.receive(self.send(commands))
 
     def send(self, commands) -> int:
-        """Send all commands in one write without waiting; the number sent, whose replies receive() reads later."""
-        commands = list(commands)
-        if commands:
-            self._conn.send_packed_command([pack_commands(commands)])
-        return len(commands)
+        """Send commands without waiting, in writes of about SEND_WORDS arguments; the number sent, whose replies
+        receive() reads later. The node starts on the first write while the next ones are packed."""
+        sent, group, words = 0, [], 0
+        for command in commands:
+            group.append(command)
+            words += len(command)
+            if words >= SEND_WORDS:
+                self._conn.send_packed_command([pack_commands(group)])
+                sent, group, words = sent + len(group), [], 0
+        if group:
+            self._conn.send_packed_command([pack_commands(group)])
+        return sent + len(group)
 
     def receive(self, count: int) -> list:
         """The next count replies, in order; error replies are returned, not raised."""
