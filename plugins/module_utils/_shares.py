@@ -30,10 +30,10 @@ Rebalance
   contiguous (the default): a source gives one window of its slots, taken in slot order, that costs
   the least: its keys, plus ROUND_TRIP_KEYS for every range it adds to a slot map (a break inside the
   window, where a slot in between stays or is not the source's, or a cut into one of the source's
-  ranges at either end); ties go to the highest window. Slots far heavier than the source's typical slot (more
-  than twice its median and more than ROUND_TRIP_KEYS keys) stay out of the window and move only when
-  the rest do not suffice, the fewest keys first. Slot maps keep few ranges, as redis-cli's do, and
-  hot slots stay where they are.
+  ranges at either end); ties go to the highest window. Slots far heavier than the source's typical
+  slot (more than twice its median and more than ROUND_TRIP_KEYS keys) stay out of the window and
+  move only when the rest do not suffice, the fewest keys first. Slot maps keep few ranges, as
+  redis-cli's do, and hot slots stay where they are.
   fewest_keys: the slots with the fewest keys, wherever they are; among equals, whole short runs first,
   then the top end of the next run. It moves the fewest keys, and scatters slot maps into many ranges
   (every client's CLUSTER SLOTS grows with them).
