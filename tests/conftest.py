@@ -35,6 +35,14 @@ def fresh_nodes(request):
 
 
 @pytest.fixture
+def cluster3(fresh_nodes):
+    """A new cluster of 3 masters without replicas for one test (tests may break it)."""
+    nodes = fresh_nodes(3)
+    form_cluster(nodes.nodes, replicas=0)
+    return nodes
+
+
+@pytest.fixture
 def cluster6(fresh_nodes):
     """A new 3 masters + 3 replicas cluster for one test (tests may break it)."""
     nodes = fresh_nodes(6)

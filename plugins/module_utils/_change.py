@@ -22,13 +22,9 @@ def change_argument_spec() -> dict:
     )
 
 
-def apply_plan(module, state, plan, options: ConnectionOptions, inspect=None, **executor_settings) -> dict:
-    """The shared tail of every changing module: refuse a stale plan, report it (check mode) or run it, observe again.
-
-    state carries what its findings need (e.g. key counts); inspect(state) -> state adds the same to the
-    fresh observation taken after the change.
-    """
-    params = module.params
+def check_request(params: dict, state) -> str:
+    """The state's id, once wait_timeout is sound and the state is the one approved (expect_state_id): checked
+    before the first write."""
     if params["wait_timeout"] <= 0:
         raise ModuleFailure("wait_timeout must be a positive number of seconds, got %s" % params["wait_timeout"])
     planned_from = state_id(state)
@@ -36,6 +32,19 @@ def apply_plan(module, state, plan, options: ConnectionOptions, inspect=None, **
         raise ModuleFailure("the cluster changed since the plan was approved (expect_state_id %s, now %s); "
                             "nothing was done - review the new plan in check mode"
                             % (params["expect_state_id"], planned_from), state_id=planned_from)
+    return planned_from
+
+
+def apply_plan(module, state, plan, options: ConnectionOptions, inspect=None, checked_earlier: bool = False,
+               **executor_settings) -> dict:
+    """The shared tail of every changing module: refuse a stale plan, report it (check mode) or run it, observe again.
+
+    state carries what its findings need (e.g. key counts); inspect(state) -> state adds the same to the
+    fresh observation taken after the change. checked_earlier: check_request passed on the state this run
+    started from, before earlier writes of the same run changed it.
+    """
+    params = module.params
+    planned_from = state_id(state) if checked_earlier else check_request(params, state)
     for warning in plan.warnings:
         module.warn(warning)
     result = {"changed": not plan.empty, "plan": plan.describe(), "plan_steps": plan.as_list(),

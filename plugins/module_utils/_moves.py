@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 
-from ._change import apply_plan
+from ._change import apply_plan, check_request
 from ._client import count_keys, observe_cluster, require_usable
 from ._executor import ExecutionError, Executor
 from ._module import ModuleFailure, connection_options, seed_addresses
@@ -79,19 +79,19 @@ def run_moves(module, decide) -> dict:
     finishing = plan_open_slots(state, counts)
     finished = []
     if not finishing.empty:
+        # Bad input fails before the finishing writes, and in check mode as in a real run.
+        _decide(decide, params, state, counts)
         if module.check_mode:
             module.warn("slots left open by an interrupted move are finished first; the moves are planned once they are")
             return apply_plan(module, state, finishing, options, **settings)
+        # The approval (expect_state_id) is of the state the check-mode run saw: this one, before the finishing.
+        check_request(params, state)
         finished = _finish_open_slots(state, finishing, options, settings, params["wait_timeout"])
         state = observe_cluster(seed_addresses(params), options)
         counts = count_keys(state, options, owned_slots)
-    holdings = {node.id: node.entry.slots for node in state.masters if not node.entry.failed}
-    keys_by_slot = flat_key_counts(state, counts)
-    try:
-        moves = decide(params, state, holdings, keys_by_slot)
-    except SharesError as exc:
-        raise PlanError(str(exc)) from None
-    result = apply_plan(module, state, plan_moves(state, moves, counts), options, **settings)
+    moves, keys_by_slot = _decide(decide, params, state, counts)
+    result = apply_plan(module, state, plan_moves(state, moves, counts), options, checked_earlier=bool(finished),
+                        **settings)
     result["finished_open_slots"] = finished
     result["changed"] = result["changed"] or bool(finished)
     result["slots_moved"] = sum(len(move.slots) for move in moves) if not module.check_mode else 0
@@ -99,6 +99,16 @@ def run_moves(module, decide) -> dict:
                         "slots": len(m.slots), "keys": sum(keys_by_slot.get(slot, 0) for slot in m.slots)}
                        for m in moves]
     return result
+
+
+def _decide(decide, params, state, counts) -> tuple:
+    """(the moves decide chooses for the live masters, keys by slot)."""
+    holdings = {node.id: node.entry.slots for node in state.masters if not node.entry.failed}
+    keys_by_slot = flat_key_counts(state, counts)
+    try:
+        return decide(params, state, holdings, keys_by_slot), keys_by_slot
+    except SharesError as exc:
+        raise PlanError(str(exc)) from None
 
 
 def _finish_open_slots(state, plan, options, settings, wait_timeout) -> list:

@@ -133,9 +133,8 @@ def test_keys_in_an_unserved_slot_need_a_deep_scan(cluster6):
     assert deep["state"] == "degraded"
 
 
-def test_masters_without_replicas(fresh_nodes):
-    nodes = fresh_nodes(3)
-    form_cluster(nodes.nodes, replicas=0)
+def test_masters_without_replicas(cluster3):
+    nodes = cluster3
     facts = facts_of(run_module(MODULE, seed(nodes)))
     assert sorted(f["nodes"][0] for f in findings(facts, "master_without_replica")) == sorted(node_ids(nodes).values())
     assert facts["state"] == "degraded" and facts["replicas"] == 0

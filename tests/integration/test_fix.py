@@ -13,7 +13,6 @@ from cluster_checks import (
     seed, slot_owner, wait_for, write_into_foreign_slot, write_keys,
 )
 from redis.crc import key_slot
-from redis_harness import form_cluster
 
 MODULE = "redis_cluster_fix"
 
@@ -176,9 +175,8 @@ def test_conflicting_copies_stop_unless_replace(cluster6):
     assert replaced["changed"] and owner.call("GET", key) == b"stray-copy"
 
 
-def test_unreachable_master_needs_consent(fresh_nodes):
-    nodes = fresh_nodes(3)
-    form_cluster(nodes.nodes, replicas=0)
+def test_unreachable_master_needs_consent(cluster3):
+    nodes = cluster3
     write_keys(nodes, 300)
     victim = slot_owner(nodes, 0)
     victim_id = victim.node_id()

@@ -6,11 +6,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
 import subprocess
 import tempfile
+import time
 
 from ansible_runner import ANSIBLE_PLAYBOOK, ansible_env, run_module, run_tasks
 from cluster_checks import (
@@ -188,9 +190,8 @@ def ranges_held(node) -> dict:
     return {fields[0]: len(own_ranges(fields)) for fields in cluster_nodes_fields(node) if "master" in fields[2]}
 
 
-def test_slot_choice_contiguous_leaves_hot_slots_and_fewest_keys_scatters(fresh_nodes):
-    nodes = fresh_nodes(3)
-    form_cluster(nodes.nodes, replicas=0)
+def test_slot_choice_contiguous_leaves_hot_slots_and_fewest_keys_scatters(cluster3, fresh_nodes):
+    nodes = cluster3
     expected = write_keys(nodes, 12000)
     # A hot slot at the top of every master's range, where a run taken from the top end would start.
     hot = {}
@@ -219,6 +220,38 @@ def test_slot_choice_contiguous_leaves_hot_slots_and_fewest_keys_scatters(fresh_
     assert ranges_held(nodes[0])[extra.node_id()] > 50
     assert all_keys(everyone) == expected
     assert_healthy(nodes[0])
+
+
+def test_open_slot_is_finished_under_an_approved_plan_and_bad_input_changes_nothing(cluster3, fresh_nodes):
+    nodes = cluster3
+    expected = write_keys(nodes, 6000)
+    # A move stopped half-way, as an interrupted redis-cli reshard leaves it: one of the slot's keys moved.
+    source, target = slot_owner(nodes, 100), slot_owner(nodes, 16000)
+    keys = source.call("CLUSTER", "GETKEYSINSLOT", 100, 100)
+    target.call("CLUSTER", "SETSLOT", 100, "IMPORTING", source.node_id())
+    source.call("CLUSTER", "SETSLOT", 100, "MIGRATING", target.node_id())
+    source.call("MIGRATE", target.host, target.port, "", 0, 5000, "KEYS", keys[0])
+    extra, everyone = joined_empty_master(nodes, fresh_nodes)
+
+    def still_open() -> bool:
+        return "[100->-" in source.cluster_nodes() and "[100-<-" in target.cluster_nodes()
+
+    planned = ok(run_module("redis_cluster_rebalance", seed(nodes), check=True))
+    assert planned["changed"] and any("slot 100" in line for line in planned["plan"])
+    # Bad input, in check mode too, and a stale approval fail before the open slot is touched.
+    for check in (True, False):
+        bad = run_module("redis_cluster_rebalance", dict(seed(nodes), weights={"10.9.9.9:1": 2}), check=check)
+        assert bad["failed"] and bad["msg"].startswith("weights:")
+    stale = run_module("redis_cluster_rebalance", dict(seed(nodes), expect_state_id="0" * len(planned["state_id"])))
+    assert stale["failed"] and "changed since the plan was approved" in stale["msg"]
+    assert still_open()
+    # The approval is of the state check mode saw; the run finishes the slot, then moves as planned after it.
+    result = ok(run_module("redis_cluster_rebalance", dict(seed(nodes), expect_state_id=planned["state_id"])))
+    assert result["changed"] and result["finished_open_slots"] and result["slots_moved"] == 4096
+    assert not still_open() and sorted(slot_counts(nodes[0]).values()) == [4096] * 4
+    assert all_keys(everyone) == expected
+    assert_healthy(nodes[0])
+    assert ok(run_module("redis_cluster_rebalance", seed(nodes)))["changed"] is False
 
 
 def test_reshard_exactly_n_and_named_slots(cluster6):
@@ -270,8 +303,21 @@ def heavy_slots(nodes, tags) -> tuple:
     return written, sorted({key_slot(("{%s}" % tag).encode()) for tag in tags})
 
 
-def arriving(node, slots) -> bool:
-    return any(node.call("CLUSTER", "COUNTKEYSINSLOT", slot) for slot in slots)
+@contextlib.contextmanager
+def writes_held(node):
+    """node holds back write commands (RESTOREs of MIGRATEs too) until the block ends; CLUSTER SETSLOT still runs."""
+    node.call("CLIENT", "PAUSE", 120000, "WRITE")
+    try:
+        yield
+    finally:
+        node.call("CLIENT", "UNPAUSE")
+
+
+def importing(node, slots) -> bool:
+    """Whether node, as a target, has one of slots open (IMPORTING). Asked of the target: a source blocked in a
+    MIGRATE to a target that holds back writes answers nothing until the target lets them through."""
+    described = node.cluster_nodes()
+    return any("[%d-<-" % slot in described for slot in slots)
 
 
 def no_failure_flags(nodes) -> bool:
@@ -286,25 +332,31 @@ def test_killed_run_is_finished_by_fix_and_stopped_target_by_a_rerun(cluster6, f
     expected.update(more)
     with tempfile.TemporaryDirectory() as workdir:
         # 1. The run's process is killed while keys are on their way: redis_cluster_fix finishes the move.
-        proc = start_reshard(nodes, extra.address, first, workdir)
-        wait_for(lambda: arriving(extra, first), timeout=120, message="keys arriving on the target")
-        # The module runs in a process of its own (in its own session), not in ansible-playbook's group.
-        subprocess.run(["pkill", "-KILL", "-f", "AnsiballZ_redis_cluster_reshard"], check=False)
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
+        # The target holds back its RESTOREs until the run is dead, so the kill always lands mid-move.
+        with writes_held(extra):
+            proc = start_reshard(nodes, extra.address, first, workdir)
+            wait_for(lambda: importing(extra, first), timeout=120, message="a slot open on the target")
+            time.sleep(0.5)  # the source's MIGRATE, sent within milliseconds, now waits on the target
+            # The module runs in a process of its own (in its own session), not in ansible-playbook's group.
+            subprocess.run(["pkill", "-KILL", "-f", "AnsiballZ_redis_cluster_reshard"], check=False)
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
         fixed = ok(run_module("redis_cluster_fix", seed(nodes)))
         assert fixed["changed"] and any("open" in f["kind"] for f in fixed["findings_before"])
         assert all_keys(everyone) == expected
         assert_healthy(nodes[0])
         # 2. The target stops answering past the MIGRATE timeout: the run fails, leaves the slots open,
         #    and a rerun of the same task finishes them.
-        proc = start_reshard(nodes, extra.address, second, workdir, timeout=1000, command_timeout=3)
-        wait_for(lambda: arriving(extra, second) or proc.poll() is not None, timeout=120, message="keys arriving")
-        extra.pause()
-        try:
-            output = proc.communicate(timeout=120)[0]
-        finally:
-            extra.resume()
+        with writes_held(extra):
+            proc = start_reshard(nodes, extra.address, second, workdir, timeout=1000, command_timeout=3)
+            wait_for(lambda: importing(extra, second) or proc.poll() is not None, timeout=120,
+                     message="a slot open on the target")
+            time.sleep(0.5)
+            extra.pause()
+            try:
+                output = proc.communicate(timeout=120)[0]
+            finally:
+                extra.resume()
         assert proc.returncode != 0 and "failed" in output, output
     wait_for(lambda: no_failure_flags(everyone), timeout=60, message="the stopped node's fail flags to clear")
     # MIGRATE blocks its source while the target is silent, so the source may have been failed over
@@ -322,30 +374,33 @@ def test_killed_run_is_finished_by_fix_and_stopped_target_by_a_rerun(cluster6, f
     assert ok(run_module("redis_cluster_fix", seed(nodes)))["changed"] is False
 
 
-def test_progress_lines_while_a_hot_slot_empties(fresh_nodes):
-    nodes = fresh_nodes(3)
-    form_cluster(nodes.nodes, replicas=0)
-    expected = write_keys(nodes, 40000, prefix="{busy}")
+def test_progress_lines_while_a_hot_slot_empties(cluster3):
+    nodes = cluster3
+    expected = write_keys(nodes, 5000, prefix="{busy}")
     slot = key_slot(b"{busy}")
-    target = next(node for node in masters(nodes) if node is not slot_owner(nodes, slot))
+    source = slot_owner(nodes, slot)
+    target = next(node for node in masters(nodes) if node is not source)
     with tempfile.TemporaryDirectory() as workdir:
         progress = os.path.join(workdir, "progress.jsonl")
-        # One key per MIGRATE keeps the single slot busy for seconds.
-        result = ok(run_module("redis_cluster_reshard", dict(seed(nodes), to=target.address, slot_list=[str(slot)],
-                                                             pipeline=1, progress_file=progress)))
+        # The target holds back its RESTOREs, so the first MIGRATE waits longer than a progress interval
+        # with the slot's other keys still to move, however fast the machine.
+        with writes_held(target):
+            proc = start_reshard(nodes, target.address, [slot], workdir, progress_file=progress)
+            wait_for(lambda: importing(target, [slot]), message="the slot open on the target")
+            time.sleep(1.5)
+        output = proc.communicate(timeout=120)[0]
+        assert proc.returncode == 0, output
         lines = [json.loads(line) for line in open(progress)]
-    assert result["keys_moved"] == 40000
     during = [line for line in lines[:-1] if line["slots_done"] == 0]
-    assert during and all(0 < line["keys_moved"] < 40000 for line in during), lines
+    assert during and all(0 < line["keys_moved"] < 5000 for line in during), lines
     assert [line["keys_moved"] for line in lines] == sorted(line["keys_moved"] for line in lines)
-    assert (lines[-1]["slots_done"], lines[-1]["slots_total"], lines[-1]["keys_moved"]) == (1, 1, 40000)
+    assert (lines[-1]["slots_done"], lines[-1]["slots_total"], lines[-1]["keys_moved"]) == (1, 1, 5000)
     assert all_keys(nodes) == expected
     assert_healthy(nodes[0])
 
 
-def test_cluster_down_on_the_target_mid_move_is_waited_out(fresh_nodes):
-    nodes = fresh_nodes(3)
-    form_cluster(nodes.nodes, replicas=0)
+def test_cluster_down_on_the_target_mid_move_is_waited_out(cluster3):
+    nodes = cluster3
     expected = write_keys(nodes, 60000)
     source = slot_owner(nodes, 0)
     target, bystander = [node for node in masters(nodes) if node is not source]
@@ -450,9 +505,8 @@ def test_unsound_cluster_is_refused(cluster6):
     assert result["failed"] and "redis_cluster_fix" in result["msg"] and "served by no node" in result["msg"]
 
 
-def test_three_masters_created_without_replicas_rebalance_is_a_no_op(fresh_nodes):
-    nodes = fresh_nodes(3)
-    form_cluster(nodes.nodes, replicas=0)
+def test_three_masters_created_without_replicas_rebalance_is_a_no_op(cluster3):
+    nodes = cluster3
     result = ok(run_module("redis_cluster_rebalance", seed(nodes)))
     assert result["changed"] is False
 
