@@ -405,13 +405,14 @@ def test_cluster_down_on_the_target_mid_move_is_waited_out(cluster3):
     source = slot_owner(nodes, 0)
     target, bystander = [node for node in masters(nodes) if node is not source]
     mine = {fields[0]: own_ranges(fields) for fields in cluster_nodes_fields(source)}
-    slots = [slot for first, last in mine[source.node_id()] for slot in range(first, last + 1)][:1500]
+    # Enough slots that the batches after the first take a good part of a second, even one key per MIGRATE.
+    slots = [slot for first, last in mine[source.node_id()] for slot in range(first, last + 1)][:4000]
     foreign = mine[bystander.node_id()][0][0]
     with tempfile.TemporaryDirectory() as workdir:
         progress = os.path.join(workdir, "progress.jsonl")
         proc = start_reshard(nodes, target.address, slots, workdir, progress_file=progress)
         wait_for(lambda: os.path.exists(progress) and os.path.getsize(progress) > 0, timeout=60,
-                 message="the first batch handed over")
+                 message="the first batch handed over", interval=0.01)
         # Past its first batch, the target forgets who serves one of the bystander's slots: it refuses keys
         # (CLUSTERDOWN) until the bystander's next ping tells it again.
         target.call("CLUSTER", "DELSLOTS", foreign)

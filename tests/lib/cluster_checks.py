@@ -137,11 +137,11 @@ def write_into_foreign_slot(node, key: str, value: str = "stray") -> None:
         ("CLUSTER", "SETSLOT", slot, "STABLE"))
 
 
-def wait_for(condition, timeout: float = 30.0, message: str = "condition") -> None:
+def wait_for(condition, timeout: float = 30.0, message: str = "condition", interval: float = 0.1) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
         assert time.monotonic() < deadline, "timed out waiting for " + message
-        time.sleep(0.1)
+        time.sleep(interval)
 
 
 def command_counts(node) -> dict:
