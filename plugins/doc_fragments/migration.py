@@ -56,6 +56,8 @@ notes:
   - Moves start only from a sound cluster (every node agrees on slot owners, every slot is served,
     every master reachable). Slots an interrupted run left open are finished first; anything else
     makes the module refuse and point to M(redisops.cluster.redis_cluster_fix).
+  - With slots left open, check mode shows the finishing, then the moves planned from the slot owners
+    it leaves. O(expect_state_id) is compared with the state before the finishing, as check mode saw it.
   - A slot moves with C(SETSLOT IMPORTING) on the target and C(MIGRATING) on the source (for many
     slots per round trip), its keys with pipelined C(GETKEYSINSLOT) and variadic C(MIGRATE), then
     C(SETSLOT NODE) on the target first, the source second and every other master last. Clients keep

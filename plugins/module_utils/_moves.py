@@ -16,8 +16,8 @@ from ._change import apply_plan, check_request
 from ._client import count_keys, observe_cluster, require_usable
 from ._executor import ExecutionError, Executor
 from ._module import ModuleFailure, connection_options, seed_addresses
-from ._planner import PlanError, plan_moves, plan_open_slots, refuse_unsound
-from ._shares import SLOT_CHOICES, SharesError
+from ._planner import Plan, PlanError, handed_over, plan_moves, plan_open_slots, refuse_unsound
+from ._shares import SLOT_CHOICES, Move, SharesError, apply_moves
 from ._topology import assess, split_address
 
 
@@ -79,31 +79,54 @@ def run_moves(module, decide) -> dict:
     finishing = plan_open_slots(state, counts)
     finished = []
     if not finishing.empty:
-        # Bad input fails before the finishing writes, and in check mode as in a real run.
-        _decide(decide, params, state, counts)
+        # The moves are planned from the holdings the finishing leaves: bad input fails before its writes, and
+        # check mode shows the whole run.
+        moves, keys_by_slot = _decide(decide, params, state, counts, _after(_holdings(state), handed_over(finishing)))
         if module.check_mode:
-            module.warn("slots left open by an interrupted move are finished first; the moves are planned once they are")
-            return apply_plan(module, state, finishing, options, **settings)
+            module.warn("slots left open by an interrupted move are finished first; the moves after them are planned"
+                        " from the slot owners the finishing leaves, and planned again once it is done")
+            plan = Plan(finishing.steps + plan_moves(state, moves, counts).steps, finishing.warnings)
+            return _reported(apply_plan(module, state, plan, options, **settings), state, moves, keys_by_slot, (),
+                             applied=False)
         # The approval (expect_state_id) is of the state the check-mode run saw: this one, before the finishing.
         check_request(params, state)
         finished = _finish_open_slots(state, finishing, options, settings, params["wait_timeout"])
         state = observe_cluster(seed_addresses(params), options)
         counts = count_keys(state, options, owned_slots)
-    moves, keys_by_slot = _decide(decide, params, state, counts)
+    moves, keys_by_slot = _decide(decide, params, state, counts, _holdings(state))
     result = apply_plan(module, state, plan_moves(state, moves, counts), options, checked_earlier=bool(finished),
                         **settings)
-    result["finished_open_slots"] = finished
+    return _reported(result, state, moves, keys_by_slot, finished, applied=not module.check_mode)
+
+
+def _reported(result: dict, state, moves, keys_by_slot, finished, applied: bool) -> dict:
+    """result with the moves (their slot and key counts) and the open slots finished first."""
+    result["finished_open_slots"] = list(finished)
     result["changed"] = result["changed"] or bool(finished)
-    result["slots_moved"] = sum(len(move.slots) for move in moves) if not module.check_mode else 0
+    result["slots_moved"] = sum(len(move.slots) for move in moves) if applied else 0
     result["moves"] = [{"source": state.by_id[m.source].address, "target": state.by_id[m.target].address,
                         "slots": len(m.slots), "keys": sum(keys_by_slot.get(slot, 0) for slot in m.slots)}
                        for m in moves]
     return result
 
 
-def _decide(decide, params, state, counts) -> tuple:
-    """(the moves decide chooses for the live masters, keys by slot)."""
-    holdings = {node.id: node.entry.slots for node in state.masters if not node.entry.failed}
+def _holdings(state) -> dict:
+    """master id -> the slot ranges it serves, for every master not flagged failed."""
+    return {node.id: node.entry.slots for node in state.masters if not node.entry.failed}
+
+
+def _after(holdings: dict, new_owners: dict) -> dict:
+    """holdings once every slot in new_owners (slot -> node id) has gone to its new owner."""
+    owner = {slot: node for node, ranges in holdings.items() for first, last in ranges for slot in range(first, last + 1)}
+    grouped = {}
+    for slot, node in new_owners.items():
+        if owner.get(slot, node) != node and node in holdings:
+            grouped.setdefault((owner[slot], node), []).append(slot)
+    return apply_moves(holdings, [Move(source, target, tuple(sorted(slots))) for (source, target), slots in grouped.items()])
+
+
+def _decide(decide, params, state, counts, holdings: dict) -> tuple:
+    """(the moves decide chooses for holdings, keys by slot)."""
     keys_by_slot = flat_key_counts(state, counts)
     try:
         return decide(params, state, holdings, keys_by_slot), keys_by_slot

@@ -551,6 +551,11 @@ def plan_open_slots(state: ClusterState, key_counts) -> Plan:
     return Plan(tuple(steps))
 
 
+def handed_over(plan: Plan) -> dict:
+    """slot -> the node id that plan's SETSLOT NODE steps hand it to."""
+    return {step.args[0]: step.args[2] for step in plan.steps if step.action == SETSLOT and step.args[1] == "NODE"}
+
+
 def plan_moves(state: ClusterState, moves, key_counts) -> Plan:
     """One MIGRATE_SLOTS step per (source, target) move; key_counts: {node id: {slot: keys}}."""
     # A master that just joined refuses keys (CLUSTERDOWN) until its rejoin delay is over: start from a settled

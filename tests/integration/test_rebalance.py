@@ -236,8 +236,11 @@ def test_open_slot_is_finished_under_an_approved_plan_and_bad_input_changes_noth
     def still_open() -> bool:
         return "[100->-" in source.cluster_nodes() and "[100-<-" in target.cluster_nodes()
 
+    # Check mode shows the whole run: the slot finished, then the moves planned from the owners that leaves.
     planned = ok(run_module("redis_cluster_rebalance", seed(nodes), check=True))
     assert planned["changed"] and any("slot 100" in line for line in planned["plan"])
+    assert sum(move["slots"] for move in planned["moves"]) == 4096
+    assert all(move["target"] == extra.address for move in planned["moves"])
     # Bad input, in check mode too, and a stale approval fail before the open slot is touched.
     for check in (True, False):
         bad = run_module("redis_cluster_rebalance", dict(seed(nodes), weights={"10.9.9.9:1": 2}), check=check)
@@ -248,6 +251,8 @@ def test_open_slot_is_finished_under_an_approved_plan_and_bad_input_changes_noth
     # The approval is of the state check mode saw; the run finishes the slot, then moves as planned after it.
     result = ok(run_module("redis_cluster_rebalance", dict(seed(nodes), expect_state_id=planned["state_id"])))
     assert result["changed"] and result["finished_open_slots"] and result["slots_moved"] == 4096
+    assert [(m["source"], m["target"], m["slots"]) for m in result["moves"]] \
+        == [(m["source"], m["target"], m["slots"]) for m in planned["moves"]]
     assert not still_open() and sorted(slot_counts(nodes[0]).values()) == [4096] * 4
     assert all_keys(everyone) == expected
     assert_healthy(nodes[0])

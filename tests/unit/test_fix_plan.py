@@ -10,7 +10,8 @@ import pytest
 from test_topology import OK_INFO, observe, read
 
 from ansible_collections.redisops.cluster.plugins.module_utils._planner import (
-    ADD_SLOTS, BUMP_EPOCH, CLAIM_SLOTS, FAILOVER, FORGET, MOVE_KEYS, SETSLOT, FixOptions, PlanError, plan_fix,
+    ADD_SLOTS, BUMP_EPOCH, CLAIM_SLOTS, FAILOVER, FORGET, MOVE_KEYS, SETSLOT, FixOptions, PlanError, handed_over,
+    plan_fix, plan_open_slots,
 )
 from ansible_collections.redisops.cluster.plugins.module_utils._slots import count_slots
 from ansible_collections.redisops.cluster.plugins.module_utils._topology import (
@@ -87,6 +88,15 @@ def test_only_importing_moves_the_importers_keys_back():
     slot101 = [step for step in plan_fix(state, {target: {101: 2}}).steps if step.args[:1] == (101,)]
     assert [(s.action, s.node_id) for s in slot101] == [(MOVE_KEYS, target), (SETSLOT, target)]
     assert slot101[0].args[1].endswith(":%d" % state.by_id[source].port) and slot101[1].args[1] == "STABLE"
+
+
+def test_finishing_open_slots_hands_over_only_the_moves_that_go_on():
+    state = open_state()
+    source, target = (obs.myself.id for obs in state.observations[:2])
+    # 100 (open both ways) and 102 (keys already on the target) go to the target; 101 (only importing) and
+    # 102 without keys on the target stay with the source.
+    assert handed_over(plan_open_slots(state, {target: {102: 3}})) == {100: target, 102: target}
+    assert handed_over(plan_open_slots(state, {})) == {100: target}
 
 
 def test_unreachable_master_with_a_replica_is_taken_over_with_consent():
