@@ -237,8 +237,9 @@ def _window(slots: tuple, count: int, key_counts) -> tuple:
     heavy_above = max(ROUND_TRIP_KEYS, 2 * sorted(keys)[len(keys) // 2])
     light = [slot for slot, held in zip(slots, keys) if held <= heavy_above]
     if len(light) <= count:
-        heavy = sorted((held, slot) for slot, held in zip(slots, keys) if held > heavy_above)
-        return tuple(sorted(light + [slot for _held, slot in heavy[:count - len(light)]]))
+        # Every light slot holds fewer keys than every heavy one: the fewest keys first takes them all, then
+        # the lightest of the heavy ones.
+        return _fewest_keys(slots, count, key_counts)
     # cost[i]: keys of light[:i] plus ROUND_TRIP_KEYS per break between two of them.
     cost = [0]
     for index, slot in enumerate(light):
