@@ -771,22 +771,22 @@ def rebalance_table(case: dict, unit: str) -> tuple:
     head = "keys/s" if unit == "keys" else "MB/s (values)"
     lines = ["| tool | keys moved | slots moved | time (s) | %s | keys present after | slot ranges after |" % head,
              "| --- | ---: | ---: | ---: | ---: | --- | ---: |"]
+
+    def module_row(label, run):
+        return ("| redis_cluster_rebalance, %s: module `apply_ms`%s | %d | %d | %.2f | %s | %s | %d |"
+                % (label, ours_note(run), run["keys_moved"], run["slots_moved"], run["seconds"],
+                   speed(run["keys_moved"], run["seconds"]), present(run), run["ranges"]))
+
     ours = runs[0]
-    lines.append("| redis_cluster_rebalance, default options: module `apply_ms`%s | %d | %d | %.2f | %s | %s | %d |"
-                 % (ours_note(ours), ours["keys_moved"], ours["slots_moved"], ours["seconds"],
-                    speed(ours["keys_moved"], ours["seconds"]), present(ours), ours["ranges"]))
+    lines.append(module_row("default options", ours))
     lines.append("| redis_cluster_rebalance: module `elapsed_ms` (observe, count keys, plan, apply, observe) | %d | %d "
                  "| %.2f | %s | (same run) | |"
                  % (ours["keys_moved"], ours["slots_moved"], ours["elapsed"], speed(ours["keys_moved"], ours["elapsed"])))
     lines.append("| redis_cluster_rebalance: ansible-playbook wall time (one task, ansible start-up included) "
                  "| %d | %d | %.2f | %s | (same run) | |"
                  % (ours["keys_moved"], ours["slots_moved"], ours["wall"], speed(ours["keys_moved"], ours["wall"])))
-    fewest = case.get("fewest")
-    if fewest:
-        lines.append("| redis_cluster_rebalance, `slot_choice: fewest_keys`: module `apply_ms`%s | %d | %d | %.2f | %s "
-                     "| %s | %d |" % (ours_note(fewest), fewest["keys_moved"], fewest["slots_moved"], fewest["seconds"],
-                                      speed(fewest["keys_moved"], fewest["seconds"]), present(fewest),
-                                      fewest["ranges"]))
+    if case.get("fewest"):
+        lines.append(module_row("`slot_choice: fewest_keys`", case["fewest"]))
     for run, label in ((runs[1], "`redis-cli --cluster rebalance --cluster-use-empty-masters` (pipeline 10)"),
                        (runs[2], "`redis-cli --cluster rebalance --cluster-use-empty-masters --cluster-pipeline 1000`")):
         lines.append("| %s, wall time | %d | %d | %.2f | %s | %s | %d |"
