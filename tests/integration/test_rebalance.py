@@ -34,9 +34,12 @@ def slot_counts(node) -> dict:
 
 
 def add_empty_master(cluster, extra) -> None:
+    """extra meets the cluster; back once every node knows it and it knows every master's slots (a node just
+    met learns each master's slots from that master's own messages, a moment apart)."""
     cluster[0].call("CLUSTER", "MEET", "127.0.0.1", extra.port, extra.bus_port)
-    wait_for(lambda: all(extra.node_id() in [f[0] for f in cluster_nodes_fields(n)] for n in cluster),
-             message="the new master known everywhere")
+    wait_for(lambda: all(extra.node_id() in [f[0] for f in cluster_nodes_fields(n)] for n in cluster)
+             and master_ranges(extra) == master_ranges(cluster[0]), message="the new master known everywhere, and "
+             "knowing every master's slots")
 
 
 def joined_empty_master(nodes, fresh_nodes) -> tuple:
