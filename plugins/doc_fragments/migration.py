@@ -56,6 +56,10 @@ notes:
   - Moves start only from a sound cluster (every node agrees on slot owners, every slot is served,
     every master reachable). Slots an interrupted run left open are finished first; anything else
     makes the module refuse and point to M(redisops.cluster.redis_cluster_fix).
+  - A node that has yet to learn some slot owners (it names nobody where the others name a master that
+    claims the slot itself, as a node does for a moment after it joins) is no reason to refuse; the moves
+    start once every node agrees, within O(wait_timeout). A node that names another owner, or an owner
+    that no longer claims its slot, is.
   - With slots left open, check mode shows the finishing, then the moves planned from the slot owners
     it leaves. O(expect_state_id) is compared with the state before the finishing, as check mode saw it.
   - A slot moves with C(SETSLOT IMPORTING) on the target and C(MIGRATING) on the source (for many

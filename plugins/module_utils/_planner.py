@@ -529,13 +529,16 @@ def _forget_ghosts(ctx: _FixContext, given_away, promoted) -> list:
 MIGRATE_SLOTS = "migrate_slots"
 
 # Findings that make a cluster unsound for moving slots: fix it first.
-UNSOUND = ("inconsistent_config", "uncovered_slots", "multiple_owners", "node_unreachable")
+UNSOUND = ("uncovered_slots", "multiple_owners", "node_unreachable")
+# Unsound only when critical: a node flagged failing by some only (fail?), or one still learning slot owners, comes
+# right by itself, and the moves wait for it (plan_moves).
+UNSOUND_WHEN_CRITICAL = ("node_failing", "inconsistent_config")
 
 
 def refuse_unsound(state: ClusterState, findings) -> None:
     """Moves start only from a sound cluster (open slots aside: those are finished first)."""
-    problems = [finding.message for finding in findings
-                if finding.kind in UNSOUND or (finding.kind == "node_failing" and finding.severity == CRITICAL)]
+    problems = [finding.message for finding in findings if finding.kind in UNSOUND
+                or (finding.kind in UNSOUND_WHEN_CRITICAL and finding.severity == CRITICAL)]
     if problems:
         raise PlanError("the cluster is not sound enough to move slots (%s); repair it with "
                         "redisops.cluster.redis_cluster_fix first" % "; ".join(problems))
@@ -560,9 +563,9 @@ def plan_moves(state: ClusterState, moves, key_counts) -> Plan:
     """One MIGRATE_SLOTS step per (source, target) move; key_counts: {node id: {slot: keys}}."""
     # A master that just joined refuses keys (CLUSTERDOWN) until its rejoin delay is over: start from a settled
     # cluster, waiting first only when the nodes were not settled when observed.
-    settled = unsettled(state.reachable) is None
-    steps = [Step(WAIT_CONVERGED, "", description="wait until every node agrees on roles and slots")] \
-        if moves and not settled else []
+    unsettled_now = unsettled(state.reachable)
+    steps = [Step(WAIT_CONVERGED, "", description="wait until every node agrees on roles and slots (now: %s)"
+                  % unsettled_now)] if moves and unsettled_now else []
     for move in moves:
         source, target = state.by_id[move.source], state.by_id[move.target]
         slots = tuple(sorted(move.slots))

@@ -589,12 +589,37 @@ def _inconsistent(state: ClusterState):
         differing = sorted(slot for slot in set(owners) | set(reference) if owners.get(slot) != reference.get(slot))
         ranges = ranges_from_slots(differing)
         example = differing[0]
-        yield Finding(
-            "inconsistent_config", CRITICAL,
-            "%s disagrees with the majority view about %d slot(s) %s (e.g. slot %d: it says %s, the majority says %s)"
-            % (state.label(obs.myself.id), len(differing), format_ranges(ranges), example,
-               _owner_name(state, owners.get(example)), _owner_name(state, reference.get(example))),
-            nodes=(obs.myself.id,), slots=ranges)
+        described = "%d slot(s) %s (e.g. slot %d: it says %s, the majority says %s)" % (
+            len(differing), format_ranges(ranges), example, _owner_name(state, owners.get(example)),
+            _owner_name(state, reference.get(example)))
+        if _still_learning(state, obs, owners, differing):
+            yield Finding("inconsistent_config", WARNING,
+                          "%s has yet to learn the owner of %s; it learns each master's slots from that master's "
+                          "own messages, within seconds of meeting it" % (state.label(obs.myself.id), described),
+                          nodes=(obs.myself.id,), slots=ranges)
+        else:
+            yield Finding("inconsistent_config", CRITICAL,
+                          "%s disagrees with the majority view about %s" % (state.label(obs.myself.id), described),
+                          nodes=(obs.myself.id,), slots=ranges)
+
+
+def _still_learning(state: ClusterState, obs, owners: dict, differing) -> bool:
+    """Whether a view differs from the majority only by owners it has not heard of yet: it names nobody where they
+    differ, and each owner the majority names is another node that claims the slot in its own view (a claim every
+    node hears from the claimer in time). An owner that dropped its own slot is never heard claiming it."""
+    if any(slot in owners for slot in differing):
+        return False
+    claimed = {}
+    for slot in differing:
+        owner = state.slot_owners[slot]
+        if owner == obs.myself.id:
+            return False
+        if owner not in claimed:
+            node = state.by_id.get(owner)
+            claimed[owner] = owner_map((node.entry,)) if node is not None and node.reachable else {}
+        if slot not in claimed[owner]:
+            return False
+    return True
 
 
 def _owner_name(state: ClusterState, owner) -> str:

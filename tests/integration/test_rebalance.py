@@ -13,10 +13,11 @@ import signal
 import subprocess
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 from ansible_runner import ANSIBLE_PLAYBOOK, ansible_env, run_module, run_tasks
 from cluster_checks import (
-    Writer, all_keys, assert_healthy, cluster_client, cluster_nodes_fields, cluster_writes, masters, owner_id, own_ranges, raw, reset_stats,
+    Writer, all_keys, assert_healthy, cluster_client, cluster_nodes_fields, cluster_writes, command_counts, masters, owner_id, own_ranges, raw, reset_stats,
     seed, slot_owner, wait_for, write_into_foreign_slot, write_keys,
 )
 from redis.crc import key_slot
@@ -260,6 +261,32 @@ def test_open_slot_is_finished_under_an_approved_plan_and_bad_input_changes_noth
     assert all_keys(everyone) == expected
     assert_healthy(nodes[0])
     assert ok(run_module("redis_cluster_rebalance", seed(nodes)))["changed"] is False
+
+
+def test_a_new_master_still_learning_slot_owners_is_waited_for(cluster3, fresh_nodes):
+    nodes = cluster3
+    expected = write_keys(nodes, 12000)
+    extra, everyone = joined_empty_master(nodes, fresh_nodes)
+    # The new master forgets one master, and for 60 s ignores what others say of it: it names nobody for that
+    # master's slots, as a node just met does until that master's own messages reach it.
+    unheard = nodes[1]
+    extra.call("CLUSTER", "FORGET", unheard.node_id())
+    planned = ok(run_module("redis_cluster_rebalance", seed(nodes), check=True))
+    assert planned["plan"][0].startswith("wait until every node agrees") and extra.address in planned["plan"][0]
+    (learning,) = [f for f in planned["findings"] if f["kind"] == "inconsistent_config"]
+    assert learning["severity"] == "warning" and learning["nodes"] == [extra.node_id()]
+    assert sum(move["slots"] for move in planned["moves"]) == 4096
+    reset_stats(everyone)
+    with ThreadPoolExecutor(1) as pool:
+        run = pool.submit(run_module, "redis_cluster_rebalance", dict(seed(nodes), expect_state_id=planned["state_id"]))
+        # The run reads the new master's view again and again while it waits; then the two meet again.
+        wait_for(lambda: command_counts(extra).get("cluster|nodes", 0) >= 3, message="the run waiting")
+        assert cluster_writes(everyone) == []
+        extra.call("CLUSTER", "MEET", "127.0.0.1", unheard.port, unheard.bus_port)
+        result = ok(run.result())
+    assert result["slots_moved"] == 4096 and sorted(slot_counts(nodes[0]).values()) == [4096] * 4
+    assert all_keys(everyone) == expected
+    assert_healthy(nodes[0])
 
 
 def test_reshard_exactly_n_and_named_slots(cluster6):

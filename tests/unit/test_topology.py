@@ -15,6 +15,7 @@ from ansible_collections.redisops.cluster.plugins.module_utils._topology import 
     observation_from_replies, parse_cluster_nodes, parse_cluster_nodes_line, parse_info, parse_node_spec,
     parse_node_specs, split_address,
 )
+from ansible_collections.redisops.cluster.plugins.module_utils._planner import PlanError, refuse_unsound
 
 DATA = os.path.join(os.path.dirname(__file__), "data")
 OK_INFO = "cluster_state:ok\r\ncluster_known_nodes:6\r\n"
@@ -257,3 +258,53 @@ def test_keys_in_unserved_slots():
     obs = dataclasses.replace(observe("healthy_hostnames.txt"), foreign_keys=((6000, 2), (6001, 1)))
     (finding,) = [f for f in assess(ClusterState((obs,))) if f.kind == "multiple_owners"]
     assert finding.slots == ((6000, 6001),) and "3 key(s)" in finding.message and finding.nodes == (obs.myself.id,)
+
+
+def view_of(text: str, port: int, drop_slots_of=()) -> NodeObservation:
+    """The captured cluster as the node at port sees it, without the slots of the nodes at ports drop_slots_of."""
+    lines = []
+    for line in text.splitlines():
+        fields, entry = line.split(), parse_cluster_nodes_line(line)
+        fields[2] = ("myself," if entry.port == port else "") + fields[2].replace("myself,", "")
+        if entry.port in drop_slots_of:
+            fields = fields[:8]
+        lines.append(" ".join(fields))
+    return observation_from_replies(NodeAddress("127.0.0.1", port), "\n".join(lines), OK_INFO, "")
+
+
+def healthy_views(changed: dict) -> ClusterState:
+    """Every node's view of the captured cluster; changed: port -> ports whose slots that node's view lacks."""
+    text = read("healthy_hostnames.txt")
+    ports = [entry.port for entry in parse_cluster_nodes(text)]
+    return ClusterState(tuple(view_of(text, port, changed.get(port, ())) for port in ports))
+
+
+def test_a_view_that_has_yet_to_learn_owners_is_a_warning_and_moves_wait_for_it():
+    # The node at 40005 knows 52627 but not yet the slots 52627 claims, as just after it met the cluster.
+    state = healthy_views({40005: (52627,)})
+    (learning,) = [f for f in assess(state) if f.kind == "inconsistent_config"]
+    assert learning.severity == "warning" and learning.slots == ((10923, 16383),)
+    assert "has yet to learn the owner of 5461 slot(s) 10923-16383" in learning.message
+    refuse_unsound(state, assess(state))
+
+
+def test_a_view_missing_an_owner_that_dropped_its_slots_is_critical():
+    # The owner at 52627 dropped its own slots (CLUSTER DELSLOTS there): nobody will hear it claim them again.
+    state = healthy_views({40005: (52627,), 52627: (52627,)})
+    findings = [f for f in assess(state) if f.kind == "inconsistent_config"]
+    assert len(findings) == 2 and {f.severity for f in findings} == {"critical"}
+    assert all("disagrees with the majority view about 5461 slot(s)" in f.message for f in findings)
+    with pytest.raises(PlanError, match="not sound enough"):
+        refuse_unsound(state, assess(state))
+
+
+def test_a_view_naming_another_owner_is_critical():
+    text = read("healthy_hostnames.txt")
+    ports = [entry.port for entry in parse_cluster_nodes(text)]
+    # 40005 believes 39687 serves 10923-16383 too.
+    odd = text.replace("connected 10923-16383", "connected").replace("connected 0-5460", "connected 0-5460 10923-16383")
+    state = ClusterState(tuple(view_of(odd if port == 40005 else text, port) for port in ports))
+    (finding,) = [f for f in assess(state) if f.kind == "inconsistent_config"]
+    assert finding.severity == "critical" and "disagrees" in finding.message
+    with pytest.raises(PlanError, match="not sound enough"):
+        refuse_unsound(state, assess(state))
