@@ -97,6 +97,7 @@ class ConnectionOptions:
 
 _WORDS = {}  # str or int argument -> its RESP bulk string: command names, node ids, hosts and slot numbers repeat
 _MAX_WORDS = 65536
+LONG_COMMAND = 16  # arguments past which hiredis packs a command
 _HEADERS = tuple(b"*%d\r\n" % count for count in range(64))
 
 
@@ -127,6 +128,10 @@ def pack_commands(commands) -> bytes:
     words = _WORDS
     for command in commands:
         count = len(command)
+        if count > LONG_COMMAND and hiredis is not None:
+            # A MIGRATE of dozens of keys: hiredis packs those in half the time.
+            append(hiredis.pack_command(tuple(command)))
+            continue
         append(_HEADERS[count] if count < 64 else b"*%d\r\n" % count)
         for value in command:
             kind = type(value)
@@ -139,6 +144,50 @@ def pack_commands(commands) -> bytes:
             else:
                 raise TypeError("cannot send %s to Redis" % kind.__name__)
     return b"".join(chunks)
+
+
+SLOT = object()  # where per_slot puts each slot in a command template
+
+
+class Packed:
+    """Commands already in RESP (count of them), sent as they are."""
+
+    __slots__ = ("data", "count")
+
+    def __init__(self, data: bytes, count: int):
+        self.data = data
+        self.count = count
+
+
+def per_slot(slots, *templates) -> Packed:
+    """The templates' commands for every slot in turn, SLOT replaced by the slot. A move sends each of its per-slot
+    commands for thousands of slots: packed around the slot once, they cost a third of packing each command."""
+    pieces = []
+    for template in templates:
+        at = template.index(SLOT)
+        pieces.append((_header(len(template)) + _args(template[:at]), _args(template[at + 1:])))
+    words = _WORDS
+    chunks = []
+    extend = chunks.extend
+    for slot in slots:
+        word = words.get(slot) or _word(slot)
+        for head, tail in pieces:
+            extend((head, word, tail))
+    return Packed(b"".join(chunks), len(slots) * len(templates))
+
+
+def _header(count: int) -> bytes:
+    return _HEADERS[count] if count < 64 else b"*%d\r\n" % count
+
+
+def _args(values) -> bytes:
+    """values as RESP bulk strings, without the array header."""
+    return pack_commands([values])[len(_header(len(values))):]
+
+
+def command_count(commands) -> int:
+    """How many replies commands (tuples and Packed) get."""
+    return sum(command.count if isinstance(command, Packed) else 1 for command in commands)
 
 
 class NodeConnection:
@@ -178,6 +227,14 @@ class NodeConnection:
         receive() reads later. The node starts on the first write while the next ones are packed."""
         sent, group, words = 0, [], 0
         for command in commands:
+            if isinstance(command, Packed):
+                if group:
+                    self._conn.send_packed_command([pack_commands(group)])
+                    sent, group, words = sent + len(group), [], 0
+                if command.count:
+                    self._conn.send_packed_command([command.data])
+                sent += command.count
+                continue
             group.append(command)
             words += len(command)
             if words >= SEND_WORDS:
@@ -335,7 +392,7 @@ def count_keys(state: ClusterState, options: ConnectionOptions, slots_to_count) 
         obs, slots = job
         try:
             with NodeConnection(obs.address.host, obs.address.port, options) as conn:
-                replies = conn.pipeline(("CLUSTER", "COUNTKEYSINSLOT", slot) for slot in slots)
+                replies = conn.pipeline([per_slot(slots, ("CLUSTER", "COUNTKEYSINSLOT", SLOT))])
         except (RedisError, OSError) as exc:
             raise ClusterClientError("counting keys on %s failed: %s" % (obs.address.key, describe_error(exc))) from None
         return obs.myself.id, {slot: n for slot, n in zip(slots, replies) if isinstance(n, int) and n > 0}

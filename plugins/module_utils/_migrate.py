@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import time
 
-from ._client import ResponseError
+from ._client import SLOT, ResponseError, command_count, per_slot
 
 DEFAULT_PIPELINE = 1000
 DEFAULT_TIMEOUT_MS = 60000
@@ -166,11 +166,12 @@ def move_slots(source, target, others, pair, slots, options, pipeline: int = DEF
         mover.empty(batch, listed)
         following = batches[index + 1] if index + 1 < len(batches) else []
         _hand_over_on_target(target, batch, target_id, _importing(following, source_id))
-        listed = _hand_over_on_source(source, batch, target_id, _migrating(following, target_id) + _listing(following, page))
+        owned_by = _owned_by(batch, target_id)
+        listed = _hand_over_on_source(source, batch, owned_by, _migrating(following, target_id) + _listing(following, page))
         # The other masters are told now and answer while the next batch moves: a master that is itself
         # giving slots away answers only between its MIGRATEs.
         for position, conn in enumerate(others):
-            told[position] += conn.send(("CLUSTER", "SETSLOT", slot, "NODE", target_id) for slot in batch)
+            told[position] += conn.send(owned_by)
         mover.batch_done(len(batch))
     for conn, count in zip(others, told):
         # Another move may have drained a master told here, which then refused.
@@ -178,16 +179,22 @@ def move_slots(source, target, others, pair, slots, options, pipeline: int = DEF
     return mover.moved
 
 
+# Each returns a list that adds to a pipeline's commands.
+
 def _importing(batch, source_id: str) -> list:
-    return [("CLUSTER", "SETSLOT", slot, "IMPORTING", source_id) for slot in batch]
+    return [per_slot(batch, ("CLUSTER", "SETSLOT", SLOT, "IMPORTING", source_id))]
 
 
 def _migrating(batch, target_id: str) -> list:
-    return [("CLUSTER", "SETSLOT", slot, "MIGRATING", target_id) for slot in batch]
+    return [per_slot(batch, ("CLUSTER", "SETSLOT", SLOT, "MIGRATING", target_id))]
 
 
 def _listing(batch, page: int) -> list:
-    return [("CLUSTER", "GETKEYSINSLOT", slot, page) for slot in batch]
+    return [per_slot(batch, ("CLUSTER", "GETKEYSINSLOT", SLOT, page))]
+
+
+def _owned_by(batch, target_id: str) -> list:
+    return [per_slot(batch, ("CLUSTER", "SETSLOT", SLOT, "NODE", target_id))]
 
 
 def _opened_on_source(replies, count: int) -> list:
@@ -284,21 +291,21 @@ def _hand_over_on_target(target, batch, target_id: str, then) -> None:
     bump and one broadcast carrying the whole batch follow. MULTI/EXEC keeps any client from seeing a slot
     between STABLE and NODE (neither importing nor owned).
     """
-    commands = [("MULTI",)]
-    for slot in batch[:-1]:
-        commands += [("CLUSTER", "SETSLOT", slot, "STABLE"), ("CLUSTER", "SETSLOT", slot, "NODE", target_id)]
-    commands += [("CLUSTER", "SETSLOT", batch[-1], "NODE", target_id), ("EXEC",)]
+    commands = [("MULTI",), per_slot(batch[:-1], ("CLUSTER", "SETSLOT", SLOT, "STABLE"),
+                                     ("CLUSTER", "SETSLOT", SLOT, "NODE", target_id)),
+                ("CLUSTER", "SETSLOT", batch[-1], "NODE", target_id), ("EXEC",)]
+    count = command_count(commands)
     replies = target.pipeline(commands + then)
-    outcome = replies[len(commands) - 1]
-    _check(replies[:len(commands) - 1], "handing slots to the target")
+    outcome = replies[count - 1]
+    _check(replies[:count - 1], "handing slots to the target")
     _check(outcome if isinstance(outcome, list) else [outcome], "handing slots to the target")
-    _check(replies[len(commands):], "opening slots on the target")
+    _check(replies[count:], "opening slots on the target")
 
 
-def _hand_over_on_source(source, batch, target_id: str, then) -> list:
-    """SETSLOT NODE for the batch on the source, then `then` (the next batch's MIGRATING and GETKEYSINSLOT); the
-    keys listed for the next batch."""
-    replies = source.pipeline([("CLUSTER", "SETSLOT", slot, "NODE", target_id) for slot in batch] + then)
+def _hand_over_on_source(source, batch, owned_by, then) -> list:
+    """SETSLOT NODE for the batch on the source (owned_by), then `then` (the next batch's MIGRATING and
+    GETKEYSINSLOT); the keys listed for the next batch."""
+    replies = source.pipeline(owned_by + then)
     # After its last slot the source may already be the target's replica.
     _check(replies[:len(batch)], "handing slots over on the source", _turned_replica)
-    return _opened_on_source(replies[len(batch):], len(then) // 2)
+    return _opened_on_source(replies[len(batch):], command_count(then) // 2)

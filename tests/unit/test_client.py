@@ -12,7 +12,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 from redis.connection import Connection
 
-from ansible_collections.redisops.cluster.plugins.module_utils._client import describe_error, pack_commands
+from ansible_collections.redisops.cluster.plugins.module_utils._client import (
+    SLOT, command_count, describe_error, pack_commands, per_slot,
+)
 
 ARGUMENT = st.one_of(
     st.binary(max_size=40),
@@ -44,9 +46,24 @@ def test_equal_numbers_of_different_types_are_packed_apart():
 
 
 @pytest.mark.parametrize("value", [True, None, object()])
-def test_values_redis_cannot_take_are_refused(value):
+@pytest.mark.parametrize("more", [0, 30])
+def test_values_redis_cannot_take_are_refused(value, more):
+    # A short command and one long enough for hiredis to pack.
     with pytest.raises(TypeError):
-        pack_commands([("SET", "key", value)])
+        pack_commands([("SET", "key", value) + ("x",) * more])
+
+
+TEMPLATES = [("CLUSTER", "SETSLOT", SLOT, "IMPORTING", "a" * 40), ("CLUSTER", "SETSLOT", SLOT, "STABLE"),
+             ("CLUSTER", "GETKEYSINSLOT", SLOT, 8000), (SLOT,), ("X", SLOT, b"\x00\r\n", 1.5)]
+
+
+@given(st.lists(st.integers(min_value=0, max_value=16383), max_size=50),
+       st.lists(st.sampled_from(TEMPLATES), min_size=1, max_size=3))
+def test_commands_per_slot_are_packed_as_each_command_would_be(slots, templates):
+    packed = per_slot(slots, *templates)
+    expanded = [tuple(slot if value is SLOT else value for value in template) for slot in slots for template in templates]
+    assert packed.data == pack_commands(expanded) and packed.count == len(expanded)
+    assert command_count([("MULTI",), packed, ("EXEC",)]) == len(expanded) + 2
 
 
 @pytest.mark.parametrize("error, hint", [
