@@ -46,6 +46,8 @@ import tempfile
 import threading
 import time
 
+import hiredis
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "tests", "lib"))
 
@@ -72,6 +74,7 @@ FLOOR_KEYS_PER_MIGRATE = 1000
 SEND_CHUNK = 4 << 20  # bytes of commands per write while loading data
 TARGETS = (("redis-cli rebalance, default pipeline", 8.0), ("redis-cli rebalance, --cluster-pipeline 1000", 5.0))
 FLOOR_TARGET = 0.40
+REPEATS = int(os.environ.get("BENCH_REPEATS", "3"))  # runs of the module's default options and of the floors
 CLI_DEFAULT = "redis-cli rebalance, default pipeline"
 CLI_P1000 = "redis-cli rebalance, --cluster-pipeline 1000"
 
@@ -425,7 +428,13 @@ def default_params(**given) -> dict:
 
 def phase_name(commands) -> str:
     """A pipeline named by what it does, from its first command (a move's pipelines each start differently)."""
-    first = commands[0]
+    first = next((command for command in commands if not isinstance(command, _client.Packed) or command.count), None)
+    if first is None:
+        return "nothing (no slot left to open)"
+    if isinstance(first, _client.Packed):
+        reader = hiredis.Reader()
+        reader.feed(first.data)
+        first = reader.gets()
     words = [word.decode() if isinstance(word, bytes) else str(word) for word in first]
     if words[0] == "MIGRATE":
         return "MIGRATE (then GETKEYSINSLOT again for slots with more keys)"
@@ -471,7 +480,7 @@ def breakdown(dataset: Dataset, masters: int, empty_master: bool, decide, **give
             phase = phase_name(commands)
             record("pipeline: " + phase, time.perf_counter() - started)
             calls, total = timings.get("commands: " + phase, (0, 0.0))
-            timings["commands: " + phase] = (calls + len(commands), total)
+            timings["commands: " + phase] = (calls + _client.command_count(commands), total)
 
     patches = [(_moves, "observe_cluster", timed("observe the cluster before the moves (discovery)",
                                                  _moves.observe_cluster)),
@@ -659,17 +668,30 @@ def cluster_floor(dataset: Dataset, decide) -> dict:
 # The cases
 
 
+def median_run(runs: list) -> dict:
+    """The run of median time, with every run's time: one run on a noisy machine can be off by a tenth."""
+    chosen = dict(sorted(runs, key=lambda run: run["seconds"])[len(runs) // 2])
+    chosen["all_seconds"] = [run["seconds"] for run in runs]
+    return chosen
+
+
+def spread(run: dict) -> str:
+    """', median of N runs (times)' for a repeated run."""
+    times = run.get("all_seconds", ())
+    return ", median of %d runs (%s s)" % (len(times), ", ".join("%.3f" % t for t in times)) if len(times) > 1 else ""
+
+
 def case_a() -> dict:
     keys = [b"key:%d" % index for index in range(KEYS_A)]
     data = Dataset("case A", keys, VALUE_A)
-    ours = run_tool("redis_cluster_rebalance", 3, data, True, ours_rebalance())
+    ours = median_run([run_tool("redis_cluster_rebalance", 3, data, True, ours_rebalance()) for _run in range(REPEATS)])
     cli = run_tool(CLI_DEFAULT, 3, data, True, cli_rebalance())
     cli1000 = run_tool(CLI_P1000, 3, data, True, cli_rebalance(1000))
     fewest = run_tool("redis_cluster_rebalance, slot_choice fewest_keys", 3, data, True,
                       ours_rebalance(slot_choice="fewest_keys"))
-    fixed = floor(data, ours["keys_moved"], "fixed")
+    fixed = median_run([floor(data, ours["keys_moved"], "fixed") for _run in range(REPEATS)])
     by_slot = floor(data, ours["keys_moved"], "slot")
-    in_cluster = cluster_floor(data, rebalance_module.decide)
+    in_cluster = median_run([cluster_floor(data, rebalance_module.decide) for _run in range(REPEATS)])
     diag = breakdown(data, 3, True, rebalance_module.decide)
     return {"data": data, "runs": [ours, cli, cli1000], "fewest": fewest, "floor": fixed, "floor_slot": by_slot,
             "floor_cluster": in_cluster, "diag": diag}
@@ -697,12 +719,12 @@ def case_c(tags) -> dict:
             keys.append(b"{%s}:big%d" % (tags[slot], index))
             slots.append(slot)
     data = Dataset("case C", keys, VALUE_C, slots=slots)
-    ours = run_tool("redis_cluster_rebalance", 3, data, True, ours_rebalance())
+    ours = median_run([run_tool("redis_cluster_rebalance", 3, data, True, ours_rebalance()) for _run in range(REPEATS)])
     cli = run_tool(CLI_DEFAULT, 3, data, True, cli_rebalance())
     cli1000 = run_tool(CLI_P1000, 3, data, True, cli_rebalance(1000))
-    fixed = floor(data, ours["keys_moved"], "fixed")
+    fixed = median_run([floor(data, ours["keys_moved"], "fixed") for _run in range(REPEATS)])
     by_slot = floor(data, ours["keys_moved"], "slot")
-    in_cluster = cluster_floor(data, rebalance_module.decide)
+    in_cluster = median_run([cluster_floor(data, rebalance_module.decide) for _run in range(REPEATS)])
     return {"data": data, "runs": [ours, cli, cli1000], "floor": fixed, "floor_slot": by_slot,
             "floor_cluster": in_cluster}
 
@@ -773,8 +795,8 @@ def rebalance_table(case: dict, unit: str) -> tuple:
              "| --- | ---: | ---: | ---: | ---: | --- | ---: |"]
 
     def module_row(label, run):
-        return ("| redis_cluster_rebalance, %s: module `apply_ms`%s | %d | %d | %.2f | %s | %s | %d |"
-                % (label, ours_note(run), run["keys_moved"], run["slots_moved"], run["seconds"],
+        return ("| redis_cluster_rebalance, %s: module `apply_ms`%s%s | %d | %d | %.2f | %s | %s | %d |"
+                % (label, spread(run), ours_note(run), run["keys_moved"], run["slots_moved"], run["seconds"],
                    speed(run["keys_moved"], run["seconds"]), present(run), run["ranges"]))
 
     ours = runs[0]
@@ -798,11 +820,11 @@ def rebalance_table(case: dict, unit: str) -> tuple:
                       (case["floor_slot"], "for reference: the same raw MIGRATE with the keys grouped by hash slot "
                        "(%.1f keys per MIGRATE, as in a cluster), pipelined" % per_slot)):
         shown = speed(fl["keys_moved"], fl["seconds"]) if fl["seconds"] else "-"
-        lines.append("| %s | %d | - | %.3f | %s | - | - |" % (label, fl["keys_moved"], fl["seconds"], shown))
+        lines.append("| %s%s | %d | - | %.3f | %s | - | - |" % (label, spread(fl), fl["keys_moved"], fl["seconds"], shown))
     alone = case["floor_cluster"]
     lines.append("| for reference: the MIGRATEs alone, in an identical cluster: the module's slots, opened and listed "
-                 "beforehand (untimed), one pipeline of per-slot MIGRATEs from each of the %d sources at once | %d | - "
-                 "| %.3f | %s | - | - |" % (alone["sources"], alone["keys_moved"], alone["seconds"],
+                 "beforehand (untimed), one pipeline of per-slot MIGRATEs from each of the %d sources at once%s | %d | - "
+                 "| %.3f | %s | - | - |" % (alone["sources"], spread(alone), alone["keys_moved"], alone["seconds"],
                                             speed(alone["keys_moved"], alone["seconds"])))
     rates = {"ours": rate(ours["keys_moved"], ours["seconds"]),
              "ours_wall": rate(ours["keys_moved"], ours["wall"]),
@@ -817,8 +839,10 @@ def rebalance_table(case: dict, unit: str) -> tuple:
 def report(a: dict, b: dict, c: dict, load: tuple, total: float) -> str:
     lines = [SECTION, ""]
     lines.append(
-        "Measured by `make bench` (`bench/migrate_bench.py`) on %s: %d cores, %s. One run per tool, in one "
-        "command; every tool gets a freshly built cluster on loopback with the same topology and the same keys "
+        "Measured by `make bench` (`bench/migrate_bench.py`) on %s: %d cores, %s. One command; the module with "
+        "default options in cases A and C, the floor and the MIGRATEs alone in the cluster run %d times each and "
+        "the run of median time counts, every other tool runs once (these machines are noisy: one run of a "
+        "fraction of a second can be off by a tenth). Every run gets a freshly built cluster on loopback with the same topology and the same keys "
         "and values; masters only (no replicas). Our modules run through a one-task `ansible-playbook` with "
         "default options; their rate uses the module's own `apply_ms` (the moves plus the convergence wait "
         "after them, and one before them when the cluster was not settled) and the keys that arrived; redis-cli's uses its wall time. Keys moved and "
@@ -826,7 +850,7 @@ def report(a: dict, b: dict, c: dict, load: tuple, total: float) -> str:
         "sum of DBSIZE over the masters is compared with the keys written and `redis-cli --cluster check` "
         "must pass (column \"keys present after\"). Load average (1 min) at the start and the end: %.1f and "
         "%.1f; other work on the machine shows up as noise. Whole run: %.0f s."
-        % (datetime.date.today().isoformat(), os.cpu_count(), versions(REDIS_SERVER), load[0], load[1], total))
+        % (datetime.date.today().isoformat(), os.cpu_count(), versions(REDIS_SERVER), REPEATS, load[0], load[1], total))
     lines += ["", "### A: rebalance onto an empty master, %d keys of %d bytes" % (len(a["data"]), a["data"].size), "",
               "3 masters hold %d keys (`key:0` ... `key:%d`, values of %d bytes); a 4th, empty master joins "
               "(CLUSTER MEET, then every node agrees and reports cluster_state:ok); then the rebalance. With its "
