@@ -428,9 +428,7 @@ def default_params(**given) -> dict:
 
 def phase_name(commands) -> str:
     """A pipeline named by what it does, from its first command (a move's pipelines each start differently)."""
-    first = next((command for command in commands if not isinstance(command, _client.Packed) or command.count), None)
-    if first is None:
-        return "nothing (no slot left to open)"
+    first = next(command for command in commands if not isinstance(command, _client.Packed) or command.count)
     if isinstance(first, _client.Packed):
         reader = hiredis.Reader()
         reader.feed(first.data)
@@ -471,7 +469,7 @@ def breakdown(dataset: Dataset, masters: int, empty_master: bool, decide, **give
 
     def pipeline(self, commands):
         commands = list(commands)
-        if not commands:
+        if not _client.command_count(commands):  # nothing to send: no round trip
             return []
         started = time.perf_counter()
         try:
