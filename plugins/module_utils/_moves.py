@@ -131,7 +131,14 @@ def _decide(decide, params, state, counts, holdings: dict) -> tuple:
     try:
         return decide(params, state, holdings, keys_by_slot), keys_by_slot
     except SharesError as exc:
-        raise PlanError(str(exc)) from None
+        raise PlanError(_named(str(exc), state)) from None
+
+
+def _named(message: str, state) -> str:
+    """message with each node id it holds (the shares speak in ids) given as the node's address and short id."""
+    for node in state.nodes:
+        message = message.replace(node.id, state.label(node.id))
+    return message
 
 
 def _finish_open_slots(state, plan, options, settings, wait_timeout) -> list:

@@ -293,15 +293,15 @@ def reshard(holdings: dict, target: str, count: int, sources=None, key_counts=No
     held = _held(holdings, complete=False)
     _check_target(held, target)
     if isinstance(count, bool) or not isinstance(count, int) or not 0 < count <= SLOT_COUNT:
-        raise SharesError("the number of slots to move must be a whole number from 1 to %d, got %r"
+        raise SharesError("slots (the number of slots to move) must be a whole number from 1 to %d, got %r"
                           % (SLOT_COUNT, count))
     givers = _sources(held, target, sources)
     have = sum(len(held[node]) for node in givers)
     if not have:
-        raise SharesError("the sources of %s (%s) hold no slots: name masters that hold slots"
+        raise SharesError("the sources (from) of %s (%s) hold no slots: name masters that hold slots"
                           % (target, ", ".join(givers) or "no other master"))
     if have < count:
-        raise SharesError("%d slots asked for %s, but its sources (%s) hold only %d: ask for %d or fewer,"
+        raise SharesError("%d slots asked for %s, but its sources (from: %s) hold only %d: ask for %d or fewer,"
                           " or add sources"
                           % (count, target, ", ".join(givers), have, have))
     split = _largest_remainder(count, {node: len(held[node]) for node in givers})
@@ -333,7 +333,7 @@ def reshard_slots(holdings: dict, target: str, slots) -> tuple:
 
 def _check_target(held: dict, target: str) -> None:
     if target not in held:
-        raise SharesError("target %s is not a master of the cluster: make it a master (add it as one) first"
+        raise SharesError("the target (to) %s is not a master of the cluster: make it a master (add it as one) first"
                           % (target,))
 
 
@@ -345,12 +345,12 @@ def _sources(held: dict, target: str, sources) -> tuple:
     chosen = sorted(set(sources))
     unknown = [str(node) for node in chosen if node not in held]
     if unknown:
-        raise SharesError("sources names %s, not a master of the cluster: take slots from masters only"
+        raise SharesError("from names %s, not a master of the cluster: take slots from masters only"
                           % ", ".join(unknown))
     if target in chosen:
-        raise SharesError("%s is both the target and a source: leave it out of sources" % target)
+        raise SharesError("%s is both the target (to) and a source (from): leave it out of from" % target)
     if not chosen:
-        raise SharesError("sources is empty: name the masters to take slots from, or leave it out to use"
+        raise SharesError("from is empty: name the masters to take slots from, or give [all] to use"
                           " every other master")
     return tuple(chosen)
 

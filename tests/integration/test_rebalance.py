@@ -305,6 +305,11 @@ def test_reshard_exactly_n_and_named_slots(cluster6):
     assert named["changed"] and again["changed"] is False
     too_many = run_module("redis_cluster_reshard", dict(seed(nodes), to=target.address, slots=16000))
     assert too_many["failed"] and "hold only" in too_many["msg"]
+    # Nodes are named by address, never by bare id; the options by their names.
+    assert target.address in too_many["msg"] and target.node_id() not in too_many["msg"]
+    itself = run_module("redis_cluster_reshard", dict(seed(nodes), to=target.address, slots=1, **{"from": [target.address]}))
+    assert itself["failed"] and "%s (%s) is both the target (to) and a source (from)" % (
+        target.address, target.node_id()[:8]) in itself["msg"]
     unknown = run_module("redis_cluster_reshard", dict(seed(nodes), to="10.9.9.9:1", slots=1))
     assert unknown["failed"] and unknown["msg"].startswith("to:")
     # Bad input fails before the first write, however late the option would first be used.

@@ -497,14 +497,14 @@ def test_holdings_errors():
 
 
 @pytest.mark.parametrize("args, kwargs, message", [
-    (("zz", 10), {}, "target zz is not a master"),
+    (("zz", 10), {}, "target \\(to\\) zz is not a master"),
     (("a", 0), {}, "from 1 to 16384, got 0"),
     (("a", 16385), {}, "from 1 to 16384, got 16385"),
-    (("a", True), {}, "whole number"),
-    (("c", 10001), {}, "10001 slots asked for c, but its sources \\(a, b\\) hold only 10000"),
-    (("c", 10), {"sources": ["a", "zz"]}, "sources names zz"),
-    (("c", 10), {"sources": ["a", "c"]}, "c is both the target and a source"),
-    (("c", 10), {"sources": []}, "sources is empty"),
+    (("a", True), {}, "slots \\(the number of slots to move\\) must be a whole number"),
+    (("c", 10001), {}, "10001 slots asked for c, but its sources \\(from: a, b\\) hold only 10000"),
+    (("c", 10), {"sources": ["a", "zz"]}, "from names zz"),
+    (("c", 10), {"sources": ["a", "c"]}, "c is both the target \\(to\\) and a source \\(from\\)"),
+    (("c", 10), {"sources": []}, "from is empty"),
 ])
 def test_reshard_errors(args, kwargs, message):
     with pytest.raises(SharesError, match=message):
@@ -517,5 +517,5 @@ def test_reshard_slots_errors():
         reshard_slots(holdings, "a", [100, 101, 102, 5])
     with pytest.raises(SharesError, match="slot 16384 is not a slot number"):
         reshard_slots(holdings, "a", [16384])
-    with pytest.raises(SharesError, match="target zz is not a master"):
+    with pytest.raises(SharesError, match="target \\(to\\) zz is not a master"):
         reshard_slots(holdings, "zz", [5])
