@@ -120,6 +120,10 @@ def _word(value) -> bytes:
     return piece
 
 
+def _header(count: int) -> bytes:
+    return _HEADERS[count] if count < 64 else b"*%d\r\n" % count
+
+
 def pack_commands(commands) -> bytes:
     """RESP for many commands at once. redis-py's own packer costs more than the server's work for the pipelines
     of small commands a move sends (tens of thousands of SETSLOT, GETKEYSINSLOT and MIGRATE)."""
@@ -132,7 +136,7 @@ def pack_commands(commands) -> bytes:
             # A MIGRATE of dozens of keys: hiredis packs those in half the time.
             append(hiredis.pack_command(tuple(command)))
             continue
-        append(_HEADERS[count] if count < 64 else b"*%d\r\n" % count)
+        append(_header(count))
         for value in command:
             kind = type(value)
             if kind is bytes:  # keys and values: _bulk inlined, it runs once per key moved
@@ -174,10 +178,6 @@ def per_slot(slots, *templates) -> Packed:
         for head, tail in pieces:
             extend((head, word, tail))
     return Packed(b"".join(chunks), len(slots) * len(templates))
-
-
-def _header(count: int) -> bytes:
-    return _HEADERS[count] if count < 64 else b"*%d\r\n" % count
 
 
 def _args(values) -> bytes:

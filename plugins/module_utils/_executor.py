@@ -14,7 +14,9 @@ import json
 import threading
 import time
 
-from ._client import ClusterClientError, NodeConnection, RedisError, ResponseError, fan_out, observe_node, resolve_ip
+from ._client import (
+    SLOT, ClusterClientError, NodeConnection, RedisError, ResponseError, fan_out, observe_node, per_slot, resolve_ip,
+)
 from ._migrate import DEFAULT_PIPELINE, DEFAULT_TIMEOUT_MS, KeyConflict, cluster_down, move_slot_keys, move_slots
 from ._planner import (
     ADD_SLOTS, BUMP_EPOCH, CLAIM_SLOTS, FAILOVER, FORGET, MEET, MIGRATE_SLOTS, MOVE_KEYS, REPLICATE, SET_EPOCH, SETSLOT, WAIT_CONVERGED,
@@ -128,8 +130,8 @@ class Executor:
         self.connection(step.node).call("CLUSTER", "SETSLOT", *step.args)
 
     def claim_slots(self, step) -> None:
-        replies = self.connection(step.node).pipeline(("CLUSTER", "SETSLOT", slot, "NODE", step.node_id)
-                                                      for slot in slots_from_ranges(step.args))
+        claimed = per_slot(list(slots_from_ranges(step.args)), ("CLUSTER", "SETSLOT", SLOT, "NODE", step.node_id))
+        replies = self.connection(step.node).pipeline([claimed])
         errors = [reply for reply in replies if isinstance(reply, Exception)]
         if errors:
             raise errors[0]

@@ -167,7 +167,7 @@ def move_slots(source, target, others, pair, slots, options, pipeline: int = DEF
         following = batches[index + 1] if index + 1 < len(batches) else []
         _hand_over_on_target(target, batch, target_id, _importing(following, source_id))
         owned_by = _owned_by(batch, target_id)
-        listed = _hand_over_on_source(source, batch, owned_by, _migrating(following, target_id) + _listing(following, page))
+        listed = _hand_over_on_source(source, owned_by, _migrating(following, target_id) + _listing(following, page))
         # The other masters are told now and answer while the next batch moves: a master that is itself
         # giving slots away answers only between its MIGRATEs.
         for position, conn in enumerate(others):
@@ -302,10 +302,11 @@ def _hand_over_on_target(target, batch, target_id: str, then) -> None:
     _check(replies[count:], "opening slots on the target")
 
 
-def _hand_over_on_source(source, batch, owned_by, then) -> list:
-    """SETSLOT NODE for the batch on the source (owned_by), then `then` (the next batch's MIGRATING and
+def _hand_over_on_source(source, owned_by, then) -> list:
+    """SETSLOT NODE for a batch on the source (owned_by), then `then` (the next batch's MIGRATING and
     GETKEYSINSLOT); the keys listed for the next batch."""
     replies = source.pipeline(owned_by + then)
+    handed = command_count(owned_by)
     # After its last slot the source may already be the target's replica.
-    _check(replies[:len(batch)], "handing slots over on the source", _turned_replica)
-    return _opened_on_source(replies[len(batch):], command_count(then) // 2)
+    _check(replies[:handed], "handing slots over on the source", _turned_replica)
+    return _opened_on_source(replies[handed:], command_count(then) // 2)
