@@ -15,6 +15,7 @@ import hashlib
 from collections import Counter
 from types import MappingProxyType
 
+from ._ownership import SlotOwnership, owner_map
 from ._slots import SLOT_COUNT, count_slots, format_ranges, parse_slot_token, ranges_from_slots
 
 LABEL_KEYS = ("zone", "rack", "hostname")
@@ -429,18 +430,18 @@ class ClusterState:
         return MappingProxyType(owner_map(self.majority_view.entries) if self.majority_view else {})
 
     @functools.cached_property
+    def ownership(self) -> SlotOwnership:
+        """Who serves each slot in its own view, and who says what about it (no key counts)."""
+        return SlotOwnership(self)
+
+    @functools.cached_property
     def slots_covered(self) -> int:
-        return len(self.slot_owners)
+        """Slots a reachable master serves in its own view; hearsay covers nothing."""
+        return len(self.ownership.covered)
 
     def label(self, node_id: str) -> str:
         node = self.by_id.get(node_id)
         return node.describe() if node else node_id[:8]
-
-
-def owner_map(entries) -> dict:
-    """slot -> owner id in one node's view."""
-    return {slot: entry.id for entry in entries if entry.is_master
-            for first, last in entry.slots for slot in range(first, last + 1)}
 
 
 def slot_signature(entries) -> frozenset:
@@ -629,25 +630,20 @@ def _owner_name(state: ClusterState, owner) -> str:
 def _uncovered(state: ClusterState):
     if not state.views:
         return
-    uncovered = ranges_from_slots(slot for slot in range(SLOT_COUNT) if slot not in state.slot_owners)
+    uncovered = state.ownership.uncovered
     if uncovered:
+        example = uncovered[0][0]
         yield Finding("uncovered_slots", CRITICAL,
-                      "%d slot(s) are served by no node: %s" % (count_slots(uncovered), format_ranges(uncovered)),
+                      "%d slot(s) are served by no reachable master in its own view: %s (e.g. %s)"
+                      % (count_slots(uncovered), format_ranges(uncovered), state.ownership.describe(example)),
                       slots=uncovered)
 
 
 def _multiple_owners(state: ClusterState):
     # Two masters that each claim a slot in their own view: the config epoch collision case.
-    claims = {}
-    for node in state.masters:
-        if node.reachable:
-            for first, last in node.entry.slots:
-                for slot in range(first, last + 1):
-                    claims.setdefault(slot, []).append(node.id)
     contested = {}
-    for slot, owners in claims.items():
-        if len(owners) > 1:
-            contested.setdefault(tuple(sorted(owners)), []).append(slot)
+    for slot in state.ownership.contested:
+        contested.setdefault(state.ownership.claims[slot], []).append(slot)
     for owners, slots in sorted(contested.items()):
         ranges = ranges_from_slots(slots)
         yield Finding("multiple_owners", CRITICAL,
@@ -672,12 +668,11 @@ def _foreign_keys(state: ClusterState):
 def _open_slots(state: ClusterState):
     # One finding per (source, target, which sides say so): the three cases fix handles differently.
     sides = {}
-    for node in state.masters:
-        if node.reachable:
-            for slot, partner in node.entry.migrating:
-                sides.setdefault((slot, node.id, partner), set()).add("migrating")
-            for slot, partner in node.entry.importing:
-                sides.setdefault((slot, partner, node.id), set()).add("importing")
+    for slot, opened in state.ownership.open_slots.items():
+        for node_id, partner in opened.migrating.items():
+            sides.setdefault((slot, node_id, partner), set()).add("migrating")
+        for node_id, partner in opened.importing.items():
+            sides.setdefault((slot, partner, node_id), set()).add("importing")
     grouped = {}
     for (slot, source, target), said in sides.items():
         grouped.setdefault((source, target, tuple(sorted(said))), []).append(slot)

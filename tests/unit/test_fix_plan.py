@@ -7,7 +7,7 @@
 from __future__ import annotations
 
 import pytest
-from test_topology import OK_INFO, observe, read
+from test_topology import OK_INFO, cluster_from, observe, read
 
 from ansible_collections.redisops.cluster.plugins.module_utils._planner import (
     ADD_SLOTS, BUMP_EPOCH, CLAIM_SLOTS, FAILOVER, FORGET, MOVE_KEYS, SETSLOT, FixOptions, PlanError, handed_over,
@@ -17,26 +17,6 @@ from ansible_collections.redisops.cluster.plugins.module_utils._slots import cou
 from ansible_collections.redisops.cluster.plugins.module_utils._topology import (
     ClusterState, NodeAddress, NodeObservation, observation_from_replies, parse_cluster_nodes,
 )
-
-
-def cluster_from(text: str, cluster_info: str = OK_INFO, down=()) -> ClusterState:
-    """Every node's view, derived from one captured view by moving the myself flag; nodes in down unreachable."""
-    observations = []
-    for entry in parse_cluster_nodes(text):
-        address = NodeAddress(entry.host or "127.0.0.1", entry.port)
-        if entry.id in down or entry.failed:
-            observations.append(NodeObservation(address, reachable=False, error="Connection refused"))
-            continue
-        lines = []
-        for line in text.splitlines():
-            fields = line.split()
-            flags = [flag for flag in fields[2].split(",") if flag != "myself"]
-            if fields[0] == entry.id:
-                flags.insert(0, "myself")
-            fields[2] = ",".join(flags)
-            lines.append(" ".join(fields))
-        observations.append(observation_from_replies(address, "\n".join(lines), cluster_info, ""))
-    return ClusterState(tuple(observations))
 
 
 def actions(plan) -> list:

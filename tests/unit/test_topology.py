@@ -37,6 +37,38 @@ def observe(name: str, cluster_info: str = OK_INFO, info: str = "# Keyspace\r\nd
     return observation_from_replies(NodeAddress(me.host or "127.0.0.1", me.port), text, cluster_info, info)
 
 
+def view_text(text: str, node_id: str) -> str:
+    """A captured CLUSTER NODES output as node_id prints it: the myself flag moved to its line."""
+    lines = []
+    for line in text.splitlines():
+        fields = line.split()
+        flags = [flag for flag in fields[2].split(",") if flag != "myself"]
+        if fields[0] == node_id:
+            flags.insert(0, "myself")
+        fields[2] = ",".join(flags)
+        lines.append(" ".join(fields))
+    return "\n".join(lines)
+
+
+def cluster_from(text: str, cluster_info: str = OK_INFO, down=()) -> ClusterState:
+    """Every node's view, derived from one captured view; nodes in down (or flagged fail) unreachable."""
+    observations = []
+    for entry in parse_cluster_nodes(text):
+        address = NodeAddress(entry.host or "127.0.0.1", entry.port)
+        if entry.id in down or entry.failed:
+            observations.append(NodeObservation(address, reachable=False, error="Connection refused"))
+        else:
+            observations.append(observation_from_replies(address, view_text(text, entry.id), cluster_info, ""))
+    return ClusterState(tuple(observations))
+
+
+def replaced(state: ClusterState, *observations) -> ClusterState:
+    """The state with the observations of the same nodes swapped for these."""
+    ids = {obs.myself.id for obs in observations}
+    return ClusterState(tuple(observations) + tuple(obs for obs in state.observations
+                                                    if obs.myself is None or obs.myself.id not in ids))
+
+
 def kinds(findings) -> list:
     return [finding.kind for finding in findings]
 
@@ -148,14 +180,22 @@ def test_node_spec_labels_and_duplicates():
 # --- state and findings ----------------------------------------------------------------------------
 
 def test_healthy_state_has_no_findings():
-    state = ClusterState((observe("healthy_hostnames.txt"),))
+    state = cluster_from(read("healthy_hostnames.txt"))
     findings = assess(state)
     assert findings == ()
     facts = cluster_facts(state, findings)
     assert facts["state"] == "ok" and facts["slots_covered"] == 16384
     assert facts["masters"] == 3 and facts["replicas"] == 3
     assert {node["hostname"] for node in facts["nodes"]} == {"host-%d.example" % i for i in range(6)}
-    assert [node["reachable"] for node in facts["nodes"]].count(True) == 1
+    assert [node["reachable"] for node in facts["nodes"]].count(True) == 6
+
+
+def test_slots_of_masters_not_read_are_not_counted_served():
+    """A view names owners; only an owner's own view says it serves them."""
+    state = ClusterState((observe("healthy_hostnames.txt"),))
+    assert state.slots_covered == 5461
+    (uncovered,) = [f for f in assess(state) if f.kind == "uncovered_slots"]
+    assert uncovered.slots == ((5461, 16383),) and "names 127.0.0.1:40005" in uncovered.message
 
 
 def test_discovery_names_every_other_node_once():
@@ -171,9 +211,9 @@ def test_fresh_nodes_are_not_configured():
 
 
 def test_open_slot_names_both_nodes():
-    state = ClusterState((observe("migrating_source.txt"), observe("importing_target.txt")))
-    source = state.observations[0].myself.id
-    target = state.observations[1].myself.id
+    state = replaced(cluster_from(read("healthy_hostnames.txt")), observe("migrating_source.txt"),
+                     observe("importing_target.txt"))
+    source, target = (obs.myself.id for obs in state.observations[:2])
     open_slots = [f for f in assess(state) if f.kind == "open_slot"]
     # 100 open on both sides, 102 only migrating, 101 only importing: three cases, each named.
     assert sorted((f.slots, f.nodes) for f in open_slots) == [
@@ -196,7 +236,7 @@ def test_failed_master_is_reported():
 
 
 def test_after_failover_the_promoted_master_has_no_replica():
-    state = ClusterState((observe("after_failover.txt"),))
+    state = cluster_from(read("after_failover.txt"))
     findings = assess(state)
     promoted = next(node for node in state.masters if (10923, 16383) in node.entry.slots)
     assert [f.nodes for f in findings if f.kind == "master_without_replica"] == [(promoted.id,)]
@@ -204,27 +244,30 @@ def test_after_failover_the_promoted_master_has_no_replica():
     assert cluster_facts(state, findings)["state"] == "degraded"
 
 
-def test_disagreeing_views_are_named():
-    majority = (observe("healthy_hostnames.txt"), observe("importing_target.txt"))
-    changed_text = "\n".join(line.replace("connected 0-5460", "connected 0-5400") if "myself" in line else line
-                             for line in read("healthy_hostnames.txt").splitlines())
-    # The node's own view after it dropped 5401-5460, read at a second address.
-    changed = observation_from_replies(NodeAddress("127.0.0.2", 1), changed_text, OK_INFO, "")
-    findings = assess(ClusterState(majority + (changed,)))
+def test_an_owner_that_dropped_its_slots_leaves_them_uncovered():
+    """DELSLOTS on the owner alone: every other view still names it, but nobody serves the slots."""
+    healthy = cluster_from(read("healthy_hostnames.txt"))
+    owner = next(obs for obs in healthy.observations if obs.myself.slots == ((0, 5460),))
+    dropped = view_text(read("healthy_hostnames.txt"), owner.myself.id).replace("connected 0-5460", "connected 0-5400")
+    state = replaced(healthy, observation_from_replies(owner.address, dropped, "cluster_state:fail\r\n", ""))
+    findings = assess(state)
     (inconsistent,) = [f for f in findings if f.kind == "inconsistent_config"]
     assert inconsistent.slots == ((5401, 5460),) and "60 slot(s)" in inconsistent.message
-    assert "it says nobody" in inconsistent.message
-    # The majority still covers every slot.
-    assert "uncovered_slots" not in kinds(findings)
+    assert "it says nobody" in inconsistent.message and inconsistent.severity == "critical"
+    (uncovered,) = [f for f in findings if f.kind == "uncovered_slots"]
+    assert uncovered.slots == ((5401, 5460),) and "claimed by no reachable master" in uncovered.message
+    assert "name %s" % state.label(owner.myself.id) in uncovered.message
+    facts = cluster_facts(state, findings)
+    assert facts["slots_covered"] == 16384 - 60 and facts["state"] == "failed"
 
 
 def test_uncovered_slots_when_all_agree():
     text = read("healthy_hostnames.txt").replace("connected 0-5460", "connected 0-5399")
-    obs = observation_from_replies(NodeAddress("127.0.0.1", 1), text, "cluster_state:fail\r\n", "")
-    findings = assess(ClusterState((obs,)))
+    state = cluster_from(text, cluster_info="cluster_state:fail\r\n")
+    findings = assess(state)
     uncovered = [f for f in findings if f.kind == "uncovered_slots"]
     assert len(uncovered) == 1 and uncovered[0].slots == ((5400, 5460),) and "61 slot(s)" in uncovered[0].message
-    assert cluster_facts(ClusterState((obs,)), findings)["state"] == "failed"
+    assert cluster_facts(state, findings)["state"] == "failed"
 
 
 def test_anti_affinity_from_labels():
