@@ -88,7 +88,12 @@ def test_slots_deleted_on_the_owner_only_disagree(cluster6):
     facts = facts_of(run_module(MODULE, seed(cluster6, 1)))
     (finding,) = findings(facts, "inconsistent_config")
     assert finding["nodes"] == [owner.node_id()] and finding["slots"] == [[0, 9]]
-    assert "Nodes don't agree about configuration" in redis_cli_check(cluster6[0])
+    # The others still name the owner, but nobody serves the slots: they are uncovered.
+    (uncovered,) = findings(facts, "uncovered_slots")
+    assert uncovered["slots"] == [[0, 9]] and owner.address in uncovered["message"]
+    assert facts["state"] == "failed" and facts["slots_covered"] == 16384 - 10
+    report = redis_cli_check(cluster6[0])
+    assert "Nodes don't agree about configuration" in report and "Not all 16384 slots are covered" in report
 
 
 def test_killed_master_is_reported_then_failed_over(cluster6):
