@@ -19,14 +19,15 @@ from ._client import (
 )
 from ._migrate import DEFAULT_PIPELINE, DEFAULT_TIMEOUT_MS, KeyConflict, cluster_down, move_slot_keys, move_slots
 from ._planner import (
-    ADD_SLOTS, BUMP_EPOCH, CLAIM_SLOTS, FAILOVER, FORGET, MEET, MIGRATE_SLOTS, MOVE_KEYS, REPLICATE, SET_EPOCH, SETSLOT, WAIT_CONVERGED,
+    ADD_SLOTS, BUMP_EPOCH, FAILOVER, FORGET, MEET, MIGRATE_SLOTS, MOVE_KEYS, REPLICATE, SET_EPOCH, SETSLOT, WAIT_CONVERGED,
 )
 from ._slots import count_slots, slots_from_ranges
 from ._topology import split_address, unsettled
 
 POLL_INTERVAL = 0.1
-# Steps that touch one node each and may run on many nodes at once (FORGET must: the 60 s ban window).
-PARALLEL = frozenset((ADD_SLOTS, SET_EPOCH, MEET, REPLICATE, FORGET))
+# Steps that touch one node each and may run on many nodes at once (FORGET must: the 60 s ban window). A plan
+# separates SETSLOT writes whose order across nodes matters by a step of another kind.
+PARALLEL = frozenset((ADD_SLOTS, SET_EPOCH, MEET, REPLICATE, FORGET, SETSLOT))
 
 
 class ExecutionError(Exception):
@@ -127,11 +128,10 @@ class Executor:
             time.sleep(POLL_INTERVAL)
 
     def setslot(self, step) -> None:
-        self.connection(step.node).call("CLUSTER", "SETSLOT", *step.args)
-
-    def claim_slots(self, step) -> None:
-        claimed = per_slot(list(slots_from_ranges(step.args)), ("CLUSTER", "SETSLOT", SLOT, "NODE", step.node_id))
-        replies = self.connection(step.node).pipeline([claimed])
+        """One SETSLOT subcommand for every slot of the step's ranges, in one pipeline."""
+        how, partner = step.args[:2]
+        command = ("CLUSTER", "SETSLOT", SLOT, how) + ((partner,) if partner else ())
+        replies = self.connection(step.node).pipeline([per_slot(list(slots_from_ranges(step.args[2:])), command)])
         errors = [reply for reply in replies if isinstance(reply, Exception)]
         if errors:
             raise errors[0]
@@ -256,7 +256,6 @@ HANDLERS = {
     BUMP_EPOCH: Executor.bump_epoch,
     FORGET: Executor.forget,
     FAILOVER: Executor.failover_takeover,
-    CLAIM_SLOTS: Executor.claim_slots,
 }
 
 

@@ -16,7 +16,8 @@ from ._change import apply_plan, check_request
 from ._client import count_keys, observe_cluster, require_usable
 from ._executor import ExecutionError, Executor
 from ._module import ModuleFailure, connection_options, seed_addresses
-from ._planner import Plan, PlanError, handed_over, plan_moves, plan_open_slots, refuse_unsound
+from ._planner import Plan, PlanError, handed_over, plan_moves, refuse_unsound
+from ._repair import plan_open_slots
 from ._shares import SLOT_CHOICES, Move, SharesError, apply_moves
 from ._topology import assess, split_address
 

@@ -11,11 +11,10 @@ and run by the executor.
 from __future__ import annotations
 
 import dataclasses
-import heapq
 
 from ._placement import Candidate, place
-from ._slots import SLOT_COUNT, count_slots, format_ranges, ranges_from_slots, summarize_ranges
-from ._topology import CRITICAL, ClusterState, Node, TopologyError, format_address, owner_map, unserved_slots, unsettled
+from ._slots import SLOT_COUNT, count_slots, format_ranges, ranges_from_slots, slots_from_ranges, summarize_ranges
+from ._topology import CRITICAL, ClusterState, Node, TopologyError, format_address, unsettled
 
 # Step actions. Each names one kind of write (or a wait the executor performs between writes).
 ADD_SLOTS = "add_slots"
@@ -182,346 +181,14 @@ def _replicate_step(replica: Node, master: Node) -> Step:
                 "%s: replicate %s" % (replica.describe(), master.describe()))
 
 
-# --- fix -----------------------------------------------------------------------------------------
+# --- repair steps (planned by _repair) -------------------------------------------------------------
 
+# SETSLOT args: (subcommand, partner id or '', (first, last) ranges...): one pipeline per step.
 SETSLOT = "setslot"
 MOVE_KEYS = "move_keys"
 BUMP_EPOCH = "bump_epoch"
 FORGET = "forget"
 FAILOVER = "failover_takeover"
-CLAIM_SLOTS = "claim_slots"
-
-
-@dataclasses.dataclass(frozen=True)
-class FixOptions:
-    forget_failed: bool = False
-    allow_unreachable_masters: bool = False
-
-
-def _setslot(node: Node, slot: int, how: str, other: Node = None) -> Step:
-    args = (slot, how.upper()) + ((other.id,) if other is not None else ())
-    words = {"importing": "import slot %d from %s", "migrating": "migrate slot %d to %s",
-             "node": "hand slot %d to %s", "stable": "close slot %d%s"}[how]
-    return Step(SETSLOT, node.address, node.id, args,
-                "%s: %s" % (node.describe(), words % (slot, other.describe() if other is not None else "")))
-
-
-def _pull_keys(ctx: _FixContext, node: Node, final: Node, slot: int, count: int, is_open: bool) -> list:
-    """Steps that move node's keys of slot to final. MIGRATE runs only where the slot is open and has an owner
-    in the node's own view, so the slot gets an owner there (in ctx.view_owners, which run before any key moves:
-    a node that sees any slot without an owner refuses every MIGRATE with CLUSTERDOWN) and is opened if it is not."""
-    steps = []
-    owner_in_view = owner_map(node.observation.entries).get(slot)
-    if owner_in_view is None:
-        ctx.view_owners.append(_setslot(node, slot, "node", final))
-    if not is_open:
-        steps.append(_setslot(node, slot, "migrating" if owner_in_view == node.id else "importing", final))
-    steps.append(_move_keys(node, final, slot, count))
-    return steps
-
-
-def _move_keys(source: Node, target: Node, slot: int, count: int) -> Step:
-    return Step(MOVE_KEYS, source.address, source.id, (slot, target.address, target.host, target.port),
-                "%s: move %d key(s) of slot %d to %s" % (source.describe(), count, slot, target.describe()))
-
-
-class _FixContext:
-    """What the fix planner consults: the state, key counts per (node, slot), and slot counts as planned so far."""
-
-    def __init__(self, state: ClusterState, key_counts):
-        self.state = state
-        self.keys = key_counts
-        self.masters = [node for node in state.masters if node.reachable and not node.entry.failed]
-        self.load = {node.id: count_slots(node.entry.slots) for node in self.masters}
-        self.view_owners = []  # SETSLOT NODE steps that give key holders an owner in view, before any key moves
-
-    def count(self, node: Node, slot: int) -> int:
-        return self.keys.get(node.id, {}).get(slot, 0)
-
-    def holders(self, slot: int) -> list:
-        return [node for node in self.masters if self.count(node, slot) > 0]
-
-    def lightest(self) -> Node:
-        return min(self.masters, key=lambda node: (self.load[node.id], node.address))
-
-
-def plan_fix(state: ClusterState, key_counts, options: FixOptions = FixOptions()) -> Plan:
-    """Repair open slots, uncovered slots, multiple owners, epoch collisions and (opt-in) ghost nodes."""
-    ctx = _FixContext(state, key_counts)
-    if not ctx.masters:
-        raise PlanError("no reachable master to repair the cluster with")
-    orphaned = _orphaned_slots(state)
-    steps, promoted = _take_over(ctx, orphaned)
-    if orphaned and not options.allow_unreachable_masters:
-        raise PlanError("slots %s are served by unreachable master(s) %s; bring them back or wait for an automatic "
-                        "failover, or set allow_unreachable_masters: true to %s"
-                        % (format_ranges(ranges_from_slots(orphaned)),
-                           ", ".join(sorted({state.label(state.slot_owners[slot]) for slot in orphaned})),
-                           "let their replicas take over" if len(promoted) == len({state.slot_owners[s] for s in orphaned})
-                           else "give their slots to reachable masters (the keys they held are lost)"))
-    orphaned = [slot for slot in orphaned if state.slot_owners[slot] not in promoted]
-    open_slots = _open_slot_map(ctx)
-    closing = []
-    for slot in sorted(open_slots):
-        closing += _close_open_slot(ctx, slot, open_slots[slot])
-    uncovered = [slot for slot in range(SLOT_COUNT)
-                 if (slot not in state.slot_owners or slot in orphaned) and slot not in open_slots]
-    owners, pulls = _cover_slots(ctx, uncovered)
-    later = (_reclaim(ctx, set(open_slots)) + _settle_claims(ctx, set(open_slots))
-             + _return_stray_keys(ctx, set(open_slots) | set(uncovered)))
-    # Every slot has an owner in every view that moves keys before the first MIGRATE: a node that sees any slot
-    # without an owner refuses all of them (CLUSTERDOWN), and gossip never fills a slot it imports.
-    steps += ctx.view_owners + owners + closing + pulls + later
-    steps += _split_epochs(ctx)
-    if options.forget_failed:
-        steps += _forget_ghosts(ctx, set(orphaned) | {slot for slot, owner in state.slot_owners.items() if owner in promoted},
-                                promoted)
-    steps = _last_bump_only(steps)
-    if steps:
-        steps.append(Step(WAIT_CONVERGED, "", description="wait until every node agrees on roles and slots"))
-    return Plan(tuple(steps))
-
-
-def fix_key_count_slots(state: ClusterState):
-    """For each master observation, the slots whose key counts plan_fix needs: every slot it does not
-    serve (strays, uncovered), and every open or contested slot (owners' keys too)."""
-    open_or_contested = set()
-    claims = {}
-    for node in state.masters:
-        if node.reachable:
-            open_or_contested.update(slot for slot, _partner in node.entry.migrating + node.entry.importing)
-            for first, last in node.entry.slots:
-                for slot in range(first, last + 1):
-                    claims[slot] = claims.get(slot, 0) + 1
-    open_or_contested.update(slot for slot, claimants in claims.items() if claimants > 1)
-
-    def slots_for(observation) -> list:
-        return sorted(set(unserved_slots(observation)) | open_or_contested)
-
-    return slots_for
-
-
-def _last_bump_only(steps: list) -> list:
-    """One config epoch bump per node, after all of that node's claims."""
-    last = {step.node: index for index, step in enumerate(steps) if step.action == BUMP_EPOCH}
-    return [step for index, step in enumerate(steps) if step.action != BUMP_EPOCH or last[step.node] == index]
-
-
-def _take_over(ctx: _FixContext, orphaned) -> tuple:
-    """Unreachable masters with a reachable replica: the most up-to-date replica takes over (keeps the keys).
-    Returns the steps and {dead master id: promoted replica id}."""
-    steps, promoted = [], {}
-    for master_id in sorted({ctx.state.slot_owners[slot] for slot in orphaned}):
-        replicas = [node for node in ctx.state.replicas_of(master_id) if node.reachable]
-        if replicas:
-            best = max(replicas, key=lambda node: (node.observation.info.get("slave_repl_offset", 0), node.address))
-            promoted[master_id] = best.id
-            steps.append(Step(FAILOVER, best.address, best.id, (), "%s: take over from unreachable master %s"
-                              % (best.describe(), ctx.state.label(master_id))))
-    return steps, promoted
-
-
-def _orphaned_slots(state: ClusterState) -> list:
-    return sorted(slot for slot, owner in state.slot_owners.items()
-                  if owner in state.by_id and not state.by_id[owner].reachable)
-
-
-def _open_slot_map(ctx: _FixContext) -> dict:
-    """slot -> {'migrating': {node id: target id}, 'importing': {node id: source id}} over reachable masters."""
-    found = {}
-    for node in ctx.masters:
-        for slot, partner in node.entry.migrating:
-            found.setdefault(slot, {"migrating": {}, "importing": {}})["migrating"][node.id] = partner
-        for slot, partner in node.entry.importing:
-            found.setdefault(slot, {"migrating": {}, "importing": {}})["importing"][node.id] = partner
-    return found
-
-
-def _close_open_slot(ctx: _FixContext, slot: int, sides: dict) -> list:
-    """Finish the move when both sides agree (or keys already left), else close the slot where it is."""
-    state, nodes = ctx.state, ctx.state.by_id
-    owner = nodes.get(state.slot_owners.get(slot))
-    if owner is None or not owner.reachable:
-        holders = ctx.holders(slot)
-        owner = max(holders, key=lambda node: (ctx.count(node, slot), node.address)) if holders else ctx.lightest()
-        ctx.load[owner.id] += 1
-        steps = _take(owner, [slot], "its owner is gone")
-        final = owner
-    else:
-        steps = []
-        final = owner
-        target = nodes.get(sides["migrating"].get(owner.id, ""))
-        if target is not None and target.reachable and target.role == "master":
-            target_agrees = sides["importing"].get(target.id) == owner.id
-            if target_agrees or ctx.count(target, slot) > 0:
-                final = target
-    opened = set(sides["migrating"]) | set(sides["importing"])
-    if final is not owner:
-        if sides["importing"].get(final.id) != owner.id:
-            steps.append(_setslot(final, slot, "importing", owner))
-        if sides["migrating"].get(owner.id) != final.id:
-            steps.append(_setslot(owner, slot, "migrating", final))
-        opened |= {final.id, owner.id}
-    for node in ctx.masters:
-        if node is final or ctx.count(node, slot) == 0:
-            continue
-        steps += _pull_keys(ctx, node, final, slot, ctx.count(node, slot), node.id in opened)
-        opened.add(node.id)
-    if final is not owner:
-        steps += [_setslot(node, slot, "stable") for node in _by_address(ctx, opened - {final.id, owner.id})]
-        steps.append(_setslot(final, slot, "node", final))
-        steps.append(_setslot(owner, slot, "node", final))
-        steps += [_setslot(node, slot, "node", final) for node in ctx.masters if node.id not in (final.id, owner.id)]
-    else:
-        steps += [_setslot(node, slot, "stable") for node in _by_address(ctx, opened)]
-    return steps
-
-
-def _by_address(ctx: _FixContext, ids) -> list:
-    return sorted((ctx.state.by_id[node_id] for node_id in ids), key=lambda node: node.address)
-
-
-def _take(owner: Node, slots, why: str) -> list:
-    """owner starts serving slots: ADDSLOTS where its view has no owner, SETSLOT NODE where it names another;
-    then a new config epoch, so its claim wins over any stale one in other views."""
-    own_view = owner_map(owner.observation.entries)
-    free = [slot for slot in slots if slot not in own_view]
-    taken = [slot for slot in slots if slot in own_view]
-    steps = []
-    if free:
-        ranges = ranges_from_slots(free)
-        steps.append(Step(ADD_SLOTS, owner.address, owner.id, ranges, "%s: add %d slot(s) %s (%s)"
-                          % (owner.describe(), len(free), format_ranges(ranges), why)))
-    if taken:
-        ranges = ranges_from_slots(taken)
-        steps.append(Step(CLAIM_SLOTS, owner.address, owner.id, ranges, "%s: claim %d slot(s) %s (%s)"
-                          % (owner.describe(), len(taken), format_ranges(ranges), why)))
-    steps.append(Step(BUMP_EPOCH, owner.address, owner.id, (), "%s: bump its config epoch so its claim wins"
-                      % owner.describe()))
-    return steps
-
-
-def _cover_slots(ctx: _FixContext, slots: list) -> tuple:
-    """Uncovered slots: to the master holding most of their keys, else to keep the shares even. (steps that give
-    every slot its owner, steps that then move keys): a node refuses MIGRATE while any slot is uncovered."""
-    steps, pulls, keyless = [], [], []
-    for slot in slots:
-        holders = ctx.holders(slot)
-        if not holders:
-            keyless.append(slot)
-            continue
-        owner = max(holders, key=lambda node: (ctx.count(node, slot), node.address))
-        ctx.load[owner.id] += 1
-        steps += _take(owner, [slot], "it holds %d of its keys" % ctx.count(owner, slot))
-        for node in holders:
-            if node is not owner:
-                pulls += _pull_keys(ctx, node, owner, slot, ctx.count(node, slot), False) + [_setslot(node, slot, "stable")]
-    for owner, chunk in _even_fill(ctx, keyless):
-        steps += _take(owner, chunk, "no reachable master holds keys in them")
-    return steps, pulls
-
-
-def _reclaim(ctx: _FixContext, skip) -> list:
-    """Slots every other view gives to a master whose own view lost them (e.g. DELSLOTS on the owner only)."""
-    steps = []
-    for node in ctx.masters:
-        own = owner_map(node.observation.entries)
-        lost = [slot for slot, owner in sorted(ctx.state.slot_owners.items())
-                if owner == node.id and own.get(slot) != node.id and slot not in skip]
-        if lost:
-            steps += _take(node, lost, "the other nodes say it serves them")
-    return steps
-
-
-def _even_fill(ctx: _FixContext, slots: list) -> list:
-    """Give the lightest masters slots until shares are as even as possible; contiguous chunks, deterministic."""
-    # A heap keyed as lightest() orders: thousands of slots over hundreds of masters stay cheap.
-    heap = [(ctx.load[node.id], node.address, node.id) for node in ctx.masters]
-    heapq.heapify(heap)
-    quota = {}
-    for _slot in slots:
-        load, address, node_id = heapq.heappop(heap)
-        quota[node_id] = quota.get(node_id, 0) + 1
-        heapq.heappush(heap, (load + 1, address, node_id))
-    for node_id, extra in quota.items():
-        ctx.load[node_id] += extra
-    chunks, start = [], 0
-    for node in sorted((ctx.state.by_id[node_id] for node_id in quota), key=lambda node: node.address):
-        chunks.append((node, slots[start:start + quota[node.id]]))
-        start += quota[node.id]
-    return chunks
-
-
-def _settle_claims(ctx: _FixContext, skip) -> list:
-    """Slots two reachable masters each claim: keep the majority view's owner, move the others' keys to it."""
-    claims = {}
-    for node in ctx.masters:
-        for first, last in node.entry.slots:
-            for slot in range(first, last + 1):
-                claims.setdefault(slot, []).append(node)
-    steps, bumped = [], set()
-    for slot in sorted(s for s, claimants in claims.items() if len(claimants) > 1 and s not in skip):
-        claimants = claims[slot]
-        winner = ctx.state.by_id.get(ctx.state.slot_owners.get(slot))
-        if winner not in claimants:
-            winner = max(claimants, key=lambda node: (ctx.count(node, slot), node.address))
-        for loser in claimants:
-            if loser is winner:
-                continue
-            if ctx.count(loser, slot):
-                steps += [_setslot(loser, slot, "migrating", winner), _move_keys(loser, winner, slot, ctx.count(loser, slot))]
-            steps.append(_setslot(loser, slot, "node", winner))
-        if winner.id not in bumped:
-            bumped.add(winner.id)
-            steps.append(Step(BUMP_EPOCH, winner.address, winner.id, (),
-                              "%s: bump its config epoch so its claims win" % winner.describe()))
-    return steps
-
-
-def _return_stray_keys(ctx: _FixContext, skip) -> list:
-    """Keys a master holds in a slot another master serves: back to the owner."""
-    steps = []
-    for node in ctx.masters:
-        own = {slot for first, last in node.entry.slots for slot in range(first, last + 1)}
-        for slot, count in sorted(ctx.keys.get(node.id, {}).items()):
-            owner = ctx.state.by_id.get(ctx.state.slot_owners.get(slot))
-            if count and slot not in own and slot not in skip and owner is not None and owner.reachable:
-                steps += _pull_keys(ctx, node, owner, slot, count, False) + [_setslot(node, slot, "stable")]
-    return steps
-
-
-def _split_epochs(ctx: _FixContext) -> list:
-    """Masters sharing a config epoch: all but the one Redis would keep (highest id) take a new epoch."""
-    by_epoch = {}
-    for node in ctx.masters:
-        if node.entry.config_epoch:
-            by_epoch.setdefault(node.entry.config_epoch, []).append(node)
-    steps = []
-    for epoch, nodes in sorted(by_epoch.items()):
-        for node in sorted(nodes, key=lambda node: node.id)[:-1]:
-            steps.append(Step(BUMP_EPOCH, node.address, node.id, (),
-                              "%s: take a new config epoch (shares epoch %d)" % (node.describe(), epoch)))
-    return steps
-
-
-def _forget_ghosts(ctx: _FixContext, given_away, promoted) -> list:
-    """Nodes flagged fail or noaddr that we cannot reach and that serve no slot (once this plan has given
-    their slots away): forgotten on every node at once (a replica cannot forget its own master)."""
-    state = ctx.state
-    served = {owner for slot, owner in state.slot_owners.items() if slot not in given_away}
-    ghosts = [node for node in state.nodes
-              if not node.reachable and node.id not in served
-              and any(entry.id == node.id and ({"fail", "noaddr"} & entry.flags)
-                      for obs in state.reachable for entry in obs.entries)]
-    steps = []
-    for ghost in ghosts:
-        for obs in state.reachable:
-            me = state.by_id[obs.myself.id]
-            follows_ghost = me.entry.master_id == ghost.id and promoted.get(ghost.id) != me.id
-            if not follows_ghost and any(entry.id == ghost.id for entry in obs.entries):
-                steps.append(Step(FORGET, me.address, me.id, (ghost.id,),
-                                  "%s: forget %s" % (me.describe(), ghost.describe())))
-    return steps
 
 
 # --- moving slots (rebalance, reshard) ---------------------------------------------------------------
@@ -544,19 +211,15 @@ def refuse_unsound(state: ClusterState, findings) -> None:
                         "redisops.cluster.redis_cluster_fix first" % "; ".join(problems))
 
 
-def plan_open_slots(state: ClusterState, key_counts) -> Plan:
-    """Finish (or close) the slots an interrupted move left open, as redis_cluster_fix would."""
-    ctx = _FixContext(state, key_counts)
-    open_slots = _open_slot_map(ctx)
-    steps = [step for slot in sorted(open_slots) for step in _close_open_slot(ctx, slot, open_slots[slot])]
-    if steps:
-        steps.append(Step(WAIT_CONVERGED, "", description="wait until every node agrees on roles and slots"))
-    return Plan(tuple(steps))
-
-
 def handed_over(plan: Plan) -> dict:
-    """slot -> the node id that plan's SETSLOT NODE steps hand it to."""
-    return {step.args[0]: step.args[2] for step in plan.steps if step.action == SETSLOT and step.args[1] == "NODE"}
+    """slot -> the node id that plan's SETSLOT NODE and MIGRATE_SLOTS steps hand it to."""
+    owners = {}
+    for step in plan.steps:
+        if step.action == SETSLOT and step.args[0] == "NODE":
+            owners.update((slot, step.args[1]) for slot in slots_from_ranges(step.args[2:]))
+        elif step.action == MIGRATE_SLOTS:
+            owners.update((slot, step.args[1]) for slot in slots_from_ranges(step.args[4]))
+    return owners
 
 
 def plan_moves(state: ClusterState, moves, key_counts) -> Plan:

@@ -146,7 +146,7 @@ from ansible_collections.redisops.cluster.plugins.module_utils._client import co
 from ansible_collections.redisops.cluster.plugins.module_utils._module import (
     ModuleFailure, connection_options, run_module, seed_addresses,
 )
-from ansible_collections.redisops.cluster.plugins.module_utils._planner import FixOptions, fix_key_count_slots, plan_fix
+from ansible_collections.redisops.cluster.plugins.module_utils._repair import FixOptions, fix_key_count_slots, plan_fix
 from ansible_collections.redisops.cluster.plugins.module_utils._topology import assess, with_key_counts
 
 

@@ -2,25 +2,75 @@
 # Copyright (c) redisops.cluster contributors
 # GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""plan_fix on captured cluster views: which repair, in which order."""
+"""plan_fix on captured cluster views: which owner each slot gets, and the order of the writes."""
 
 from __future__ import annotations
 
 import pytest
-from test_topology import OK_INFO, cluster_from, observe, read
+from test_topology import OK_INFO, cluster_from, observe, read, view_text
 
 from ansible_collections.redisops.cluster.plugins.module_utils._planner import (
-    ADD_SLOTS, BUMP_EPOCH, CLAIM_SLOTS, FAILOVER, FORGET, MOVE_KEYS, SETSLOT, FixOptions, PlanError, handed_over,
-    plan_fix, plan_open_slots,
+    ADD_SLOTS, BUMP_EPOCH, FAILOVER, FORGET, MIGRATE_SLOTS, MOVE_KEYS, SETSLOT, PlanError, handed_over,
 )
-from ansible_collections.redisops.cluster.plugins.module_utils._slots import count_slots
+from ansible_collections.redisops.cluster.plugins.module_utils._repair import FixOptions, plan_fix, plan_open_slots
+from ansible_collections.redisops.cluster.plugins.module_utils._slots import count_slots, slots_from_ranges
 from ansible_collections.redisops.cluster.plugins.module_utils._topology import (
-    ClusterState, NodeAddress, NodeObservation, observation_from_replies, parse_cluster_nodes,
+    ClusterState, observation_from_replies,
 )
 
+HEALTHY = read("healthy_hostnames.txt")
+OWNER, SECOND, THIRD = ("0207061c7cc83c610f23608ddf7b45456f5a532f", "9a534f2b7f979b777c66df6fa6eab378f19603de",
+                        "c99f61370c7bdfe1dc7d6eae5ce12bfbe9db3217")
 
-def actions(plan) -> list:
-    return [(step.action, step.node_id[:8]) + tuple(step.args[:2]) for step in plan.steps]
+
+def setslots(plan, slot: int) -> list:
+    """(node id, subcommand, partner id) of every SETSLOT write of slot, in plan order."""
+    return [(step.node_id, step.args[0], step.args[1]) for step in plan.steps
+            if step.action == SETSLOT and slot in slots_from_ranges(step.args[2:])]
+
+
+def touching(plan, slot: int) -> list:
+    """(action, node id) of every step that writes slot, in plan order."""
+    found = []
+    for step in plan.steps:
+        slots = {SETSLOT: lambda args: slots_from_ranges(args[2:]), ADD_SLOTS: slots_from_ranges,
+                 MOVE_KEYS: lambda args: (args[0],), MIGRATE_SLOTS: lambda args: slots_from_ranges(args[4])}
+        if step.action in slots and slot in slots[step.action](step.args):
+            found.append((step.action, step.node_id))
+    return found
+
+
+def assert_no_step_to_itself(state, plan) -> None:
+    for step in plan.steps:
+        if step.action == SETSLOT:
+            assert step.args[0] == "NODE" or step.args[1] != step.node_id, step.description
+        if step.action in (MOVE_KEYS, MIGRATE_SLOTS):
+            assert step.args[1 if step.action == MOVE_KEYS else 0] != step.node, step.description
+
+
+def with_views(state: ClusterState, views: dict) -> ClusterState:
+    """state with the own views of some nodes replaced: {node id: CLUSTER NODES text as it prints it}."""
+    observations = []
+    for obs in state.observations:
+        if obs.myself is not None and obs.myself.id in views:
+            obs = observation_from_replies(obs.address, views[obs.myself.id], OK_INFO, "")
+        observations.append(obs)
+    return ClusterState(tuple(observations))
+
+
+def edited(text: str, node_id: str, slots: str = None, epoch: int = None, extra: str = "") -> str:
+    """text with node_id's line given other slots, config epoch or open-slot fields."""
+    lines = []
+    for line in text.splitlines():
+        fields = line.split()
+        if fields[0] == node_id:
+            if slots is not None:
+                fields[8:] = slots.split()
+            if epoch is not None:
+                fields[6] = str(epoch)
+            fields += extra.split()
+        lines.append(" ".join(fields))
+    return "\n".join(lines)
 
 
 def open_state():
@@ -32,42 +82,42 @@ def open_state():
 
 
 def test_healthy_cluster_needs_nothing():
-    assert plan_fix(cluster_from(read("healthy_hostnames.txt")), {}).empty
+    assert plan_fix(cluster_from(HEALTHY), {}).empty
 
 
-def test_both_sides_open_finishes_the_move_in_order():
+def test_both_sides_open_is_finished_by_the_migration_engine():
     state = open_state()
     source, target = (obs.myself.id for obs in state.observations[:2])
     plan = plan_fix(state, {source: {100: 7}})
-    slot100 = [step for step in plan.steps if step.args[:1] == (100,)]
-    assert [(s.action, s.node_id) for s in slot100[:2]] == [(MOVE_KEYS, source), (SETSLOT, target)]
-    hand_over = [s.node_id for s in slot100 if s.action == SETSLOT and s.args[1] == "NODE"]
-    # SETSLOT NODE: the target first, the source second, the other masters last.
-    assert hand_over[:2] == [target, source] and len(hand_over) == 3
-    assert all(s.args[2] == target for s in slot100 if s.action == SETSLOT)
+    assert touching(plan, 100) == [(MIGRATE_SLOTS, source)]
+    (step,) = [s for s in plan.steps if s.action == MIGRATE_SLOTS]
+    assert step.args[1] == target and "7 key(s) left" in step.description
+    assert_no_step_to_itself(state, plan)
 
 
 def test_only_migrating_without_keys_on_the_target_is_closed():
     state = open_state()
     source = state.observations[0].myself.id
-    slot102 = [step for step in plan_fix(state, {}).steps if step.args[:1] == (102,)]
-    assert [(s.action, s.node_id, s.args[1]) for s in slot102] == [(SETSLOT, source, "STABLE")]
+    plan = plan_fix(state, {})
+    assert setslots(plan, 102) == [(source, "STABLE", "")] and touching(plan, 102) == [(SETSLOT, source)]
 
 
 def test_only_migrating_with_keys_already_moved_finishes_the_move():
     state = open_state()
     source, target = (obs.myself.id for obs in state.observations[:2])
-    slot102 = [step for step in plan_fix(state, {target: {102: 3}, source: {102: 4}}).steps if step.args[:1] == (102,)]
-    assert (SETSLOT, target, "IMPORTING") == (slot102[0].action, slot102[0].node_id, slot102[0].args[1])
-    assert (MOVE_KEYS, source) == (slot102[1].action, slot102[1].node_id)
+    plan = plan_fix(state, {target: {102: 3}, source: {102: 4}})
+    # The target imports the slot before the engine moves the rest; nobody else writes it.
+    assert touching(plan, 102) == [(SETSLOT, target), (MIGRATE_SLOTS, source)]
+    assert setslots(plan, 102) == [(target, "IMPORTING", source)]
 
 
 def test_only_importing_moves_the_importers_keys_back():
     state = open_state()
     source, target = (obs.myself.id for obs in state.observations[:2])
-    slot101 = [step for step in plan_fix(state, {target: {101: 2}}).steps if step.args[:1] == (101,)]
-    assert [(s.action, s.node_id) for s in slot101] == [(MOVE_KEYS, target), (SETSLOT, target)]
-    assert slot101[0].args[1].endswith(":%d" % state.by_id[source].port) and slot101[1].args[1] == "STABLE"
+    plan = plan_fix(state, {target: {101: 2}})
+    assert touching(plan, 101) == [(MOVE_KEYS, target), (SETSLOT, target)]
+    move = next(s for s in plan.steps if s.action == MOVE_KEYS)
+    assert move.args[1].endswith(":%d" % state.by_id[source].port) and setslots(plan, 101) == [(target, "STABLE", "")]
 
 
 def test_finishing_open_slots_hands_over_only_the_moves_that_go_on():
@@ -79,6 +129,61 @@ def test_finishing_open_slots_hands_over_only_the_moves_that_go_on():
     assert handed_over(plan_open_slots(state, {})) == {100: target}
 
 
+def test_half_finished_hand_over_sent_to_the_source_only_goes_to_the_importer():
+    """Redis' 20-half-migrated-slot case: keys moved, then SETSLOT NODE target sent to the source only. Nobody
+    claims the slot: the source names the target, the target (importing) and the others name the source."""
+    healthy = cluster_from(HEALTHY)
+    source_view = edited(view_text(HEALTHY, OWNER), OWNER, slots="0-608 610-5460")
+    source_view = edited(source_view, SECOND, slots="609 5461-10922")
+    target_view = edited(view_text(HEALTHY, SECOND), SECOND, extra="[609-<-%s]" % OWNER)
+    state = with_views(healthy, {OWNER: source_view, SECOND: target_view})
+    assert 609 not in state.ownership.covered
+    plan = plan_fix(state, {SECOND: {609: 151}})
+    # The importer, which holds every key, claims the slot; no key moves; the third master is told.
+    assert touching(plan, 609) == [(SETSLOT, SECOND), (SETSLOT, THIRD)]
+    assert setslots(plan, 609) == [(SECOND, "NODE", SECOND), (THIRD, "NODE", SECOND)]
+    assert [s.node_id for s in plan.steps if s.action == BUMP_EPOCH] == [SECOND]
+    assert_no_step_to_itself(state, plan)
+
+
+def test_half_finished_hand_over_sent_to_the_target_only_closes_the_source():
+    """SETSLOT NODE target sent to the target only: it claims with a new epoch while the source still claims and
+    migrates the slot. The newer claim wins; the source sends what it still holds, then hands the slot over."""
+    healthy = cluster_from(HEALTHY)
+    source_view = edited(view_text(HEALTHY, OWNER), OWNER, extra="[609->-%s]" % SECOND)
+    target_view = edited(view_text(HEALTHY, SECOND), SECOND, slots="609 5461-10922", epoch=9)
+    state = with_views(healthy, {OWNER: source_view, SECOND: target_view})
+    plan = plan_fix(state, {OWNER: {609: 4}, SECOND: {609: 147}})
+    assert touching(plan, 609) == [(MOVE_KEYS, OWNER), (SETSLOT, OWNER), (SETSLOT, THIRD)]
+    assert setslots(plan, 609) == [(OWNER, "NODE", SECOND), (THIRD, "NODE", SECOND)]
+    assert_no_step_to_itself(state, plan)
+
+
+def test_an_owner_that_dropped_its_slots_claims_them_back_before_keys_move():
+    """DELSLOTS on the owner of 16380-16383 (it holds keys in two), plus slot 100 left half-moved from it."""
+    healthy = cluster_from(HEALTHY)
+    owner_view = edited(view_text(HEALTHY, THIRD), THIRD, slots="10923-16379", extra="[100-<-%s]" % OWNER)
+    source_view = edited(view_text(HEALTHY, OWNER), OWNER, extra="[100->-%s]" % THIRD)
+    state = with_views(healthy, {THIRD: owner_view, OWNER: source_view})
+    plan = plan_fix(state, {THIRD: {16381: 5, 16383: 2, 100: 10}, OWNER: {100: 40}})
+    first_key_move = next(i for i, s in enumerate(plan.steps) if s.action in (MOVE_KEYS, MIGRATE_SLOTS))
+    (add,) = [(i, s) for i, s in enumerate(plan.steps) if s.action == ADD_SLOTS]
+    assert add[1].node_id == THIRD and add[1].args == ((16380, 16383),) and add[0] < first_key_move
+    assert touching(plan, 100) == [(MIGRATE_SLOTS, OWNER)]
+    assert_no_step_to_itself(state, plan)
+
+
+def test_contested_slot_goes_to_the_claim_with_the_highest_epoch():
+    healthy = cluster_from(HEALTHY)
+    bystander_view = edited(view_text(HEALTHY, THIRD), THIRD, slots="5 10923-16383", epoch=1)
+    state = with_views(healthy, {THIRD: bystander_view})
+    plan = plan_fix(state, {OWNER: {5: 3}, THIRD: {5: 1}})
+    # The owner (epoch 1, smaller id than the bystander's, which also has epoch 1) keeps it.
+    assert touching(plan, 5) == [(MOVE_KEYS, THIRD), (SETSLOT, THIRD)]
+    assert setslots(plan, 5) == [(THIRD, "NODE", OWNER)]
+    assert [s.node_id for s in plan.steps if s.action == BUMP_EPOCH][:1] == [OWNER]
+
+
 def test_unreachable_master_with_a_replica_is_taken_over_with_consent():
     state = cluster_from(read("master_fail.txt"), cluster_info="cluster_state:fail\r\n")
     dead = next(node for node in state.nodes if node.entry.failed)
@@ -88,7 +193,7 @@ def test_unreachable_master_with_a_replica_is_taken_over_with_consent():
     plan = plan_fix(state, {}, FixOptions(allow_unreachable_masters=True, forget_failed=True))
     # The replica holds the data: it takes over, nothing is reassigned, then the dead node is forgotten.
     assert [(s.action, s.node_id) for s in plan.steps][0] == (FAILOVER, replica.id)
-    assert not [s for s in plan.steps if s.action in (SETSLOT, ADD_SLOTS)]
+    assert not [s for s in plan.steps if s.action in (SETSLOT, ADD_SLOTS, MOVE_KEYS)]
     forgets = [s for s in plan.steps if s.action == FORGET]
     assert {s.args for s in forgets} == {(dead.id,)} and len(forgets) == 5
 
@@ -101,12 +206,12 @@ def test_unreachable_master_without_replica_gives_its_slots_away_with_consent():
     with pytest.raises(PlanError, match="allow_unreachable_masters"):
         plan_fix(state, {})
     plan = plan_fix(state, {}, FixOptions(allow_unreachable_masters=True, forget_failed=True))
-    claims = [s for s in plan.steps if s.action == CLAIM_SLOTS]
-    assert sum(last - first + 1 for s in claims for first, last in s.args) == 5461 and len({s.node_id for s in claims}) == 2
+    claims = [s for s in plan.steps if s.action == SETSLOT and s.args[:2] == ("NODE", s.node_id)]
+    assert sum(count_slots(s.args[2:]) for s in claims) == 5461 and len({s.node_id for s in claims}) == 2
     # The survivors end up with shares as even as they can be.
     shares = {node.id: count_slots(node.entry.slots) for node in state.masters if node.reachable}
     for step in claims:
-        shares[step.node_id] += sum(last - first + 1 for first, last in step.args)
+        shares[step.node_id] += count_slots(step.args[2:])
     assert sum(shares.values()) == 16384 and max(shares.values()) - min(shares.values()) <= 1
     assert [s.action for s in plan.steps].count(BUMP_EPOCH) == 2
     assert {s.args for s in plan.steps if s.action == FORGET} == {(dead_id,)}
@@ -152,7 +257,8 @@ def test_an_importer_that_sees_no_owner_gets_every_owner_before_any_key_moves():
     steps = plan_fix(state, {importer: {100: 5, 101: 7}, owner: {100: 3, 101: 2}}).steps
     first_move = next(index for index, step in enumerate(steps) if step.action == MOVE_KEYS)
     owners = [index for index, step in enumerate(steps)
-              if step.action == SETSLOT and step.node_id == importer and step.args[1:] == ("NODE", owner)]
-    assert len(owners) == 2 and max(owners) < first_move
+              if step.action == SETSLOT and step.node_id == importer and step.args[:2] == ("NODE", owner)
+              and {100, 101} <= set(slots_from_ranges(step.args[2:]))]
+    assert len(owners) == 1 and owners[0] < first_move
     moves = [(step.node_id, step.args[0]) for step in steps if step.action == MOVE_KEYS]
     assert moves == [(importer, 100), (importer, 101)]
