@@ -61,7 +61,8 @@ def apply_plan(module, state, plan, options: ConnectionOptions, inspect=None, ch
         result["completed"] = executor.run(plan)
     except ExecutionError as exc:
         raise ModuleFailure("%s; nothing after this step was done, and a rerun continues from the live state"
-                            % exc, completed=exc.completed, plan=plan.describe(), state_id=planned_from) from None
+                            % exc, changed=exc.wrote, completed=exc.completed, plan=plan.describe(),
+                            state_id=planned_from) from None
     result["apply_ms"] = elapsed_ms(started)
     result["keys_moved"] = executor.keys_moved
     after = observe_nodes(addresses, options)

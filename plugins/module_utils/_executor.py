@@ -21,21 +21,27 @@ from ._migrate import DEFAULT_PIPELINE, DEFAULT_TIMEOUT_MS, KeyConflict, cluster
 from ._planner import (
     ADD_SLOTS, BUMP_EPOCH, FAILOVER, FORGET, MEET, MIGRATE_SLOTS, MOVE_KEYS, REPLICATE, SET_EPOCH, SETSLOT, WAIT_CONVERGED,
 )
-from ._slots import count_slots, slots_from_ranges
+from ._ownership import never_served, never_settles
+from ._slots import count_slots, format_ranges, slots_from_ranges
 from ._topology import split_address, unsettled
 
 POLL_INTERVAL = 0.1
+# How long views must show a cluster that cannot settle by itself before a wait gives up: one read may catch
+# a node between two gossip messages.
+HOPELESS_FOR = 1.0
 # Steps that touch one node each and may run on many nodes at once (FORGET must: the 60 s ban window). A plan
 # separates SETSLOT writes whose order across nodes matters by a step of another kind.
 PARALLEL = frozenset((ADD_SLOTS, SET_EPOCH, MEET, REPLICATE, FORGET, SETSLOT))
 
 
 class ExecutionError(Exception):
-    """A step failed or a wait timed out; completed lists what was done before."""
+    """A step failed or a wait timed out; completed lists what was done before, wrote whether any write was sent
+    (a failed batch may have written on some of its nodes)."""
 
-    def __init__(self, message: str, completed):
+    def __init__(self, message: str, completed, wrote: bool = False):
         super().__init__(message)
         self.completed = list(completed)
+        self.wrote = wrote
 
 
 class Executor:
@@ -69,12 +75,15 @@ class Executor:
             conn.close()
 
     def run(self, plan) -> list:
-        completed = []
+        completed, wrote = [], False
         try:
             for batch in _batches(plan.steps):
                 if batch[0].action == WAIT_CONVERGED:
                     self._wait(batch[0])
-                elif batch[0].action == MIGRATE_SLOTS:
+                    completed.extend(step.description for step in batch)
+                    continue
+                wrote = True
+                if batch[0].action == MIGRATE_SLOTS:
                     self._migrate_all(batch)
                 else:
                     for node in {step.node for step in batch}:
@@ -82,9 +91,9 @@ class Executor:
                     fan_out(self._run_node_steps, _by_node(batch))
                 completed.extend(step.description for step in batch)
         except (RedisError, OSError, ClusterClientError, KeyConflict) as exc:
-            raise ExecutionError(str(exc), completed) from None
+            raise ExecutionError(str(exc), completed, wrote) from None
         except ExecutionError as exc:
-            raise ExecutionError(str(exc), completed) from None
+            raise ExecutionError(str(exc), completed, wrote) from None
         finally:
             self.close()
         return completed
@@ -139,12 +148,13 @@ class Executor:
     def move_keys(self, step) -> None:
         slot, target, host, port = step.args
         self.keys_moved += self._while_cluster_down(
-            lambda: move_slot_keys(self.connection(step.node), self.connection(target), host, port, slot,
+            step, lambda: move_slot_keys(self.connection(step.node), self.connection(target), host, port, slot,
                                    self.options, self.pipeline, self.timeout_ms, self.replace))
 
-    def _while_cluster_down(self, action):
+    def _while_cluster_down(self, step, action):
         """action(), retried while a node answers CLUSTERDOWN: it refuses MIGRATE and RESTORE until it sees every
-        slot served and its rejoin delay after joining (up to the node timeout) is over."""
+        slot served and its rejoin delay after joining (up to the node timeout) is over. A node that sees slots
+        that nothing will ever serve in its view fails the step at once."""
         deadline = time.monotonic() + self.wait_timeout
         while True:
             try:
@@ -152,7 +162,19 @@ class Executor:
             except ResponseError as exc:
                 if not cluster_down(exc) or time.monotonic() > deadline:
                     raise
+                self._refuse_unservable(step)
             time.sleep(POLL_INTERVAL)
+
+    def _refuse_unservable(self, step) -> None:
+        observations = self._observe()
+        involved = {step.node, step.args[1]}
+        for obs in observations:
+            if obs.address.key in involved:
+                unserved = never_served(obs, observations)
+                if unserved:
+                    raise ExecutionError("%s: %s answers CLUSTERDOWN and sees slot(s) %s served by nobody, which no "
+                                         "gossip will fill; run redisops.cluster.redis_cluster_fix"
+                                         % (step.description, obs.address.key, format_ranges(unserved)), ())
 
     def bump_epoch(self, step) -> None:
         self.connection(step.node).call("CLUSTER", "BUMPEPOCH")
@@ -234,13 +256,22 @@ class Executor:
         return fan_out(lambda address: observe_node(address, self.options), self.addresses)
 
     def _wait(self, step) -> None:
-        deadline = time.monotonic() + self.wait_timeout
+        """Poll until the nodes settle, within wait_timeout; fail at once (after HOPELESS_FOR, as the views may be
+        read mid-gossip) when they cannot settle by themselves."""
+        started = time.monotonic()
+        hopeless_since = None
         while True:
             observations = self._observe()
             problem = unsettled(observations)
             if problem is None:
                 return
-            if time.monotonic() > deadline:
+            now = time.monotonic()
+            hopeless = never_settles(observations)
+            hopeless_since = (hopeless_since or now) if hopeless else None
+            if hopeless and now - hopeless_since >= HOPELESS_FOR:
+                raise ExecutionError("cannot %s: %s; nothing will change that by itself - run "
+                                     "redisops.cluster.redis_cluster_fix" % (step.description, hopeless), ())
+            if now - started > self.wait_timeout:
                 raise ExecutionError("gave up after %.0f s (wait_timeout) to %s: %s"
                                      % (self.wait_timeout, step.description, problem), ())
             time.sleep(POLL_INTERVAL)

@@ -148,7 +148,7 @@ def _finish_open_slots(state, plan, options, settings, wait_timeout) -> list:
         return executor.run(plan)
     except ExecutionError as exc:
         raise ModuleFailure("finishing the slots an interrupted move left open failed: %s" % exc,
-                            completed=exc.completed) from None
+                            changed=exc.wrote, completed=exc.completed) from None
 
 
 def named_nodes(nodes, name: str) -> list:

@@ -141,3 +141,45 @@ def _listed(label, node_ids) -> str:
 
 def slot_ranges_text(slots) -> str:
     return format_ranges(ranges_from_slots(slots))
+
+
+def never_served(observation, observations) -> tuple:
+    """Ranges of the slots observation's node sees served by nobody and will never learn an owner for by gossip:
+    nobody claims them in its own view, or the node imports them (an importing slot ignores others' claims)."""
+    me = observation.myself
+    if me is None:
+        return ()
+    view = owner_map(observation.entries)
+    claimed = set()
+    for obs in observations:
+        if obs.reachable and obs.myself is not None and obs.myself.is_master:
+            claimed.update(slot for first, last in obs.myself.slots for slot in range(first, last + 1))
+    importing = {slot for slot, _partner in me.importing}
+    return ranges_from_slots(slot for slot in range(SLOT_COUNT)
+                             if slot not in view and (slot not in claimed or slot in importing))
+
+
+def never_settles(observations) -> str:
+    """Why these nodes (every node of a cluster, all answering) can never agree by themselves, naming slots and nodes:
+    slots no master claims in its own view, or a node that imports a slot another master claims while its view names
+    someone else. '' when gossip can still bring them to agreement."""
+    if not observations or not all(obs.reachable and obs.myself is not None for obs in observations):
+        return ""
+    claims, addresses = {}, {obs.myself.id: obs.address.key for obs in observations}
+    for obs in observations:
+        if obs.myself.is_master:
+            for first, last in obs.myself.slots:
+                for slot in range(first, last + 1):
+                    claims.setdefault(slot, obs.myself.id)
+    problems = []
+    unclaimed = ranges_from_slots(slot for slot in range(SLOT_COUNT) if slot not in claims)
+    if unclaimed:
+        problems.append("slot(s) %s are claimed by no master in its own view, and only an owner's own claim spreads"
+                        % format_ranges(unclaimed))
+    for obs in observations:
+        view = owner_map(obs.entries)
+        stuck = [slot for slot, _partner in obs.myself.importing if claims.get(slot, view.get(slot)) != view.get(slot)]
+        if stuck:
+            problems.append("%s imports slot(s) %s, which %s claims, and an importing node never takes a claim"
+                            % (obs.address.key, slot_ranges_text(stuck), addresses[claims[stuck[0]]]))
+    return "; ".join(problems)

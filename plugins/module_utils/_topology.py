@@ -503,8 +503,11 @@ def unsettled(observations):
     not_ok = [obs.address.key for obs in observations if obs.cluster_info.get("cluster_state") != "ok"]
     if not_ok:
         return "cluster_state is not ok on %s" % ", ".join(not_ok)
+    # A node that was down before the change began (and is not waited on) stays flagged: only the nodes taking
+    # part must be seen well by all.
+    taking_part = {obs.myself.id for obs in observations if obs.myself is not None}
     flagged = sorted({"%s:%d" % (entry.host, entry.port) for obs in observations for entry in obs.entries
-                      if {"fail", "fail?", "handshake"} & entry.flags})
+                      if "handshake" in entry.flags or ({"fail", "fail?"} & entry.flags and entry.id in taking_part)})
     if flagged:
         return "%s still flagged failing or in handshake" % ", ".join(flagged)
     return None

@@ -7,12 +7,21 @@
 from __future__ import annotations
 
 import redis
+import time
+
+import pytest
 from ansible_runner import run_module, run_tasks
 from cluster_checks import (
     Writer, all_keys, assert_healthy, cluster_nodes_fields, cluster_writes, masters, owner_id, raw, reset_stats,
     seed, slot_owner, wait_for, write_into_foreign_slot, write_keys,
 )
 from redis.crc import key_slot
+from redis_harness import wait_converged
+
+from ansible_collections.redisops.cluster.plugins.module_utils._client import ConnectionOptions
+from ansible_collections.redisops.cluster.plugins.module_utils._executor import ExecutionError, Executor
+from ansible_collections.redisops.cluster.plugins.module_utils._planner import WAIT_CONVERGED, Plan, Step
+from ansible_collections.redisops.cluster.plugins.module_utils._topology import NodeAddress
 
 MODULE = "redis_cluster_fix"
 
@@ -41,7 +50,10 @@ def assert_fixed(nodes, expected: dict, result: dict) -> None:
     assert result["changed"] is True
     assert all_keys(nodes) == expected, "keys changed"
     assert_healthy(nodes[0])
-    assert [f["kind"] for f in result["findings_after"] if f["kind"] not in ("node_failing",)] == [], result["findings_after"]
+    # Neither a dead node nor a master without replicas is for fix to repair.
+    assert [f for f in result["findings_after"] if f["kind"] not in ("node_failing", "master_without_replica")] == [], \
+        result["findings_after"]
+    assert result["after"]["slots_covered"] == 16384
     assert fix(nodes)["changed"] is False
 
 
@@ -170,6 +182,8 @@ def test_conflicting_copies_stop_unless_replace(cluster6):
     write_into_foreign_slot(other_master(nodes, owner), key, "stray-copy")
     run = run_tasks([{"redisops.cluster.redis_cluster_fix": seed(nodes)}])
     assert run.result["failed"] and "twice" in run.result["msg"] and "replace: true" in run.result["msg"]
+    # The slot was opened on the stray copy's node before the conflict showed: the failed run wrote.
+    assert run.result["changed"] is True
     assert owner.call("GET", key) == b"owner-copy"
     replaced = fix(nodes, replace=True)
     assert replaced["changed"] and owner.call("GET", key) == b"stray-copy"
@@ -208,3 +222,87 @@ def test_ghost_nodes_are_forgotten_only_when_asked(cluster6):
     result = run_module(MODULE, {"login_host": "127.0.0.1", "login_port": alive[0].port, "forget_failed": True})
     assert result["changed"] and sum("forget" in step for step in result["plan"]) == 5
     assert all(ghost_id not in [f[0] for f in cluster_nodes_fields(node)] for node in alive)
+
+
+def two_masters(fresh_nodes):
+    """A cluster of two masters (redis-cli creates no fewer than three)."""
+    nodes = fresh_nodes(2)
+    first, second = nodes
+    first.call("CLUSTER", "ADDSLOTSRANGE", 0, 8191)
+    second.call("CLUSTER", "ADDSLOTSRANGE", 8192, 16383)
+    first.call("CLUSTER", "SET-CONFIG-EPOCH", 1)
+    second.call("CLUSTER", "SET-CONFIG-EPOCH", 2)
+    first.call("CLUSTER", "MEET", "127.0.0.1", second.port, second.bus_port)
+    wait_converged(nodes.nodes)
+    return nodes
+
+
+@pytest.mark.parametrize("masters_count", [2, 3])
+@pytest.mark.parametrize("told", ["source", "target"])
+def test_half_finished_hand_over_is_repaired_in_one_run(request, fresh_nodes, masters_count, told):
+    """Redis' 20-half-migrated-slot case: every key moved, then SETSLOT NODE target sent to one side only."""
+    nodes = request.getfixturevalue("cluster3") if masters_count == 3 else two_masters(fresh_nodes)
+    expected = tagged_keys(nodes, "half", 151)
+    expected.update(write_keys(nodes, 200))
+    slot = key_slot(b"{half}")
+    source = slot_owner(nodes, slot)
+    target = other_master(nodes, source)
+    raw(target, ("CLUSTER", "SETSLOT", slot, "IMPORTING", source.node_id()))
+    raw(source, ("CLUSTER", "SETSLOT", slot, "MIGRATING", target.node_id()))
+    migrate(source, target, keys_in_slot(source, slot))
+    raw(source if told == "source" else target, ("CLUSTER", "SETSLOT", slot, "NODE", target.node_id()))
+    checked = run_module(MODULE, dict(seed(nodes)), check=True)
+    if told == "source":
+        # Nobody claims the slot: the source gave it away, the target only imports it.
+        assert any(f["kind"] == "uncovered_slots" for f in checked["findings_before"]), checked["findings_before"]
+    assert not any("from itself" in step or "import slot %d from %s" % (slot, target.address) in step
+                   for step in checked["plan"])
+    result = fix(nodes)
+    assert owner_id(nodes[0], slot) == target.node_id() and len(keys_in_slot(target, slot)) == 151
+    assert_fixed(nodes, expected, result)
+
+
+def test_compound_breakage_is_repaired_in_one_run(cluster6):
+    """A slot half-moved with both sides open, an owner that dropped four of its slots (two hold keys) with
+    DELSLOTS, and a dead replica: service comes back before any key moves, and one run repairs it all."""
+    nodes = cluster6
+    expected = tagged_keys(nodes, "open", 50)
+    expected.update(write_keys(nodes, 300))
+    for slot in (16381, 16383):
+        tag = next("t%d" % n for n in range(100000) if key_slot(("t%d" % n).encode()) == slot)
+        expected.update(tagged_keys(nodes, tag, 5))
+    open_slot = key_slot(b"{open}")
+    source = slot_owner(nodes, open_slot)
+    target = other_master(nodes, source)
+    raw(target, ("CLUSTER", "SETSLOT", open_slot, "IMPORTING", source.node_id()))
+    raw(source, ("CLUSTER", "SETSLOT", open_slot, "MIGRATING", target.node_id()))
+    migrate(source, target, keys_in_slot(source, open_slot)[:10])
+    dropping = slot_owner(nodes, 16380)
+    raw(dropping, ("CLUSTER", "DELSLOTSRANGE", 16380, 16383))
+    victim = next(node for node in nodes if node.call("ROLE")[0] == b"slave")
+    victim.kill()
+    alive = [node for node in nodes if node is not victim]
+    result = run_module(MODULE, {"login_host": "127.0.0.1", "login_port": alive[0].port})
+    assert not result.get("failed"), result.get("msg")
+    plan = result["plan"]
+    first_key_move = next(i for i, step in enumerate(plan) if " move " in step or "finish moving" in step)
+    assert any("add slots 16380-16383" in step or "add 4 slots 16380-16383" in step for step in plan[:first_key_move]), plan
+    assert owner_id(alive[0], open_slot) == target.node_id()
+    assert all_keys(alive) == expected
+    assert all(b"cluster_state:ok" in node.call("CLUSTER", "INFO") for node in alive)
+    again = run_module(MODULE, {"login_host": "127.0.0.1", "login_port": alive[0].port})
+    assert again["changed"] is False, again["plan"]
+
+
+def test_a_wait_that_cannot_succeed_fails_at_once(cluster3):
+    """Slots nobody claims never get served by waiting: the wait says so at once instead of after wait_timeout."""
+    nodes = cluster3
+    owner = slot_owner(nodes, 0)
+    raw(owner, ("CLUSTER", "DELSLOTSRANGE", 0, 9))
+    addresses = [NodeAddress(node.host, node.port) for node in nodes]
+    executor = Executor(addresses, ConnectionOptions(), wait_timeout=60)
+    started = time.monotonic()
+    with pytest.raises(ExecutionError) as failure:
+        executor.run(Plan((Step(WAIT_CONVERGED, "", description="wait until every node agrees"),)))
+    assert time.monotonic() - started < 10
+    assert "0-9 are claimed by no master" in str(failure.value) and "redis_cluster_fix" in str(failure.value)

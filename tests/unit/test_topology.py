@@ -26,6 +26,9 @@ def read(name: str) -> str:
         return handle.read()
 
 
+HEALTHY_TEXT = read("healthy_hostnames.txt")
+
+
 def by_port(entries) -> dict:
     return {entry.port: entry for entry in entries}
 
