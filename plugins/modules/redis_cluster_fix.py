@@ -11,25 +11,32 @@ module: redis_cluster_fix
 short_description: Repair a Redis Cluster's slot configuration without losing keys
 version_added: 0.1.0
 description:
-  - Observes the whole cluster from the seeds, counts keys where it matters, plans the repairs and applies them.
+  - Observes the whole cluster from the seeds, counts keys where it matters, decides one owner for every slot
+    that needs a repair, and applies the plan in one run; a second run reports no change.
+  - A slot is served only by a reachable master that claims it in its own view; what the other nodes name is
+    hearsay. The owner is always a reachable master not flagged C(fail). Service is restored first (the owner
+    claims the slot, and every master that sees a slot unserved is told its owner), then keys move, then open
+    sides are closed and the owner takes a new config epoch so its claim wins everywhere.
   - B(Open slots) (left migrating or importing by an interrupted move) - when the owner migrates the
     slot to a node that imports it, or whose keys already reached that node, the move is finished
-    (remaining keys moved, then C(SETSLOT NODE) on the target, the source and every other master);
-    otherwise the slot is closed where it is and keys that reached other nodes go back to the owner.
-    Slots open towards a node that is not the declared partner are closed on that node, its keys
-    moved to the final owner.
-  - B(Uncovered slots) - a slot no master serves goes to the master holding its keys (the one with
-    most keys when several do, the others' keys moved to it), or, when no master has keys in it,
-    to the master with the fewest slots, so shares stay even.
-  - B(Multiple owners) - keys a master holds in a slot another master serves are moved to the
-    owner; a slot two masters both claim stays with the owner most nodes see, the other's keys
-    moved to it; a master whose own view lost slots the others give it claims them again.
+    by the migration engine; otherwise the slot is closed where it is and keys that reached other nodes go
+    back to the owner.
+  - B(Half-finished hand-overs) - when C(SETSLOT NODE) reached only one side of a move, the node holding the
+    keys (or, when the target already claims it, the claim with the highest config epoch) keeps the slot.
+  - B(Uncovered slots) - a slot no reachable master serves goes to the master holding its keys (the one with
+    most keys when several do, the others' keys moved to it), else to the master the other nodes name when it
+    only dropped the slot from its own view, else to the master with the fewest slots, so shares stay even.
+  - B(Multiple owners) - a slot several masters claim stays with the claim of the highest config epoch (the one
+    Redis lets win), the others' keys moved to it; keys a master holds in a slot another master serves are moved
+    to the owner; views that name the wrong owner are corrected.
   - B(Config epoch collisions) - masters sharing a config epoch take new ones.
   - B(Ghost nodes) with O(forget_failed=true) - nodes flagged C(fail) or C(noaddr) that serve no
     slot are forgotten on every node at once, inside Redis' 60-second forget window.
   - Refuses, changing nothing, when slots are served by an unreachable master, unless
     O(allow_unreachable_masters=true) (their keys are lost).
   - A key present on both sides of a move with different values stops the run and is named, unless O(replace=true).
+  - A run that fails after it wrote anything reports C(changed=true); a wait that cannot succeed (slots no
+    master claims, a node that will never accept a claim) fails at once, naming the slots and nodes.
 author:
   - redisops.cluster maintainers (@redisops)
 extends_documentation_fragment:
@@ -104,14 +111,15 @@ plan:
   returned: success
   type: list
   elements: str
-  sample: ["127.0.0.1:7001 (a1b2c3d4): move 12 key(s) of slot 42 to 127.0.0.1:7000 (e5f6a7b8)"]
+  sample: ["127.0.0.1:7001 (a1b2c3d4): claim slot 609 (its view names another owner)",
+           "127.0.0.1:7002 (c9d8e7f6): move 12 key(s) of slot 42 to 127.0.0.1:7000 (e5f6a7b8)"]
 plan_steps:
   description: The steps in machine form.
   returned: success
   type: list
   elements: dict
 completed:
-  description: Steps done (also returned when a step fails).
+  description: Steps done (also returned when a step fails; then RV(changed) says whether anything was written).
   returned: when the plan was applied
   type: list
   elements: str
