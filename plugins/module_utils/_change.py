@@ -11,7 +11,8 @@ import time
 from ._client import ConnectionOptions, observe_nodes
 from ._executor import ExecutionError, Executor
 from ._module import ModuleFailure, elapsed_ms
-from ._topology import assess, state_id, topology_summary
+from ._findings import assess
+from ._topology import state_id, topology_summary
 
 
 def change_argument_spec() -> dict:

@@ -19,7 +19,8 @@ from ._module import ModuleFailure, connection_options, seed_addresses
 from ._planner import Plan, PlanError, handed_over, plan_moves, refuse_unsound
 from ._repair import plan_open_slots
 from ._shares import SLOT_CHOICES, Move, SharesError, apply_moves
-from ._topology import assess, split_address
+from ._findings import assess
+from ._topology import split_address
 
 
 def move_argument_spec() -> dict:

@@ -14,7 +14,8 @@ import dataclasses
 
 from ._placement import Candidate, place
 from ._slots import SLOT_COUNT, count_slots, format_ranges, ranges_from_slots, slots_from_ranges, summarize_ranges
-from ._topology import CRITICAL, ClusterState, Node, TopologyError, format_address, unsettled
+from ._findings import CRITICAL
+from ._topology import ClusterState, Node, TopologyError, format_address, unsettled
 
 # Step actions. Each names one kind of write (or a wait the executor performs between writes).
 ADD_SLOTS = "add_slots"

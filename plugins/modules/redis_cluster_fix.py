@@ -155,7 +155,8 @@ from ansible_collections.redisops.cluster.plugins.module_utils._module import (
     ModuleFailure, connection_options, run_module, seed_addresses,
 )
 from ansible_collections.redisops.cluster.plugins.module_utils._repair import FixOptions, fix_key_count_slots, plan_fix
-from ansible_collections.redisops.cluster.plugins.module_utils._topology import assess, with_key_counts
+from ansible_collections.redisops.cluster.plugins.module_utils._findings import assess
+from ansible_collections.redisops.cluster.plugins.module_utils._topology import with_key_counts
 
 
 def fix(module):
