@@ -332,8 +332,8 @@ def _migrate_step(repair: _Repair, source: Node, target: Node, slots: list) -> S
     ranges = ranges_from_slots(slots)
     keys = sum(repair.own.count(source.id, slot) for slot in slots)
     return Step(MIGRATE_SLOTS, source.address, source.id, (target.address, target.id, target.host, target.port, ranges),
-                "%s: finish moving %d open slot(s) %s (%d key(s) left) to %s"
-                % (source.describe(), len(slots), summarize_ranges(ranges), keys, target.describe()))
+                "%s: finish moving open %s (%d key(s) left) to %s"
+                % (source.describe(), _slots_text(ranges), keys, target.describe()))
 
 
 # --- unreachable masters, epochs, ghosts --------------------------------------------------------------------------
