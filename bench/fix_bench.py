@@ -31,7 +31,7 @@ import sys
 import time
 
 from migrate_bench import (
-    Dataset, cluster_check, dbsize_total, log, median_run, playbook_run, send_all, resp, slot_owners,
+    Dataset, cluster_check, dbsize_total, log, median_run, mset_commands, playbook_run, resp, send_all, slot_owners,
 )
 from bench_docs import DOCS, versions, write_section
 from redis_harness import REDIS_CLI, REDIS_SERVER, RedisNodes, form_cluster, wait_converged
@@ -66,9 +66,7 @@ def build(data: Dataset) -> RedisNodes:
         form_cluster(nodes.nodes, replicas=REPLICAS, timeout=120)
         owners = slot_owners(nodes[0])
         for node in nodes:
-            send_all(node.host, node.port, (resp([b"MSET"] + [part for index in data.by_slot.get(slot, ())
-                                                               for part in (data.keys[index], data.value(index))])
-                                            for slot in owners.get(node.port, ()) if slot in data.by_slot))
+            send_all(node.host, node.port, mset_commands(data, owners.get(node.port, ())))
         if dbsize_total(nodes) != len(data):
             raise RuntimeError("wrote %d keys, the cluster holds %d" % (len(data), dbsize_total(nodes)))
     except BaseException:
