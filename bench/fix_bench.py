@@ -15,7 +15,8 @@ redis_cluster_fix through a one-task ansible-playbook (seeded with the owner, as
 other by `redis-cli --cluster fix <owner> --cluster-yes`; which goes first alternates between runs. After each
 tool: every node agrees and reports cluster_state:ok (the time this took after the tool returned is reported),
 `redis-cli --cluster check` is clean, and every key is read back from its owner with its value, with no key
-anywhere else. Runs: BENCH_REPEATS (3); the run of median time counts for each tool.
+anywhere else. Runs: BENCH_REPEATS (3); reported: each tool's median time and the median of the
+runs' ratios (the twins of one run share the machine's load, which drifts between runs).
 
 The markdown goes to stdout and into docs/benchmarks.md under "## fix: many open slots"; progress to stderr.
 Environment: BENCH_FIX_KEYS, BENCH_FIX_SLOTS, BENCH_REPEATS (smaller runs while trying it), BENCH_NO_DOCS=1.
@@ -230,6 +231,10 @@ def state(run: dict) -> str:
     return "**no** (%s)" % "; ".join(problems).replace("|", "/")
 
 
+def middle(values: list) -> float:
+    return sorted(values)[len(values) // 2]
+
+
 def ratio(ours_seconds, cli_seconds):
     return ours_seconds / cli_seconds if ours_seconds is not None and cli_seconds else None
 
@@ -270,15 +275,17 @@ def report(runs: list, load: tuple, total: float) -> str:
     if timed:
         ours_median = median_run([run["ours"] for run in timed])
         cli_median = median_run([run["redis-cli"] for run in runs])
-        measured = ratio(ours_median["seconds"], cli_median["seconds"])
         apply_median = median_run([dict(seconds=run["ours"]["apply_ms"] / 1000.0) for run in timed])
+        # The twins of one run share the machine's load, which drifts between runs: the ratio of each run counts.
+        measured = middle([ratio(run["ours"]["seconds"], run["redis-cli"]["seconds"]) for run in timed])
+        measured_apply = middle([ratio(run["ours"]["apply_ms"] / 1000.0, run["redis-cli"]["seconds"]) for run in timed])
         lines += ["", "Medians of %d runs: ours %.2f s (ansible-playbook wall), `apply_ms` %.2f s; redis-cli %.2f s."
                   % (len(runs), ours_median["seconds"], apply_median["seconds"], cli_median["seconds"]),
-                  "", "Target, ours / redis-cli wall time <= %.1f: measured **%.2f** - %s (`apply_ms` / redis-cli: %.2f)."
-                  % (TARGET_RATIO, measured, "**met**" if measured <= TARGET_RATIO else "**not met**",
-                     ratio(apply_median["seconds"], cli_median["seconds"]))]
+                  "", "Target, ours / redis-cli wall time <= %.1f (median of the runs' ratios): measured **%.2f** - %s "
+                  "(`apply_ms` / redis-cli: %.2f)."
+                  % (TARGET_RATIO, measured, "**met**" if measured <= TARGET_RATIO else "**not met**", measured_apply)]
         actions = ours_median.get("actions") or {}
-        lines += ["", "Our plan in the median run (steps by action): %s; keys moved %s."
+        lines += ["", "Our plan in the run of median time (steps by action): %s; keys moved %s."
                   % (", ".join("%s %d" % (action, count) for action, count in sorted(actions.items())),
                      ours_median.get("keys_moved"))]
     else:
