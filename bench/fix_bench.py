@@ -25,6 +25,7 @@ Environment: BENCH_FIX_KEYS, BENCH_FIX_SLOTS, BENCH_REPEATS (smaller runs while 
 from __future__ import annotations
 
 import datetime
+import json
 import os
 import random
 import subprocess
@@ -32,10 +33,16 @@ import sys
 import time
 
 from migrate_bench import (
-    Dataset, cluster_check, dbsize_total, log, median_run, mset_commands, playbook_run, resp, send_all, slot_owners,
+    COLLECTIONS_PATH, Dataset, InProcessModule, cluster_check, dbsize_total, log, median_run, mset_commands,
+    playbook_run, resp, send_all, server_time, slot_owners,
 )
 from bench_docs import DOCS, versions, write_section
 from redis_harness import REDIS_CLI, REDIS_SERVER, RedisNodes, form_cluster, wait_converged
+
+sys.path.insert(0, COLLECTIONS_PATH)
+
+from ansible_collections.redisops.cluster.plugins.module_utils import _change, _executor, _module  # noqa: E402
+from ansible_collections.redisops.cluster.plugins.modules import redis_cluster_fix as fix_module  # noqa: E402
 
 SECTION = "## fix: many open slots"
 MASTERS = 10
@@ -125,7 +132,8 @@ def ours(nodes, seed) -> dict:
     for step in result["plan_steps"]:
         actions[step["action"]] = actions.get(step["action"], 0) + 1
     return {"seconds": wall, "apply_ms": result.get("apply_ms"), "elapsed_ms": result.get("elapsed_ms"),
-            "keys_moved": result.get("keys_moved"), "actions": actions, "changed": result.get("changed")}
+            "keys_moved": result.get("keys_moved"), "actions": actions, "changed": result.get("changed"),
+            "result_bytes": len(json.dumps(result))}
 
 
 def cli_fix(nodes, seed) -> dict:
@@ -207,6 +215,87 @@ def one_run(number: int, data: Dataset) -> dict:
 
 
 # ---------------------------------------------------------------------------------------------
+# Where the module's time goes: its fix() in this process, on one more twin, the functions it calls timed
+
+
+def breakdown(data: Dataset) -> dict:
+    """fix() with the module's defaults; timers around observing, counting keys, planning and every step action."""
+    log("in-process breakdown of the module's time")
+    timings = {}
+
+    def timed(name, function):
+        def wrapper(*args, **kwargs):
+            started = time.perf_counter()
+            try:
+                return function(*args, **kwargs)
+            finally:
+                calls, total = timings.get(name, (0, 0.0))
+                timings[name] = (calls + 1, total + time.perf_counter() - started)
+        return wrapper
+
+    patches = [(fix_module, "observe_cluster", "observe the cluster (discovery)"),
+               (fix_module, "count_keys", "count keys per slot (CLUSTER COUNTKEYSINSLOT), before planning and after"),
+               (fix_module, "plan_fix", "plan (plan_fix)"),
+               (_change, "observe_nodes", "observe the nodes after the repair"),
+               (_executor.Executor, "run", "apply (Executor.run)"),
+               (_executor.Executor, "_migrate_all", "steps migrate_slots"),
+               (_executor.Executor, "_wait", "steps wait_converged")]
+    saved = [(owner, name, getattr(owner, name)) for owner, name, _label in patches]
+    handlers = dict(_executor.HANDLERS)
+    with build(data) as nodes:
+        moves = choose_moves(nodes)
+        break_open(nodes, moves)
+        seed = nodes[moves[-1][1]]
+        spec = _module.connection_argument_spec()
+        spec.update(_change.change_argument_spec())
+        params = {name: option.get("default") for name, option in spec.items()}
+        # redis_cluster_fix's own options with their documented defaults.
+        params.update(login_host=seed.host, login_port=seed.port, forget_failed=False, allow_unreachable_masters=False,
+                      replace=False, pipeline=1000, timeout=60000)
+        for node in nodes:
+            node.call("CONFIG", "RESETSTAT")
+        for owner, name, label in patches:
+            setattr(owner, name, timed(label, getattr(owner, name)))
+        for action, handler in handlers.items():
+            _executor.HANDLERS[action] = timed("steps " + action, handler)
+        try:
+            started = time.perf_counter()
+            result = fix_module.fix(InProcessModule(params))
+            total = time.perf_counter() - started
+        finally:
+            for owner, name, original in saved:
+                setattr(owner, name, original)
+            _executor.HANDLERS.update(handlers)
+        server = server_time(nodes)
+        check = verify(nodes, seed, data)
+    steps = {}
+    for step in result["plan_steps"]:
+        steps[step["action"]] = steps.get(step["action"], 0) + 1
+    log("  fix() %.2f s, apply_ms %s; repaired %s" % (total, result.get("apply_ms"), repaired(check, len(data))))
+    return {"total": total, "apply_ms": result.get("apply_ms"), "timings": timings, "steps": steps, "server": server,
+            "repaired": repaired(check, len(data)), "result_bytes": len(json.dumps(result))}
+
+
+def breakdown_lines(diag: dict) -> list:
+    lines = ["Where the module's time goes: its `fix()` with default options in the benchmark process, on one more "
+             "twin broken the same way, the functions it calls wrapped with timers (fix() %.2f s, `apply_ms` %s, "
+             "repaired: %s). \"steps X\" is the time of the plan's steps of action X (their count in the calls "
+             "column); the result the module hands to Ansible is %d bytes of JSON."
+             % (diag["total"], diag["apply_ms"], "yes" if diag["repaired"] else "**no**", diag["result_bytes"]), "",
+             "| step (in process) | calls | ms |", "| --- | ---: | ---: |"]
+    for name, (calls, took) in sorted(diag["timings"].items(), key=lambda item: -item[1][1]):
+        if name.startswith("steps "):
+            calls = diag["steps"].get(name[len("steps "):], calls)
+        lines.append("| %s | %d | %.0f |" % (name, calls, 1000 * took))
+    for command in ("cluster|setslot", "migrate", "restore-asking", "cluster|getkeysinslot", "cluster|countkeysinslot"):
+        if command in diag["server"]:
+            calls, took = diag["server"][command]
+            lines.append("| inside the servers: `%s` (INFO commandstats, summed over nodes) | %d | %.0f |"
+                         % (command.replace("|", " "), calls, took))
+    return lines
+
+
+# ---------------------------------------------------------------------------------------------
 # The report
 
 
@@ -239,7 +328,7 @@ def ratio(ours_seconds, cli_seconds):
     return ours_seconds / cli_seconds if ours_seconds is not None and cli_seconds else None
 
 
-def report(runs: list, load: tuple, total: float) -> str:
+def report(runs: list, diag: dict, load: tuple, total: float) -> str:
     first = runs[0]
     lines = [SECTION, "",
              "Measured by `make bench` (`bench/fix_bench.py`) on %s: %d cores, %s. The scenario of Redis' own test "
@@ -285,12 +374,14 @@ def report(runs: list, load: tuple, total: float) -> str:
                   "(`apply_ms` / redis-cli: %.2f)."
                   % (TARGET_RATIO, measured, "**met**" if measured <= TARGET_RATIO else "**not met**", measured_apply)]
         actions = ours_median.get("actions") or {}
-        lines += ["", "Our plan in the run of median time (steps by action): %s; keys moved %s."
+        lines += ["", "Our plan in the run of median time (steps by action): %s; keys moved %s; the module's result "
+                  "%d bytes of JSON."
                   % (", ".join("%s %d" % (action, count) for action, count in sorted(actions.items())),
-                     ours_median.get("keys_moved"))]
+                     ours_median.get("keys_moved"), ours_median["result_bytes"])]
     else:
         lines += ["", "Target, ours / redis-cli wall time <= %.1f: **not met** - the module failed in every run."
                   % TARGET_RATIO]
+    lines += [""] + breakdown_lines(diag)
     return "\n".join(lines) + "\n"
 
 
@@ -299,14 +390,15 @@ def main() -> int:
     load_before = os.getloadavg()[0]
     data = dataset()
     runs = [one_run(number, data) for number in range(1, REPEATS + 1)]
+    diag = breakdown(data)
     total = time.perf_counter() - started
-    section = report(runs, (load_before, os.getloadavg()[0]), total)
+    section = report(runs, diag, (load_before, os.getloadavg()[0]), total)
     print(section)
     if os.environ.get("BENCH_NO_DOCS") != "1":
         write_section(SECTION, section)
         log("wrote %s" % DOCS)
     log("total %.0f s" % total)
-    return 0 if all(run["ours"]["repaired"] and run["redis-cli"]["repaired"] for run in runs) else 1
+    return 0 if diag["repaired"] and all(run["ours"]["repaired"] and run["redis-cli"]["repaired"] for run in runs) else 1
 
 
 if __name__ == "__main__":
