@@ -104,17 +104,15 @@ def break_open(nodes, moves) -> None:
     """For every slot, SETSLOT MIGRATING on its owner then IMPORTING on the chosen master (each node's commands
     in one pipeline, owners first, as the test sends them slot by slot: the end state is the same)."""
     ids = {index: node.node_id() for index, node in enumerate(nodes)}
-    for side, partner_of, how in (("owner", lambda move: move[2], b"MIGRATING"),
-                                  ("target", lambda move: move[1], b"IMPORTING")):
+    for how, side, partner in ((b"MIGRATING", 1, 2), (b"IMPORTING", 2, 1)):  # positions in a move
         by_node = {}
         for move in moves:
-            node = move[1] if side == "owner" else move[2]
-            by_node.setdefault(node, []).append(
-                resp([b"CLUSTER", b"SETSLOT", b"%d" % move[0], how, ids[partner_of(move)].encode()]))
+            by_node.setdefault(move[side], []).append(
+                resp([b"CLUSTER", b"SETSLOT", b"%d" % move[0], how, ids[move[partner]].encode()]))
         for index, commands in by_node.items():
             send_all(nodes[index].host, nodes[index].port, commands)
-    opened = sum(nodes[index].cluster_nodes().count("->-") + nodes[index].cluster_nodes().count("-<-")
-                 for index in {move[1] for move in moves} | {move[2] for move in moves})
+    views = [nodes[index].cluster_nodes() for index in {move[1] for move in moves} | {move[2] for move in moves}]
+    opened = sum(view.count("->-") + view.count("-<-") for view in views)
     if opened != 2 * len(moves):
         raise RuntimeError("%d open-slot markers, expected %d" % (opened, 2 * len(moves)))
 
