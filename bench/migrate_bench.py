@@ -301,7 +301,7 @@ def verify(nodes, expected: int) -> dict:
 # The tools
 
 
-def playbook(module: str, args: dict) -> tuple:
+def playbook_run(module: str, args: dict) -> tuple:
     """A one-task playbook, as a user runs it: (the module's result, wall seconds of ansible-playbook)."""
     with tempfile.TemporaryDirectory() as workdir:
         path = os.path.join(workdir, "play.yml")
@@ -312,13 +312,19 @@ def playbook(module: str, args: dict) -> tuple:
         proc = subprocess.run([ANSIBLE_PLAYBOOK, "-v", "-i", "localhost,", "-c", "local", path], env=ansible_env(),
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, check=False, timeout=900)
         wall = time.perf_counter() - started
-    numbers = {}
-    for name in ("apply_ms", "elapsed_ms", "keys_moved", "slots_moved"):
-        found = re.search(r'"%s": (\d+)' % name, proc.stdout)
-        numbers[name] = int(found.group(1)) if found else None
-    if proc.returncode != 0 or numbers["apply_ms"] is None:
+    # -v prints the task's result as one line of JSON.
+    found = re.search(r"^(?:changed|ok): \[localhost\] => (\{.*\})$", proc.stdout, re.MULTILINE)
+    if proc.returncode != 0 or not found:
         raise RuntimeError("%s failed (rc %d):\n%s" % (module, proc.returncode, proc.stdout[-4000:]))
-    return numbers, wall
+    return json.loads(found.group(1)), wall
+
+
+def playbook(module: str, args: dict) -> tuple:
+    """A one-task playbook of a module that applied a plan: (its timings and counts, wall seconds)."""
+    result, wall = playbook_run(module, args)
+    if result.get("apply_ms") is None:
+        raise RuntimeError("%s applied no plan: %s" % (module, result.get("plan")))
+    return {name: result.get(name) for name in ("apply_ms", "elapsed_ms", "keys_moved", "slots_moved")}, wall
 
 
 def redis_cli(args) -> float:

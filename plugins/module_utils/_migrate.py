@@ -147,10 +147,12 @@ def move_slots(source, target, others, pair, slots, options, pipeline: int = DEF
 
     pair: (source id, target id, target host, target port). others: connections to every other master.
     Per batch of slots: IMPORTING on the target, MIGRATING on the source, the keys with pipelined GETKEYSINSLOT
-    and variadic MIGRATE, then SETSLOT NODE on the target first, the source second, every other master last (their
-    replies are read at the end). Each hand-over pipeline also opens the next batch on its node, so a batch costs
-    two round trips besides its MIGRATEs. MIGRATEs refused while the cluster is down are tried again, up to
-    patience seconds per outage. A failure leaves the open slots for the next run to finish.
+    and variadic MIGRATE, then SETSLOT NODE on the target first, the source second, every other master last (after
+    STABLE there; their replies are read at the end). Slots may already be open between the pair, with or without
+    keys moved; keys another master holds in them must be moved before. Each hand-over pipeline also opens the
+    next batch on its node, so a batch costs two round trips besides its MIGRATEs. MIGRATEs refused while the
+    cluster is down are tried again, up to patience seconds per outage. A failure leaves the open slots for the
+    next run to finish.
     """
     source_id, target_id, host, port = pair
     mover = _SlotMover(source, target, (host, port), options, pipeline, timeout_ms, replace, patience, progress)
@@ -170,8 +172,9 @@ def move_slots(source, target, others, pair, slots, options, pipeline: int = DEF
         listed = _hand_over_on_source(source, owned_by, _migrating(following, target_id) + _listing(following, page))
         # The other masters are told now and answer while the next batch moves: a master that is itself
         # giving slots away answers only between its MIGRATEs.
+        settled = _settled_elsewhere(batch, target_id)
         for position, conn in enumerate(others):
-            told[position] += conn.send(owned_by)
+            told[position] += conn.send(settled)
         mover.batch_done(len(batch))
     for conn, count in zip(others, told):
         # Another move may have drained a master told here, which then refused.
@@ -195,6 +198,12 @@ def _listing(batch, page: int) -> list:
 
 def _owned_by(batch, target_id: str) -> list:
     return [per_slot(batch, ("CLUSTER", "SETSLOT", SLOT, "NODE", target_id))]
+
+
+def _settled_elsewhere(batch, target_id: str) -> list:
+    """For a master that neither gives nor takes the batch: STABLE, then the new owner. A slot left open towards
+    it by an earlier move (it imports the slot from the source) stays open there after SETSLOT NODE alone."""
+    return [per_slot(batch, ("CLUSTER", "SETSLOT", SLOT, "STABLE"), ("CLUSTER", "SETSLOT", SLOT, "NODE", target_id))]
 
 
 def _opened_on_source(replies, count: int) -> list:
