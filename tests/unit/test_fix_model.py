@@ -7,7 +7,9 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from redis_model import Cluster, CommandError
@@ -22,7 +24,7 @@ from ansible_collections.redisops.cluster.plugins.module_utils._topology import 
 
 IDS = tuple(str(digit) * 40 for digit in range(1, 6))
 # plan_fix walks all 16384 slots several times (about 0.15 s a plan): this keeps the property near a minute.
-MAX_EXAMPLES = 60
+MAX_EXAMPLES = 50
 
 
 class Refused(AssertionError):
@@ -118,7 +120,8 @@ def move_keys(cluster: Cluster, source: str, target: str, slot: int) -> None:
 
 def repair(cluster: Cluster, gossip_between=lambda: ()) -> None:
     """Plan from the model's state, run every step (with gossip_between() delivered after each), settle, and check:
-    no key lost, every slot served by one master that every view names, nothing open, and nothing left to plan."""
+    no key lost, every slot served by one master that every view names, nothing open, and nothing left to plan.
+    Keys are counted in the state given: what Redis deleted while the cluster was being broken is not the plan's."""
     keys = cluster.total_keys()
     plan = plan_for(cluster)
     for step in plan.steps:
@@ -133,15 +136,16 @@ def repair(cluster: Cluster, gossip_between=lambda: ()) -> None:
 
 
 def check_sound(cluster: Cluster) -> None:
+    """Every view names a master for every slot, all views agree, and no slot is open anywhere."""
     tables = {node_id: node.table.owners for node_id, node in cluster.nodes.items()}
     masters = {node_id for node_id, node in cluster.nodes.items() if node.is_master}
     for node_id, owners in tables.items():
         uncovered = SLOT_COUNT - len(owners)
         assert not uncovered, "%s names no owner for %d slot(s)" % (node_id[:8], uncovered)
         assert set(owners.values()) <= masters, "%s names a replica as an owner" % node_id[:8]
-    reference = next(iter(tables.values()))
-    disagree = sorted(node_id[:8] for node_id, owners in tables.items() if owners != reference)
-    assert not disagree, "views differ on %s" % disagree
+    first = min(tables)
+    disagree = sorted(node_id[:8] for node_id, owners in tables.items() if owners != tables[first])
+    assert not disagree, "the views of %s differ from %s's" % (", ".join(disagree), first[:8])
     opened = {node_id[:8]: (node.migrating, node.importing) for node_id, node in cluster.nodes.items()
               if node.migrating or node.importing}
     assert not opened, "slots left open: %s" % opened
@@ -221,9 +225,10 @@ def test_fix_repairs_every_generated_state_in_one_run(scenario, data):
 SLOT = 609
 
 
-def moved_keys(masters: int, keys: int = 151, moved: int = 151) -> tuple:
-    """SLOT open from its owner (source) to the next master (target), moved of its keys moved."""
-    cluster = Cluster.formed(IDS[:masters], {SLOT: keys})
+def moved_keys(masters: int, keys: int = 151, moved: int = 151, more_keys=()) -> tuple:
+    """SLOT open from its owner (source) to the next master (target), moved of its keys moved; more_keys:
+    (slot, count) pairs held by their owners."""
+    cluster = Cluster.formed(IDS[:masters], dict(((SLOT, keys),) + tuple(more_keys)))
     source = cluster.nodes[IDS[0]].table.owner(SLOT)
     target = next(node_id for node_id in IDS[:masters] if node_id != source)
     cluster.setslot_importing(target, SLOT, source)
@@ -287,9 +292,8 @@ def test_delslots_on_an_owner_that_holds_keys():
 
 
 def test_compound_breakage_open_slot_and_dropped_slots():
-    cluster, _source, _target = moved_keys(3, keys=50, moved=10)
+    cluster, _source, _target = moved_keys(3, keys=50, moved=10, more_keys=((16381, 4), (16383, 3)))
     owner = cluster.nodes[IDS[0]].table.owner(16381)
-    cluster.nodes[owner].keys.update({16381: 4, 16383: 3})
     cluster.delslots(owner, [16380, 16381, 16382, 16383])
     cluster.settle()
     repair(cluster)
@@ -312,3 +316,35 @@ def test_model_a_higher_epoch_claim_deletes_the_losers_keys():
     cluster.bumpepoch(target)
     cluster.settle()
     assert cluster.nodes[source].count(SLOT) == 0 and cluster.total_keys() == 8
+
+
+# --- the model itself: Redis' refusals --------------------------------------------------------------------------
+
+def test_model_refuses_what_redis_refuses():
+    cluster = Cluster.formed(IDS[:3], {SLOT: 3})
+    owner, other, third = IDS[0], IDS[1], IDS[2]
+    refusals = [
+        (lambda: cluster.setslot_importing(owner, SLOT, other), "I'm already the owner of hash slot 609"),
+        (lambda: cluster.setslot_migrating(other, SLOT, owner), "I'm not the owner of hash slot 609"),
+        (lambda: cluster.setslot_node(owner, SLOT, other), "Can't assign hashslot 609 to a different node"),
+        (lambda: cluster.addslots(other, [SLOT]), "Slot 609 is already busy"),
+        (lambda: cluster.migrate(owner, other, SLOT, 1), "Target instance replied with error: MOVED 609"),
+    ]
+    for command, error in refusals:
+        with pytest.raises(CommandError, match=re.escape(error)):
+            command()
+    cluster.delslots(third, [SLOT])  # local: the owner still serves it, the third node now names nobody
+    assert cluster.nodes[owner].table.owner(SLOT) == owner and not cluster.nodes[third].cluster_ok
+    cluster.setslot_importing(third, SLOT, owner)
+    with pytest.raises(CommandError, match="Target instance replied with error: CLUSTERDOWN Hash slot not served"):
+        cluster.migrate(owner, third, SLOT, 1)
+
+
+def test_model_hand_over_bumps_the_importing_target_and_spreads():
+    cluster, source, target = moved_keys(3)
+    assert cluster.nodes[source].count(SLOT) == 0 and cluster.nodes[target].count(SLOT) == 151
+    cluster.setslot_node(target, SLOT, target)
+    assert cluster.nodes[target].config_epoch == 4 and not cluster.nodes[target].importing
+    cluster.settle()
+    assert all(node.table.owner(SLOT) == target for node in cluster.nodes.values())
+    assert cluster.nodes[source].migrating == {SLOT: target}  # only SETSLOT closes it
