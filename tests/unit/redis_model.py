@@ -27,10 +27,12 @@ class CommandError(Exception):
 
 @dataclasses.dataclass
 class SlotTable:
-    """One node's server.cluster->slots: slot -> owner id, with the reverse index gossip compares."""
+    """One node's server.cluster->slots (slot -> owner id) with the reverse index gossip compares, and
+    owner_not_claiming_slot: slots whose owner here was seen no longer claiming them."""
 
     owners: dict = dataclasses.field(default_factory=dict)
     by_node: dict = dataclasses.field(default_factory=dict)
+    not_claimed: set = dataclasses.field(default_factory=set)
     version: int = 0  # bumped on every change, so a caller can tell whether gossip changed anything
 
     def owner(self, slot: int):
@@ -39,11 +41,16 @@ class SlotTable:
     def slots_of(self, node_id: str) -> frozenset:
         return frozenset(self.by_node.get(node_id, ()))
 
+    def unclaimed(self, slot: int) -> bool:
+        """isSlotUnclaimed: no owner, or an owner that stopped claiming it."""
+        return slot not in self.owners or slot in self.not_claimed
+
     def assign(self, slot: int, node_id: str) -> None:
-        """clusterDelSlot + clusterAddSlot."""
+        """clusterDelSlot + clusterAddSlot (which clears owner_not_claiming_slot)."""
         self.unassign(slot)
         self.owners[slot] = node_id
         self.by_node.setdefault(node_id, set()).add(slot)
+        self.not_claimed.discard(slot)
         self.version += 1
 
     def unassign(self, slot: int) -> None:
@@ -51,6 +58,15 @@ class SlotTable:
         old = self.owners.pop(slot, None)
         if old is not None:
             self.by_node[old].discard(slot)
+            self.version += 1
+
+    def mark_claims(self, node_id: str, claims) -> None:
+        """Slots bound to node_id that it claims lose the not-claiming mark; those it does not claim get it."""
+        marked = set(self.not_claimed)
+        bound = self.slots_of(node_id)
+        self.not_claimed.difference_update(bound & claims)
+        self.not_claimed.update(bound - claims)
+        if marked != self.not_claimed:
             self.version += 1
 
 
@@ -308,10 +324,13 @@ class Cluster:
 
     def _send_update(self, receiver: RedisNode, sender: RedisNode, claims) -> None:
         """The receiver names, in an UPDATE, the first owner it knows with a greater epoch for a slot the sender
-        claims; the sender applies that owner's slots (as the receiver sees them) only if the epoch is news to it."""
+        claims (unclaimed slots aside); the sender applies that owner's slots (as the receiver sees them) only if
+        the epoch is news to it."""
         for slot in sorted(claims):
             owner = receiver.table.owner(slot)
-            if owner in (None, sender.id) or receiver.epoch_of(owner) <= sender.config_epoch:
+            if owner == sender.id or receiver.table.unclaimed(slot):
+                continue
+            if receiver.epoch_of(owner) <= sender.config_epoch:
                 continue
             reported = receiver.epoch_of(owner)
             if owner != sender.id and sender.known_epochs.get(owner, 0) < reported:
@@ -321,10 +340,11 @@ class Cluster:
             return
 
     def _update_slots(self, node: RedisNode, claimer_id: str, claimer_epoch: int, claims) -> None:
-        """clusterUpdateSlotsConfigWith: each claimed slot the node does not import is rebound when it has no owner
-        in the node's view or its owner's epoch (as the node knows it) is lower. Slots the node (or its master)
-        loses this way: a node left with no slot becomes a replica of the claimer; otherwise the keys it held in
-        the lost slots are deleted."""
+        """clusterUpdateSlotsConfigWith (as in 7.0.15, with owner_not_claiming_slot): each claimed slot the node does
+        not import is rebound when it is unclaimed in the node's view (no owner, or an owner seen not claiming it)
+        or its owner's epoch (as the node knows it) is lower; slots bound to the claimer that it no longer claims
+        are marked not claimed. Slots the node (or its master) loses this way: a node left with no slot becomes a
+        replica of the claimer; otherwise the keys it held in the lost slots are deleted."""
         if claimer_id == node.id:
             return
         mine = node.masters[node.id] or node.id
@@ -333,11 +353,12 @@ class Cluster:
             owner = node.table.owner(slot)
             if owner == claimer_id or slot in node.importing:
                 continue
-            if owner is None or node.epoch_of(owner) < claimer_epoch:
+            if node.table.unclaimed(slot) or node.epoch_of(owner) < claimer_epoch:
                 if owner == node.id and node.count(slot):
                     lost_with_keys.append(slot)
                 lost_mine = lost_mine or owner == mine
                 node.table.assign(slot, claimer_id)
+        node.table.mark_claims(claimer_id, frozenset(claims))
         if lost_mine and not node.table.slots_of(mine):
             self._become_replica(node, claimer_id)
         else:

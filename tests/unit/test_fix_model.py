@@ -348,3 +348,22 @@ def test_model_hand_over_bumps_the_importing_target_and_spreads():
     cluster.settle()
     assert all(node.table.owner(SLOT) == target for node in cluster.nodes.values())
     assert cluster.nodes[source].migrating == {SLOT: target}  # only SETSLOT closes it
+
+
+def test_model_a_slot_its_owner_stops_claiming_goes_to_any_claimant():
+    # Seen on redis-server 7.0.15: after DELSLOTS on the owner, a claim with a lower epoch wins everywhere.
+    cluster = Cluster.formed(IDS[:3])
+    owner, claimant = IDS[2], IDS[0]
+    cluster.delslots(owner, [16000])
+    cluster.settle()
+    cluster.setslot_node(claimant, 16000, claimant)
+    cluster.settle()
+    assert all(node.table.owner(16000) == claimant for node in cluster.nodes.values())
+
+
+def test_model_a_bystanders_stale_owner_is_corrected_by_the_real_owner():
+    # Seen on redis-server 7.0.15: SETSLOT NODE on a bystander naming a newer master does not last.
+    cluster = Cluster.formed(IDS[:3])
+    cluster.setslot_node(IDS[1], 641, IDS[2])
+    cluster.settle()
+    assert all(node.table.owner(641) == IDS[0] for node in cluster.nodes.values())
