@@ -9,9 +9,12 @@ whom, its open (migrating / importing) slots and the keys it holds per slot (cou
 refuse what Redis refuses, with Redis' error text, and change only what Redis changes; gossip is
 delivered explicitly, one message at a time, so a test decides when nodes learn what.
 
-Every rule names the function of src/cluster.c (Redis 7.0) it follows. What the model leaves out:
-failure detection (every node is reachable), the rejoin delay after a restart, node handshakes
-and FORGET (every node knows every other), Pub/Sub, and replicas' own pings beyond their role.
+Every rule names the function of src/cluster.c (Redis 7.0) it follows, as 7.0.15 (Debian 12's
+redis-server) behaves: that release also marks slots whose owner stopped claiming them
+(owner_not_claiming_slot, as 7.2 does), which lets any claimant take them whatever its epoch. What the
+model leaves out: failure detection (every node is reachable), the rejoin delay after a restart,
+node handshakes and FORGET (every node knows every other), Pub/Sub, and replicas' own pings beyond
+their role.
 """
 
 from __future__ import annotations
