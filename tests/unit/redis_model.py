@@ -146,7 +146,8 @@ class Cluster:
     def addslots(self, node_id: str, slots) -> None:
         """ADDSLOTS / ADDSLOTSRANGE: checkSlotAssignmentsOrReply refuses the whole command if any slot has an
         owner in the node's own view (itself included); clusterUpdateSlots then clears importing and claims.
-        No epoch change: other views take the claim only where they name nobody or an older epoch."""
+        No epoch change: other views take the claim only where they name nobody, an owner that stopped claiming
+        the slot, or an owner with an older epoch."""
         node = self.nodes[node_id]
         for slot in slots:
             if node.table.owner(slot) is not None:
@@ -156,8 +157,9 @@ class Cluster:
             node.table.assign(slot, node_id)
 
     def delslots(self, node_id: str, slots) -> None:
-        """DELSLOTS / DELSLOTSRANGE: local only (nothing is gossiped: a node never announces a slot it stops
-        claiming); clusterUpdateSlots clears importing too, migrating stays; keys stay."""
+        """DELSLOTS / DELSLOTSRANGE: local only. The others keep naming the node as the owner, but once its pings
+        no longer claim the slot they let any claimant have it. clusterUpdateSlots clears importing too; migrating
+        and the keys stay."""
         node = self.nodes[node_id]
         for slot in slots:
             if node.table.owner(slot) is None:
