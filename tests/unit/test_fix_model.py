@@ -23,7 +23,8 @@ from ansible_collections.redisops.cluster.plugins.module_utils._topology import 
 )
 
 IDS = tuple(str(digit) * 40 for digit in range(1, 6))
-# plan_fix walks all 16384 slots several times (about 0.15 s a plan): this keeps the property near a minute.
+# plan_fix and the key counts it asks for walk all 16384 slots several times (about 0.3 s a plan): this keeps the
+# property near half a minute while the planner passes it.
 MAX_EXAMPLES = 50
 
 
@@ -202,14 +203,14 @@ def node_pairs(masters: int, max_size: int):
 def scenarios(draw):
     """3-5 masters, keys in a few slots (and one keyless slot), commands on those slots."""
     masters = draw(st.integers(3, 5))
-    slots = draw(st.lists(st.integers(0, SLOT_COUNT - 1), min_size=3, max_size=6, unique=True))
+    slots = draw(st.lists(st.integers(0, SLOT_COUNT - 1), min_size=3, max_size=5, unique=True))
     keys = tuple((slot, draw(st.integers(1, 12))) for slot in slots[1:])
     node = st.integers(0, masters - 1)
     command = st.tuples(st.sampled_from(("IMPORTING", "MIGRATING", "NODE", "STABLE", "DELSLOTS", "ADDSLOTS",
                                          "MIGRATE", "MIGRATE", "BUMPEPOCH")),
                         node, st.sampled_from(slots), node, st.sampled_from((0.3, 0.5, 1.0)))
-    commands = tuple(draw(st.lists(command, min_size=1, max_size=12)))
-    return Scenario(masters, keys, commands, draw(node_pairs(masters, 12)), draw(st.booleans()))
+    commands = tuple(draw(st.lists(command, min_size=1, max_size=8)))
+    return Scenario(masters, keys, commands, draw(node_pairs(masters, 8)), draw(st.booleans()))
 
 
 @settings(max_examples=MAX_EXAMPLES, deadline=None, derandomize=True, database=None)
