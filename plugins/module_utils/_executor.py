@@ -146,7 +146,7 @@ class Executor:
             raise errors[0]
 
     def move_keys(self, step) -> None:
-        slot, target, host, port = step.args
+        slot, target, host, port = step.args[:4]
         self.keys_moved += self._while_cluster_down(
             step, lambda: move_slot_keys(self.connection(step.node), self.connection(target), host, port, slot,
                                    self.options, self.pipeline, self.timeout_ms, self.replace))

@@ -247,6 +247,11 @@ def lay_out(repair: _Repair, decisions: dict) -> list:
                 opening.add(owner, ("IMPORTING", source), slot)
         elif owner not in claimed:
             claims.add(owner, ("ADD" if slot not in own.view(owner) else "CLAIM", ""), slot)
+        receives = any(holder not in (owner, source) for holder in own.holders(slot))
+        if not source and receives and sides is not None and owner in sides.migrating:
+            # An owner that migrates the slot answers RESTORE of a key it lacks with ASK: close it first.
+            opening.add(owner, ("STABLE", ""), slot)
+            to_close.discard(owner)
         for holder, keys in sorted(own.holders(slot).items()):
             if holder in (owner, source):
                 continue
@@ -259,7 +264,7 @@ def lay_out(repair: _Repair, decisions: dict) -> list:
         # A losing claimant is closed by handing the slot over, an owner that imports it by its claim; the engine
         # closes its own pair.
         exempt = set(claimed) - {owner} | ({source, owner} if source else set())
-        if sides is None or owner not in sides.migrating:
+        if sides is None or owner not in sides.migrating or receives:
             exempt.add(owner)
         for node_id in sorted(to_close - exempt):
             closing.add(node_id, ("STABLE", ""), slot)
@@ -270,7 +275,9 @@ def lay_out(repair: _Repair, decisions: dict) -> list:
                     telling.add(node.id, ("NODE", owner), slot)
             if owner not in claimed or len(claimed) > 1 or slot in repair.stale:
                 bumps.add(owner)
-    _tell_unserved(repair, decisions, views)
+    movers = {node_id for step in key_moves for node_id in (step.node_id, step.args[4])}
+    movers.update(node_id for pair in engine for node_id in pair)
+    _tell_unserved(repair, decisions, movers, views)
     steps = claims.steps(repair, _claim_step)
     steps += views.steps(repair, _setslot_step)
     steps += opening.steps(repair, _setslot_step)
@@ -284,17 +291,24 @@ def lay_out(repair: _Repair, decisions: dict) -> list:
     return steps
 
 
-def _tell_unserved(repair: _Repair, decisions: dict, views: _Phase) -> None:
-    """Each master that names nobody for a slot learns its owner before any key moves: a node that sees a slot
-    unserved is in cluster_state:fail and refuses MIGRATE and RESTORE, and gossip never fills a slot it imports."""
+def _tell_unserved(repair: _Repair, decisions: dict, movers: set, views: _Phase) -> None:
+    """Masters that name nobody for a slot learn its owner before any key moves: a node that sees a slot unserved is
+    in cluster_state:fail and refuses MIGRATE and RESTORE, and gossip never fills a slot it imports. Slots whose
+    owner stays, on nodes that move no key, are left to gossip (a node that just joined learns them by itself)."""
     own = repair.own
     for node in own.masters:
         view = own.view(node.id)
+        importing = {slot for slot, _partner in node.entry.importing}
         for slot in range(SLOT_COUNT):
             if slot in view:
                 continue
             decision = decisions.get(slot)
-            owner = decision.owner if decision is not None else (own.claims.get(slot) or ("",))[0]
+            if decision is not None:
+                owner = decision.owner
+            elif node.id in movers or slot in importing:
+                owner = (own.claims.get(slot) or ("",))[0]
+            else:
+                continue
             if owner and owner != node.id:
                 views.add(node.id, ("NODE", owner), slot)
 
@@ -324,7 +338,7 @@ def _setslot_step(repair: _Repair, node: Node, kind: tuple, ranges) -> Step:
 
 
 def _move_keys(source: Node, target: Node, slot: int, count: int) -> Step:
-    return Step(MOVE_KEYS, source.address, source.id, (slot, target.address, target.host, target.port),
+    return Step(MOVE_KEYS, source.address, source.id, (slot, target.address, target.host, target.port, target.id),
                 "%s: move %d key(s) of slot %d to %s" % (source.describe(), count, slot, target.describe()))
 
 

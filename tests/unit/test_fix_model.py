@@ -15,8 +15,9 @@ from hypothesis import strategies as st
 from redis_model import Cluster, CommandError
 
 from ansible_collections.redisops.cluster.plugins.module_utils._planner import (
-    ADD_SLOTS, BUMP_EPOCH, CLAIM_SLOTS, MOVE_KEYS, SETSLOT, WAIT_CONVERGED, fix_key_count_slots, plan_fix,
+    ADD_SLOTS, BUMP_EPOCH, MIGRATE_SLOTS, MOVE_KEYS, SETSLOT, WAIT_CONVERGED,
 )
+from ansible_collections.redisops.cluster.plugins.module_utils._repair import fix_key_count_slots, plan_fix
 from ansible_collections.redisops.cluster.plugins.module_utils._slots import SLOT_COUNT, slots_from_ranges
 from ansible_collections.redisops.cluster.plugins.module_utils._topology import (
     ClusterState, NodeAddress, observation_from_replies, unsettled,
@@ -68,18 +69,18 @@ def run_step(cluster: Cluster, step) -> None:
     try:
         if step.action == ADD_SLOTS:
             cluster.addslots(node_id, slots_from_ranges(step.args))
-        elif step.action == CLAIM_SLOTS:
-            # One pipeline of SETSLOT NODE: every command runs, the first error fails the step.
+        elif step.action == SETSLOT:
+            # One pipeline: every command runs, the first error fails the step.
             errors = []
-            for slot in slots_from_ranges(step.args):
+            for slot in slots_from_ranges(step.args[2:]):
                 try:
-                    cluster.setslot_node(node_id, slot, step.node_id)
+                    run_setslot(cluster, node_id, slot, step.args[0], step.args[1])
                 except CommandError as exc:
                     errors.append(exc)
             if errors:
                 raise errors[0]
-        elif step.action == SETSLOT:
-            run_setslot(cluster, node_id, *step.args)
+        elif step.action == MIGRATE_SLOTS:
+            migrate_slots(cluster, node_id, by_address[step.args[0]], slots_from_ranges(step.args[4]))
         elif step.action == MOVE_KEYS:
             move_keys(cluster, node_id, by_address[step.args[1]], step.args[0])
         elif step.action == BUMP_EPOCH:
@@ -115,6 +116,28 @@ def move_keys(cluster: Cluster, source: str, target: str, slot: int) -> None:
                 raise
             cluster.settle()
             cluster.migrate(source, target, slot, cluster.nodes[source].count(slot))
+
+
+def migrate_slots(cluster: Cluster, source: str, target: str, slots) -> None:
+    """_migrate.move_slots on one batch: open both sides, empty the slots, then hand them over on the target (every
+    slot but the last made STABLE first, so only the last bumps the epoch), the source, and the other masters
+    (STABLE, then NODE)."""
+    for slot in slots:
+        cluster.setslot_importing(target, slot, source)
+        cluster.setslot_migrating(source, slot, target)
+    for slot in slots:
+        move_keys(cluster, source, target, slot)
+    for slot in slots[:-1]:
+        cluster.setslot_stable(target, slot)
+        cluster.setslot_node(target, slot, target)
+    cluster.setslot_node(target, slots[-1], target)
+    for slot in slots:
+        cluster.setslot_node(source, slot, target)
+    for other, node in sorted(cluster.nodes.items()):
+        if node.is_master and other not in (source, target):
+            for slot in slots:
+                cluster.setslot_stable(other, slot)
+                cluster.setslot_node(other, slot, target)
 
 
 # --- the properties ----------------------------------------------------------------------------------------------

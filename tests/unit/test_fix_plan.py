@@ -262,3 +262,13 @@ def test_an_importer_that_sees_no_owner_gets_every_owner_before_any_key_moves():
     assert len(owners) == 1 and owners[0] < first_move
     moves = [(step.node_id, step.args[0]) for step in steps if step.action == MOVE_KEYS]
     assert moves == [(importer, 100), (importer, 101)]
+
+
+def test_an_owner_that_migrates_the_slot_is_closed_before_keys_come_back_to_it():
+    """A migrating owner answers ASK to a RESTORE of a key it lacks: it must be stable before strays return."""
+    healthy = cluster_from(HEALTHY)
+    owner_view = edited(view_text(HEALTHY, OWNER), OWNER, extra="[5->-%s]" % SECOND)
+    state = with_views(healthy, {OWNER: owner_view})
+    plan = plan_fix(state, {OWNER: {5: 3}, THIRD: {5: 2}})
+    assert touching(plan, 5) == [(SETSLOT, OWNER), (SETSLOT, THIRD), (MOVE_KEYS, THIRD), (SETSLOT, THIRD)]
+    assert setslots(plan, 5) == [(OWNER, "STABLE", ""), (THIRD, "IMPORTING", OWNER), (THIRD, "STABLE", "")]
