@@ -45,6 +45,23 @@ options:
     type: str
     choices: [contiguous, fewest_keys]
     default: contiguous
+  client_grace:
+    description:
+      - Seconds that cluster clients get to learn a master that served no slot when the move started, once it
+        has its first slots; then the moves go on at full speed. V(0) goes on at once.
+      - Clients build their map of the cluster from C(CLUSTER SLOTS), which lists no master without slots, so
+        such a master is unknown to them. A C(MOVED) redirection to an unknown node is handled (the client adds
+        it), but some clients raise on an C(ASK) redirection to one, which every slot being moved answers for
+        new keys and keys already moved - redis-py up to at least 8.1 raises C(AttributeError)
+        (redis/redis-py#4015, #2432), ioredis did before 2.2. So the target's first slots go over without C(ASK):
+        the slots of the move that hold no key are handed over directly (writes on their source wait a few
+        milliseconds meanwhile, under C(CLIENT PAUSE WRITE)), or, when every slot holds keys, 4 slots move one
+        at a time, so that an C(ASK) can only meet a client using that very slot for those few milliseconds.
+      - During the grace, a client learns the new master through C(MOVED) when it uses one of its slots (or when
+        it reloads C(CLUSTER SLOTS)); a client that rarely touches those slots may need longer than the default.
+      - Not used when the targets already serve slots. Between 0 and 60.
+    type: float
+    default: 2
   progress_file:
     description:
       - A file that receives one JSON line per batch of slots moved (C(slots_done), C(slots_total),
@@ -65,5 +82,6 @@ notes:
   - A slot moves with C(SETSLOT IMPORTING) on the target and C(MIGRATING) on the source (for many
     slots per round trip), its keys with pipelined C(GETKEYSINSLOT) and variadic C(MIGRATE), then
     C(SETSLOT NODE) on the target first, the source second and every other master last. Clients keep
-    working throughout (C(ASK) redirections during the move).
+    working throughout (C(ASK) redirections during the move). A target that serves no slot first gets some
+    slots without C(ASK) redirections, then clients get O(client_grace) to learn it (see there).
 """

@@ -17,7 +17,9 @@ import time
 from ._client import (
     SLOT, ClusterClientError, NodeConnection, RedisError, ResponseError, fan_out, observe_node, per_slot, resolve_ip,
 )
-from ._migrate import DEFAULT_PIPELINE, DEFAULT_TIMEOUT_MS, KeyConflict, cluster_down, move_slot_keys, move_slots
+from ._migrate import (
+    DEFAULT_PIPELINE, DEFAULT_TIMEOUT_MS, KeyConflict, cluster_down, hand_first_slots, move_slot_keys, move_slots,
+)
 from ._planner import (
     ADD_SLOTS, BUMP_EPOCH, CLAIM_SLOTS, FAILOVER, FORGET, MEET, MIGRATE_SLOTS, MOVE_KEYS, REPLICATE, SET_EPOCH, SETSLOT, WAIT_CONVERGED,
 )
@@ -176,6 +178,13 @@ class Executor:
         gives and receives at once; a target may import from several sources at once (its RESTOREs are cheap,
         the sources' MIGRATEs are the work)."""
         self._slots_total = sum(count_slots(step.args[4]) for step in steps)
+        # A target that serves no slot gets its first slots from every move before any runs at full speed; clients
+        # then have client_grace seconds to meet it through MOVED (plan_moves).
+        introducing = [step for step in steps if step.args[5]]
+        for step in introducing:
+            self._migrate_pair(step, first=True)
+        if introducing:
+            time.sleep(max(step.args[5][2] for step in introducing))
         pending = list(steps)
         while pending:
             giving, taking, round_steps = set(), set(), []
@@ -188,8 +197,10 @@ class Executor:
             fan_out(self._migrate_pair, round_steps)
             pending = [step for step in pending if step not in round_steps]
 
-    def _migrate_pair(self, step) -> None:
-        target_address, target_id, host, port, ranges = step.args
+    def _migrate_pair(self, step, first: bool = False) -> None:
+        """The move of step: its first slots only (first), else the rest."""
+        target_address, target_id, host, port, ranges, first_slots = step.args
+        direct, one_by_one = (slots_from_ranges(part) for part in first_slots[:2]) if first_slots else ((), ())
         # Own connections: pairs run on threads, and a connection serves one thread.
         others = [address for address in self.addresses if address.key not in (step.node, target_address)]
         conns = [NodeConnection(*split_address(step.node), self.options),
@@ -201,10 +212,16 @@ class Executor:
                 conns.append(conn)
                 if conn.call("ROLE")[0] == b"master":
                     other_conns.append(conn)
-            moved = move_slots(conns[0], conns[1], other_conns, (step.node_id, target_id, host, port),
-                               list(slots_from_ranges(ranges)), self.options, self.pipeline, self.timeout_ms,
-                               self.replace, progress=lambda slots, keys: self._progress(step, slots, keys),
-                               patience=self.wait_timeout)
+            pair = (step.node_id, target_id, host, port)
+            progress = lambda slots, keys: self._progress(step, slots, keys)  # noqa: E731
+            if first:
+                moved = hand_first_slots(conns[0], conns[1], other_conns, pair, list(direct), list(one_by_one),
+                                         self.options, self.pipeline, self.timeout_ms, self.replace, progress,
+                                         self.wait_timeout)
+            else:
+                rest = sorted(set(slots_from_ranges(ranges)) - set(direct) - set(one_by_one))
+                moved = move_slots(conns[0], conns[1], other_conns, pair, rest, self.options, self.pipeline,
+                                   self.timeout_ms, self.replace, progress=progress, patience=self.wait_timeout)
             with self._lock:
                 self.keys_moved += moved
                 self._in_flight.pop(step.description, None)

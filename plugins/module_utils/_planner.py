@@ -559,22 +559,67 @@ def handed_over(plan: Plan) -> dict:
     return {step.args[0]: step.args[2] for step in plan.steps if step.action == SETSLOT and step.args[1] == "NODE"}
 
 
-def plan_moves(state: ClusterState, moves, key_counts) -> Plan:
-    """One MIGRATE_SLOTS step per (source, target) move; key_counts: {node id: {slot: keys}}."""
+# A master that serves no slot is missing from CLUSTER SLOTS, so clients do not know it, and some raise on an ASK
+# towards it (redis-py through 8.1: redis/redis-py#4015). Its first slots go over without ASK: those holding no key
+# directly, else this many, one at a time; clients then meet it through MOVED during client_grace.
+FIRST_KEYED_SLOTS = 4
+
+
+def plan_moves(state: ClusterState, moves, key_counts, client_grace: float = 0.0) -> Plan:
+    """One MIGRATE_SLOTS step per (source, target) move; key_counts: {node id: {slot: keys}}.
+
+    A move's args end with its first slots, (direct ranges, one-at-a-time ranges, client_grace), when its target
+    serves no slot: the executor hands every target its first slots before any move runs at full speed."""
     # A master that just joined refuses keys (CLUSTERDOWN) until its rejoin delay is over: start from a settled
     # cluster, waiting first only when the nodes were not settled when observed.
     unsettled_now = unsettled(state.reachable)
     steps = [Step(WAIT_CONVERGED, "", description="wait until every node agrees on roles and slots (now: %s)"
                   % unsettled_now)] if moves and unsettled_now else []
+    firsts = _first_slots(state, moves, key_counts)
     for move in moves:
         source, target = state.by_id[move.source], state.by_id[move.target]
         slots = tuple(sorted(move.slots))
         keys = sum(key_counts.get(source.id, {}).get(slot, 0) for slot in slots)
         ranges = ranges_from_slots(slots)
+        direct, one_by_one = firsts.get((source.id, target.id), ((), ()))
+        first = (ranges_from_slots(direct), ranges_from_slots(one_by_one), client_grace) if direct or one_by_one else ()
         steps.append(Step(MIGRATE_SLOTS, source.address, source.id,
-                          (target.address, target.id, target.host, target.port, ranges),
-                          "%s: move %d slot(s) %s (%d key(s)) to %s"
-                          % (source.describe(), len(slots), summarize_ranges(ranges), keys, target.describe())))
+                          (target.address, target.id, target.host, target.port, ranges, first),
+                          "%s: move %d slot(s) %s (%d key(s)) to %s%s"
+                          % (source.describe(), len(slots), summarize_ranges(ranges), keys, target.describe(),
+                             _first_note(direct, one_by_one, client_grace))))
     if steps:
         steps.append(Step(WAIT_CONVERGED, "", description="wait until every node agrees on roles and slots"))
     return Plan(tuple(steps))
+
+
+def _first_slots(state: ClusterState, moves, key_counts) -> dict:
+    """(source id, target id) -> (slots handed over directly, slots moved one at a time) for the moves onto targets
+    that serve no slot: every slot of theirs that holds no key, or, when none does, the FIRST_KEYED_SLOTS slots
+    with the fewest keys of the target's first move."""
+    firsts = {}
+    for target_id in sorted({move.target for move in moves}):
+        if state.by_id[target_id].entry.slots:
+            continue
+        onto = [move for move in moves if move.target == target_id]
+        for move in onto:
+            counts = key_counts.get(move.source, {})
+            empty = tuple(slot for slot in sorted(move.slots) if not counts.get(slot, 0))
+            if empty:
+                firsts[(move.source, target_id)] = (empty, ())
+        if not firsts.keys() & {(move.source, target_id) for move in onto}:
+            counts = key_counts.get(onto[0].source, {})
+            lightest = sorted(sorted(onto[0].slots), key=lambda slot: counts.get(slot, 0))[:FIRST_KEYED_SLOTS]
+            firsts[(onto[0].source, target_id)] = ((), tuple(sorted(lightest)))
+    return firsts
+
+
+def _first_note(direct, one_by_one, client_grace: float) -> str:
+    if not direct and not one_by_one:
+        return ""
+    how = ("%d that hold no key handed over directly" % len(direct) if direct
+           else "%d moved one at a time" % len(one_by_one))
+    wait = ("then %g s (client_grace) for clients to learn it through MOVED" % client_grace if client_grace
+            else "no wait for clients to learn it (client_grace 0)")
+    return ("; it serves no slot yet, so its first slots go over without ASK redirections (%s: %s), %s, then the "
+            "rest at full speed" % (how, summarize_ranges(ranges_from_slots(direct or one_by_one)), wait))
