@@ -57,6 +57,7 @@ bench: deps
 	$(BIN)/python bench/placement_bench.py
 	$(BIN)/python bench/facts_bench.py
 	$(BIN)/python bench/migrate_bench.py
+	$(BIN)/python bench/clients_bench.py
 
 clean:
 	rm -rf $(VENV) tests/output .pytest_cache .hypothesis

@@ -560,9 +560,11 @@ def handed_over(plan: Plan) -> dict:
 
 
 # A master that serves no slot is missing from CLUSTER SLOTS, so clients do not know it, and some raise on an ASK
-# towards it (redis-py through 8.1: redis/redis-py#4015). Its first slots go over without ASK: those holding no key
-# directly, else this many, one at a time; clients then meet it through MOVED during client_grace.
-FIRST_KEYED_SLOTS = 4
+# towards it (redis-py through 8.1: redis/redis-py#4015). Its first slots go over without ASK: every slot of its moves
+# that holds no key, directly, and as many of the lightest others, one at a time, as make FIRST_SLOTS; clients meet it
+# through MOVED when they use one of them, which for a client spread over all slots takes about
+# 16384 / (FIRST_SLOTS x its commands per second) seconds.
+FIRST_SLOTS = 64
 
 
 def plan_moves(state: ClusterState, moves, key_counts, client_grace: float = 0.0) -> Plan:
@@ -595,31 +597,29 @@ def plan_moves(state: ClusterState, moves, key_counts, client_grace: float = 0.0
 
 def _first_slots(state: ClusterState, moves, key_counts) -> dict:
     """(source id, target id) -> (slots handed over directly, slots moved one at a time) for the moves onto targets
-    that serve no slot: every slot of theirs that holds no key, or, when none does, the FIRST_KEYED_SLOTS slots
-    with the fewest keys of the target's first move."""
+    that serve no slot: every slot of theirs that holds no key, and the lightest others up to FIRST_SLOTS."""
     firsts = {}
     for target_id in sorted({move.target for move in moves}):
         if state.by_id[target_id].entry.slots:
             continue
-        onto = [move for move in moves if move.target == target_id]
-        for move in onto:
-            counts = key_counts.get(move.source, {})
-            empty = tuple(slot for slot in sorted(move.slots) if not counts.get(slot, 0))
-            if empty:
-                firsts[(move.source, target_id)] = (empty, ())
-        if not firsts.keys() & {(move.source, target_id) for move in onto}:
-            counts = key_counts.get(onto[0].source, {})
-            lightest = sorted(sorted(onto[0].slots), key=lambda slot: counts.get(slot, 0))[:FIRST_KEYED_SLOTS]
-            firsts[(onto[0].source, target_id)] = ((), tuple(sorted(lightest)))
+        candidates = sorted((key_counts.get(move.source, {}).get(slot, 0), slot, move.source)
+                            for move in moves if move.target == target_id for slot in move.slots)
+        empty = [(slot, source) for keys, slot, source in candidates if not keys]
+        keyed = [(slot, source) for keys, slot, source in candidates if keys][:max(0, FIRST_SLOTS - len(empty))]
+        for source in {source for _keys, _slot, source in candidates}:
+            firsts[(source, target_id)] = (tuple(sorted(slot for slot, owner in empty if owner == source)),
+                                           tuple(sorted(slot for slot, owner in keyed if owner == source)))
     return firsts
 
 
 def _first_note(direct, one_by_one, client_grace: float) -> str:
     if not direct and not one_by_one:
         return ""
-    how = ("%d that hold no key handed over directly" % len(direct) if direct
-           else "%d moved one at a time" % len(one_by_one))
+    how = ["%d that hold no key handed over directly (%s)" % (len(direct), summarize_ranges(ranges_from_slots(direct)))
+           ] if direct else []
+    if one_by_one:
+        how.append("%d moved one at a time (%s)" % (len(one_by_one), summarize_ranges(ranges_from_slots(one_by_one))))
     wait = ("then %g s (client_grace) for clients to learn it through MOVED" % client_grace if client_grace
             else "no wait for clients to learn it (client_grace 0)")
-    return ("; it serves no slot yet, so its first slots go over without ASK redirections (%s: %s), %s, then the "
-            "rest at full speed" % (how, summarize_ranges(ranges_from_slots(direct or one_by_one)), wait))
+    return ("; it serves no slot yet, so clients are to meet it through MOVED first: %s; %s, then the rest at full "
+            "speed" % (" and ".join(how), wait))
