@@ -48,18 +48,21 @@ options:
   client_grace:
     description:
       - Seconds that cluster clients get to learn a master that served no slot when the move started, once it
-        has its first slots; then the moves go on at full speed. V(0) goes on at once.
+        has its first slots; then the moves go on at full speed. V(0) goes on at once. Not waited when no client
+        is at work on the nodes (C(CLIENT LIST) shows no connection whose last command was a data command, a
+        topology read such as C(CLUSTER SLOTS), or a C(PING)). Not used when the targets already serve slots.
       - Clients build their map of the cluster from C(CLUSTER SLOTS), which lists no master without slots, so
         such a master is unknown to them. A C(MOVED) redirection to an unknown node is handled (the client adds
-        it), but some clients raise on an C(ASK) redirection to one, which every slot being moved answers for
-        new keys and keys already moved - redis-py up to at least 8.1 raises C(AttributeError)
-        (redis/redis-py#4015, #2432), ioredis did before 2.2. So the target's first slots go over without C(ASK):
-        the slots of the move that hold no key are handed over directly (writes on their source wait a few
-        milliseconds meanwhile, under C(CLIENT PAUSE WRITE)), or, when every slot holds keys, 4 slots move one
-        at a time, so that an C(ASK) can only meet a client using that very slot for those few milliseconds.
-      - During the grace, a client learns the new master through C(MOVED) when it uses one of its slots (or when
-        it reloads C(CLUSTER SLOTS)); a client that rarely touches those slots may need longer than the default.
-      - Not used when the targets already serve slots. Between 0 and 60.
+        it), but some clients raise on an C(ASK) redirection to one, which a slot being moved answers for new keys
+        and keys already moved - redis-py up to at least 8.1 raises C(AttributeError) (redis/redis-py#4015,
+        #2432), ioredis did before 2.2. So the target's first slots go over without C(ASK): the slots of its moves
+        that hold no key are handed over directly (writes on their source wait meanwhile, for a few milliseconds,
+        under C(CLIENT PAUSE WRITE)), and when they are fewer than 64, the lightest other slots move one at a time
+        to make 64, so that an C(ASK) can only meet a client using that very slot for those few milliseconds.
+      - During the grace a client learns the new master through C(MOVED) when it uses one of those slots (or when
+        it reloads C(CLUSTER SLOTS)): a client spread over all slots needs about 16384 / (64 x its commands per
+        second) seconds, so 0.26 s at 1000 commands per second. A client that uses few keys may need longer.
+      - Between 0 and 60.
     type: float
     default: 2
   progress_file:

@@ -18,7 +18,8 @@ from ._client import (
     SLOT, ClusterClientError, NodeConnection, RedisError, ResponseError, fan_out, observe_node, per_slot, resolve_ip,
 )
 from ._migrate import (
-    DEFAULT_PIPELINE, DEFAULT_TIMEOUT_MS, KeyConflict, cluster_down, hand_first_slots, move_slot_keys, move_slots,
+    DEFAULT_PIPELINE, DEFAULT_TIMEOUT_MS, KeyConflict, clients_at_work, cluster_down, hand_first_slots, move_slot_keys,
+    move_slots,
 )
 from ._planner import (
     ADD_SLOTS, BUMP_EPOCH, CLAIM_SLOTS, FAILOVER, FORGET, MEET, MIGRATE_SLOTS, MOVE_KEYS, REPLICATE, SET_EPOCH, SETSLOT, WAIT_CONVERGED,
@@ -179,12 +180,13 @@ class Executor:
         the sources' MIGRATEs are the work)."""
         self._slots_total = sum(count_slots(step.args[4]) for step in steps)
         # A target that serves no slot gets its first slots from every move before any runs at full speed; clients
-        # then have client_grace seconds to meet it through MOVED (plan_moves).
+        # at work then have client_grace seconds to meet it through MOVED (plan_moves).
         introducing = [step for step in steps if step.args[5]]
         for step in introducing:
             self._migrate_pair(step, first=True)
-        if introducing:
-            time.sleep(max(step.args[5][2] for step in introducing))
+        grace = max((step.args[5][2] for step in introducing), default=0)
+        if grace and clients_at_work([self.connection(address.key) for address in self.addresses]):
+            time.sleep(grace)
         pending = list(steps)
         while pending:
             giving, taking, round_steps = set(), set(), []

@@ -244,6 +244,33 @@ def hand_over_empty(source, target, others, pair, slots) -> list:
     return empty
 
 
+# Last commands (CLIENT LIST cmd=) of connections that are not a cluster client at work: tools that read or manage
+# the nodes, the module's own connections, and the MIGRATE connections a source keeps open to its targets. Anything
+# else - a data command, a topology read (CLUSTER SLOTS, SHARDS, NODES), a PING - counts as a client at work.
+NOT_AT_WORK = frozenset((
+    "NULL", "auth", "hello", "select", "info", "role", "dbsize", "migrate", "restore-asking", "client|list",
+    "client|id", "client|setname", "client|getname", "client|info", "client|pause", "client|unpause", "config|get",
+    "config|set", "config|resetstat", "command|count", "command|docs", "command|info", "cluster|info",
+    "cluster|myid", "cluster|countkeysinslot", "cluster|getkeysinslot", "cluster|setslot", "cluster|meet",
+    "cluster|addslots", "cluster|addslotsrange", "cluster|delslots", "cluster|delslotsrange", "cluster|bumpepoch",
+    "cluster|set-config-epoch", "cluster|forget", "cluster|replicate", "cluster|failover", "cluster|reset",
+))
+
+
+def clients_at_work(conns) -> int:
+    """How many connections to these nodes (CLIENT LIST TYPE normal) belong to clients at work (NOT_AT_WORK)."""
+    count = 0
+    for conn in conns:
+        listing = conn.pipeline([("CLIENT", "LIST", "TYPE", "normal")])[0]
+        if isinstance(listing, Exception):
+            # Not allowed to look (ACL): assume clients are at work.
+            return 1
+        for line in listing.decode("utf-8", "replace").splitlines():
+            fields = dict(field.partition("=")[::2] for field in line.split())
+            count += fields.get("cmd", "NULL") not in NOT_AT_WORK
+    return count
+
+
 # Each returns a list that adds to a pipeline's commands.
 
 def _importing(batch, source_id: str) -> list:
