@@ -180,13 +180,16 @@ class Executor:
         the sources' MIGRATEs are the work)."""
         self._slots_total = sum(count_slots(step.args[4]) for step in steps)
         # A target that serves no slot gets its first slots from every move before any runs at full speed; clients
-        # at work then have client_grace seconds to meet it through MOVED (plan_moves).
+        # at work then have client_grace seconds to meet it through MOVED (plan_moves), while the moves go on one
+        # slot at a time, each taking an equal share of it.
         introducing = [step for step in steps if step.args[5]]
-        for step in introducing:
-            self._migrate_pair(step, first=True)
         grace = max((step.args[5][2] for step in introducing), default=0)
-        if grace and clients_at_work([self.connection(address.key) for address in self.addresses]):
-            time.sleep(grace)
+        if grace and not clients_at_work([self.connection(address.key) for address in self.addresses]):
+            grace = 0
+        done = {}
+        for step in introducing:
+            until = time.monotonic() + grace / len(introducing) if grace else 0.0
+            done[step.description] = self._migrate_pair(step, first=True, until=until)
         pending = list(steps)
         while pending:
             giving, taking, round_steps = set(), set(), []
@@ -196,11 +199,12 @@ class Executor:
                     giving.add(source)
                     taking.add(target)
                     round_steps.append(step)
-            fan_out(self._migrate_pair, round_steps)
+            fan_out(lambda step: self._migrate_pair(step, moved_first=done.get(step.description, ())), round_steps)
             pending = [step for step in pending if step not in round_steps]
 
-    def _migrate_pair(self, step, first: bool = False) -> None:
-        """The move of step: its first slots only (first), else the rest."""
+    def _migrate_pair(self, step, first: bool = False, until: float = 0.0, moved_first=()) -> list:
+        """The move of step: its first slots, then others one at a time until the monotonic clock reaches until
+        (first), or the slots not in moved_first; the slots moved."""
         target_address, target_id, host, port, ranges, first_slots = step.args
         direct, one_by_one = (slots_from_ranges(part) for part in first_slots[:2]) if first_slots else ((), ())
         # Own connections: pairs run on threads, and a connection serves one thread.
@@ -216,17 +220,18 @@ class Executor:
                     other_conns.append(conn)
             pair = (step.node_id, target_id, host, port)
             progress = lambda slots, keys: self._progress(step, slots, keys)  # noqa: E731
+            rest = sorted(set(slots_from_ranges(ranges)) - set(moved_first))
             if first:
-                moved = hand_first_slots(conns[0], conns[1], other_conns, pair, list(direct), list(one_by_one),
-                                         self.options, self.pipeline, self.timeout_ms, self.replace, progress,
-                                         self.wait_timeout)
+                moved, rest = hand_first_slots(conns[0], conns[1], other_conns, pair, list(direct), list(one_by_one),
+                                               self.options, self.pipeline, self.timeout_ms, self.replace, progress,
+                                               self.wait_timeout, rest, until)
             else:
-                rest = sorted(set(slots_from_ranges(ranges)) - set(direct) - set(one_by_one))
                 moved = move_slots(conns[0], conns[1], other_conns, pair, rest, self.options, self.pipeline,
                                    self.timeout_ms, self.replace, progress=progress, patience=self.wait_timeout)
             with self._lock:
                 self.keys_moved += moved
                 self._in_flight.pop(step.description, None)
+            return rest
         except ResponseError as exc:
             raise ExecutionError("%s failed: %s" % (step.description, exc), ()) from None
         finally:

@@ -187,22 +187,28 @@ HAND_OVER_MARGIN = 0.75
 
 def hand_first_slots(source, target, others, pair, direct, one_by_one, options, pipeline: int = DEFAULT_PIPELINE,
                      timeout_ms: int = DEFAULT_TIMEOUT_MS, replace: bool = False, progress=None,
-                     patience: float = 60.0) -> int:
-    """Give a target that serves no slot its first slots without an ASK redirection; the number of keys moved.
+                     patience: float = 60.0, then=(), until: float = 0.0) -> tuple:
+    """Give a target that serves no slot its first slots without an ASK redirection; (keys moved, slots moved).
 
     Clients build their view from CLUSTER SLOTS, which lists no master without slots, and some raise on an ASK
     towards a node they do not know (redis-py through 8.1) while they follow a MOVED. direct: slots holding no key,
     handed over without opening them (hand_over_empty); one that received a key meanwhile, and one_by_one, move
-    one at a time, so an ASK can only meet a client that uses that very slot for those few milliseconds.
+    one at a time, so an ASK can only meet a client that uses that very slot for those few milliseconds. Then the
+    slots of `then` move one at a time too, until the monotonic clock reaches `until`: while clients learn the
+    target, each slot it gains makes a client meet it sooner, at the risk of one slot open at a time.
     """
     handed = hand_over_empty(source, target, others, pair, direct) if direct else []
     if handed and progress is not None:
         progress(len(handed), 0)
-    moved = 0
-    for slot in sorted(set(direct) - set(handed) | set(one_by_one)):
+    moved, slots = 0, list(handed)
+    first = sorted(set(direct) - set(handed) | set(one_by_one))
+    for index, slot in enumerate(first + [slot for slot in then if slot not in set(direct) | set(one_by_one)]):
+        if index >= len(first) and time.monotonic() >= until:
+            break
         moved += move_slots(source, target, others, pair, [slot], options, pipeline, timeout_ms, replace,
                             progress=_offset(progress, moved), patience=patience)
-    return moved
+        slots.append(slot)
+    return moved, slots
 
 
 def _offset(progress, keys_before: int):
