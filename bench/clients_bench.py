@@ -66,8 +66,8 @@ def run(name: str, dataset, action) -> dict:
         result.update(measured, tool=name, missing=missing,
                       clients=[(writer.name_shown, len(writer.acknowledged), writer.errors) for writer in writers])
     for client, acknowledged, errors in result["clients"]:
-        bench.log("  %s: %d acknowledged, %d error(s)%s" % (client, acknowledged, len(errors),
-                                                           (": " + errors[0]) if errors else ""))
+        first = (": " + errors[0]) if errors else ""
+        bench.log("  %s: %d acknowledged, %d error(s)%s" % (client, acknowledged, len(errors), first))
     return result
 
 
@@ -94,9 +94,8 @@ def report(runs, dataset, load: tuple, total: float) -> str:
              + " | keys present after |",
              "| --- | ---: | " + " | ".join("---:" for _name in clients) + " | --- |"]
     for result in runs:
-        lines.append("| %s | %.2f | %s | %s |" % (result["tool"], result["seconds"],
-                                                 " | ".join(cell(result, name) for name in clients),
-                                                 bench.present(result)))
+        cells = " | ".join(cell(result, name) for name in clients)
+        lines.append("| %s | %.2f | %s | %s |" % (result["tool"], result["seconds"], cells, bench.present(result)))
     ours, cli = runs[0], runs[-1]
     lines += ["", "Time is the module's `apply_ms` (the moves, the grace and the convergence waits) and redis-cli's "
               "wall time. With default options the module took %.2f s, redis-cli %.2f s: %.1fx less time, the "

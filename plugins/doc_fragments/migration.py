@@ -55,8 +55,8 @@ options:
       - Clients build their map of the cluster from C(CLUSTER SLOTS), which lists no master without slots, so
         such a master is unknown to them. A C(MOVED) redirection to an unknown node is handled (the client adds
         it), but some clients raise on an C(ASK) redirection to one, which a slot being moved answers for new keys
-        and keys already moved - redis-py up to at least 8.1 raises C(AttributeError) (redis/redis-py#4015,
-        #2432), ioredis did before 2.2. So the target's first slots go over without C(ASK): the slots of its moves
+        and keys already moved - redis-py up to at least 8.1 raises C(AttributeError) (redis-py issues
+        4015 and 2432), ioredis did before 2.2. So the target's first slots go over without C(ASK). The slots of its moves
         that hold no key are handed over directly (writes on their source wait meanwhile, for a few milliseconds,
         under C(CLIENT PAUSE WRITE)), and when they are fewer than 64, the lightest other slots move one at a time
         to make 64. One slot open at a time, an C(ASK) can only meet a client that uses that very slot in those

@@ -219,7 +219,10 @@ class Executor:
                 if conn.call("ROLE")[0] == b"master":
                     other_conns.append(conn)
             pair = (step.node_id, target_id, host, port)
-            progress = lambda slots, keys: self._progress(step, slots, keys)  # noqa: E731
+
+            def progress(slots, keys):
+                self._progress(step, slots, keys)
+
             rest = sorted(set(slots_from_ranges(ranges)) - set(moved_first))
             if first:
                 moved, rest = hand_first_slots(conns[0], conns[1], other_conns, pair, list(direct), list(one_by_one),

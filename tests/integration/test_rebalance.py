@@ -17,7 +17,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 from ansible_runner import ANSIBLE_PLAYBOOK, ansible_env, run_module, run_tasks
 from cluster_checks import (
-    all_keys, assert_healthy, clients_writing, cluster_client, cluster_nodes_fields, cluster_writes, command_counts, masters, owner_id, own_ranges, raw, reset_stats,
+    all_keys, assert_healthy, clients_writing, cluster_client, cluster_nodes_fields, cluster_writes, command_counts, masters,
+    owner_id, own_ranges, raw, reset_stats,
     seed, slot_owner, wait_for, write_into_foreign_slot, write_keys,
 )
 from redis.crc import key_slot
