@@ -89,7 +89,7 @@ def report(runs, dataset, load: tuple, total: float) -> str:
              "starts until %.0f s after it ends; an error is anything the client raised. Load average (1 min) at the "
              "start and the end: %.1f and %.1f. Whole run: %.0f s."
              % (datetime.date.today().isoformat(), os.cpu_count(), versions(REDIS_SERVER), len(dataset), dataset.size,
-                " and ".join("unpatched %s" % name for name in clients), SETTLE, SETTLE, load[0], load[1], total), "",
+                " and ".join("unpatched %s" % name for name in clients).capitalize(), SETTLE, SETTLE, load[0], load[1], total), "",
              "| tool | time (s) | " + " | ".join("%s: errors of writes" % name for name in clients)
              + " | keys present after |",
              "| --- | ---: | " + " | ".join("---:" for _name in clients) + " | --- |"]
