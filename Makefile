@@ -5,6 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.requirements-installed
 PYTEST := $(BIN)/python -m pytest
+CLIENTS_STAMP := tests/clients/node_modules/.installed
 
 .PHONY: test unit integration sanity lint demo bench deps redis clean
 
@@ -16,7 +17,13 @@ $(STAMP): requirements-dev.txt
 	$(BIN)/python -m pip install --quiet -r requirements-dev.txt
 	touch $(STAMP)
 
-deps: $(STAMP) redis
+deps: $(STAMP) redis $(CLIENTS_STAMP)
+
+# Cluster clients from another ecosystem (ioredis), which the online tests and the clients benchmark write through.
+$(CLIENTS_STAMP): tests/clients/package.json tests/clients/package-lock.json
+	@command -v npm >/dev/null || { echo "node and npm are missing: install Node.js 18 or later (with npm)" >&2; exit 1; }
+	npm ci --prefix tests/clients --no-audit --no-fund --loglevel=error >/dev/null
+	touch $(CLIENTS_STAMP)
 
 # Real redis-server and redis-cli from Debian packages; the tests start their own processes (and make
 # throwaway certificates with openssl for the TLS tests).
@@ -51,6 +58,7 @@ bench: deps
 	$(BIN)/python bench/facts_bench.py
 	$(BIN)/python bench/migrate_bench.py
 	$(BIN)/python bench/fix_bench.py
+	$(BIN)/python bench/clients_bench.py
 
 clean:
 	rm -rf $(VENV) tests/output .pytest_cache .hypothesis

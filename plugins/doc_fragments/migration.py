@@ -45,6 +45,29 @@ options:
     type: str
     choices: [contiguous, fewest_keys]
     default: contiguous
+  client_grace:
+    description:
+      - Seconds during which cluster clients learn a master that served no slot when the move started, once it
+        has its first slots; meanwhile the moves go on one slot at a time, then at full speed. V(0) goes to full
+        speed at once. Not used when no client is at work on the nodes (C(CLIENT LIST) shows no connection
+        whose last command was a data command, a topology read such as C(CLUSTER SLOTS), or a C(PING)), nor when
+        the targets already serve slots.
+      - Clients build their map of the cluster from C(CLUSTER SLOTS), which lists no master without slots, so
+        such a master is unknown to them. A C(MOVED) redirection to an unknown node is handled (the client adds
+        it), but some clients raise on an C(ASK) redirection to one, which a slot being moved answers for new keys
+        and keys already moved - redis-py up to at least 8.1 raises C(AttributeError) (redis-py issues
+        4015 and 2432), ioredis did before 2.2. So the target's first slots go over without C(ASK). The slots of its moves
+        that hold no key are handed over directly (writes on their source wait meanwhile, for a few milliseconds,
+        under C(CLIENT PAUSE WRITE)), and when they are fewer than 64, the lightest other slots move one at a time
+        to make 64. One slot open at a time, an C(ASK) can only meet a client that uses that very slot in those
+        few milliseconds.
+      - A client learns the new master through C(MOVED) when it uses one of its slots (or when it reloads
+        C(CLUSTER SLOTS)); each slot moved during the grace makes that sooner. A client spread over all slots
+        meets one of 64 slots after 16384 / (64 x its commands per second) seconds on average, 0.26 s at 1000
+        commands per second. A client that uses few keys may need a longer grace.
+      - Between 0 and 60.
+    type: float
+    default: 2
   progress_file:
     description:
       - A file that receives one JSON line per batch of slots moved (C(slots_done), C(slots_total),
@@ -65,5 +88,7 @@ notes:
   - A slot moves with C(SETSLOT IMPORTING) on the target and C(MIGRATING) on the source (for many
     slots per round trip), its keys with pipelined C(GETKEYSINSLOT) and variadic C(MIGRATE), then
     C(SETSLOT NODE) on the target first, the source second and every other master last. Clients keep
-    working throughout (C(ASK) redirections during the move).
+    working throughout (C(ASK) redirections during the move). A target that serves no slot first gets some
+    slots without C(ASK) redirections, then clients get O(client_grace) to learn it while slots move one at a
+    time (see there).
 """

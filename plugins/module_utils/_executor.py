@@ -17,7 +17,10 @@ import time
 from ._client import (
     SLOT, ClusterClientError, NodeConnection, RedisError, ResponseError, fan_out, observe_node, per_slot, resolve_ip,
 )
-from ._migrate import DEFAULT_PIPELINE, DEFAULT_TIMEOUT_MS, KeyConflict, cluster_down, move_slot_keys, move_slots
+from ._migrate import (
+    DEFAULT_PIPELINE, DEFAULT_TIMEOUT_MS, KeyConflict, clients_at_work, cluster_down, hand_first_slots, move_slot_keys,
+    move_slots,
+)
 from ._planner import (
     ADD_SLOTS, BUMP_EPOCH, FAILOVER, FORGET, MEET, MIGRATE_SLOTS, MOVE_KEYS, REPLICATE, SET_EPOCH, SETSLOT, WAIT_CONVERGED,
 )
@@ -198,6 +201,17 @@ class Executor:
         gives and receives at once; a target may import from several sources at once (its RESTOREs are cheap,
         the sources' MIGRATEs are the work)."""
         self._slots_total = sum(count_slots(step.args[4]) for step in steps)
+        # A target that serves no slot gets its first slots from every move before any runs at full speed; clients
+        # at work then have client_grace seconds to meet it through MOVED (plan_moves), while the moves go on one
+        # slot at a time, each taking an equal share of it.
+        introducing = [step for step in steps if step.args[5]]
+        grace = max((step.args[5][2] for step in introducing), default=0)
+        if grace and not clients_at_work([self.connection(address.key) for address in self.addresses]):
+            grace = 0
+        done = {}
+        for step in introducing:
+            until = time.monotonic() + grace / len(introducing) if grace else 0.0
+            done[step.description] = self._migrate_pair(step, first=True, until=until)
         pending = list(steps)
         while pending:
             giving, taking, round_steps = set(), set(), []
@@ -207,11 +221,14 @@ class Executor:
                     giving.add(source)
                     taking.add(target)
                     round_steps.append(step)
-            fan_out(self._migrate_pair, round_steps)
+            fan_out(lambda step: self._migrate_pair(step, moved_first=done.get(step.description, ())), round_steps)
             pending = [step for step in pending if step not in round_steps]
 
-    def _migrate_pair(self, step) -> None:
-        target_address, target_id, host, port, ranges = step.args
+    def _migrate_pair(self, step, first: bool = False, until: float = 0.0, moved_first=()) -> list:
+        """The move of step: its first slots, then others one at a time until the monotonic clock reaches until
+        (first), or the slots not in moved_first; the slots moved."""
+        target_address, target_id, host, port, ranges, first_slots = step.args
+        direct, one_by_one = (slots_from_ranges(part) for part in first_slots[:2]) if first_slots else ((), ())
         # Own connections: pairs run on threads, and a connection serves one thread.
         others = [address for address in self.addresses if address.key not in (step.node, target_address)]
         conns = [NodeConnection(*split_address(step.node), self.options),
@@ -223,13 +240,23 @@ class Executor:
                 conns.append(conn)
                 if conn.call("ROLE")[0] == b"master":
                     other_conns.append(conn)
-            moved = move_slots(conns[0], conns[1], other_conns, (step.node_id, target_id, host, port),
-                               list(slots_from_ranges(ranges)), self.options, self.pipeline, self.timeout_ms,
-                               self.replace, progress=lambda slots, keys: self._progress(step, slots, keys),
-                               patience=self.wait_timeout)
+            pair = (step.node_id, target_id, host, port)
+
+            def progress(slots, keys):
+                self._progress(step, slots, keys)
+
+            rest = sorted(set(slots_from_ranges(ranges)) - set(moved_first))
+            if first:
+                moved, rest = hand_first_slots(conns[0], conns[1], other_conns, pair, list(direct), list(one_by_one),
+                                               self.options, self.pipeline, self.timeout_ms, self.replace, progress,
+                                               self.wait_timeout, rest, until)
+            else:
+                moved = move_slots(conns[0], conns[1], other_conns, pair, rest, self.options, self.pipeline,
+                                   self.timeout_ms, self.replace, progress=progress, patience=self.wait_timeout)
             with self._lock:
                 self.keys_moved += moved
                 self._in_flight.pop(step.description, None)
+            return rest
         except ResponseError as exc:
             raise ExecutionError("%s failed: %s" % (step.description, exc), ()) from None
         finally:

@@ -182,6 +182,104 @@ def move_slots(source, target, others, pair, slots, options, pipeline: int = DEF
     return mover.moved
 
 
+# Writes on the source wait this long at most while slots holding no key are handed over directly; the hand-over
+# goes ahead only when the pause has at least HAND_OVER_MARGIN of it left.
+HAND_OVER_PAUSE_MS = 2000
+HAND_OVER_MARGIN = 0.75
+
+
+def hand_first_slots(source, target, others, pair, direct, one_by_one, options, pipeline: int = DEFAULT_PIPELINE,
+                     timeout_ms: int = DEFAULT_TIMEOUT_MS, replace: bool = False, progress=None,
+                     patience: float = 60.0, then=(), until: float = 0.0) -> tuple:
+    """Give a target that serves no slot its first slots without an ASK redirection; (keys moved, slots moved).
+
+    Clients build their view from CLUSTER SLOTS, which lists no master without slots, and some raise on an ASK
+    towards a node they do not know (redis-py through 8.1) while they follow a MOVED. direct: slots holding no key,
+    handed over without opening them (hand_over_empty); one that received a key meanwhile, and one_by_one, move
+    one at a time, so an ASK can only meet a client that uses that very slot for those few milliseconds. Then the
+    slots of `then` move one at a time too, until the monotonic clock reaches `until`: while clients learn the
+    target, each slot it gains makes a client meet it sooner, at the risk of one slot open at a time.
+    """
+    handed = hand_over_empty(source, target, others, pair, direct) if direct else []
+    if handed and progress is not None:
+        progress(len(handed), 0)
+    moved, slots = 0, list(handed)
+    first = sorted(set(direct) - set(handed) | set(one_by_one))
+    for index, slot in enumerate(first + [slot for slot in then if slot not in set(direct) | set(one_by_one)]):
+        if index >= len(first) and time.monotonic() >= until:
+            break
+        moved += move_slots(source, target, others, pair, [slot], options, pipeline, timeout_ms, replace,
+                            progress=_offset(progress, moved), patience=patience)
+        slots.append(slot)
+    return moved, slots
+
+
+def _offset(progress, keys_before: int):
+    """progress for one more call whose keys add to keys_before."""
+    if progress is None:
+        return None
+    return lambda slots, keys: progress(slots, keys_before + keys)
+
+
+def hand_over_empty(source, target, others, pair, slots) -> list:
+    """Hand slots that hold no key to the target without MIGRATING/IMPORTING on the source; the slots handed over.
+
+    Writes on the source are paused (CLIENT PAUSE WRITE; reads go on) while its keys per slot are counted and the
+    target claims the empty ones: a key written into such a slot before the source learnt of the claim would be
+    deleted by Redis when the source gives the slot up. The target claims first, through IMPORTING then SETSLOT
+    NODE, so its config epoch is bumped and its claim wins; the source is told next, then every other master.
+    Until the source learns the claim, a client there is still served: the slots are empty on both sides.
+    """
+    source_id, target_id = pair[0], pair[1]
+    started = time.monotonic()
+    replies = source.pipeline([("CLIENT", "PAUSE", HAND_OVER_PAUSE_MS, "WRITE"),
+                               per_slot(slots, ("CLUSTER", "COUNTKEYSINSLOT", SLOT))])
+    if isinstance(replies[0], ResponseError):
+        # Redis before 6.2 (no WRITE pause) or a user without CLIENT PAUSE: the slots move one at a time instead.
+        return []
+    try:
+        _check(replies[1:], "counting keys on the source")
+        empty = [slot for slot, keys in zip(slots, replies[1:]) if keys == 0]
+        if not empty or time.monotonic() - started > (1 - HAND_OVER_MARGIN) * HAND_OVER_PAUSE_MS / 1000.0:
+            return []
+        _check(target.pipeline(_importing(empty, source_id)), "opening slots on the target")
+        _hand_over_on_target(target, empty, target_id, [])
+        owned_by = _owned_by(empty, target_id)
+        _check(source.pipeline(owned_by), "handing slots over on the source", _turned_replica)
+    finally:
+        source.call("CLIENT", "UNPAUSE")
+    for conn in others:
+        _check(conn.pipeline(owned_by), "telling %s:%d the new owner" % (conn.host, conn.port), _turned_replica)
+    return empty
+
+
+# Last commands (CLIENT LIST cmd=) of connections that are not a cluster client at work: tools that read or manage
+# the nodes, the module's own connections, and the MIGRATE connections a source keeps open to its targets. Anything
+# else - a data command, a topology read (CLUSTER SLOTS, SHARDS, NODES), a PING - counts as a client at work.
+NOT_AT_WORK = frozenset((
+    "NULL", "auth", "hello", "select", "info", "role", "dbsize", "migrate", "restore-asking", "client|list",
+    "client|id", "client|setname", "client|getname", "client|info", "client|pause", "client|unpause", "config|get",
+    "config|set", "config|resetstat", "command|count", "command|docs", "command|info", "cluster|info",
+    "cluster|myid", "cluster|countkeysinslot", "cluster|getkeysinslot", "cluster|setslot", "cluster|meet",
+    "cluster|addslots", "cluster|addslotsrange", "cluster|delslots", "cluster|delslotsrange", "cluster|bumpepoch",
+    "cluster|set-config-epoch", "cluster|forget", "cluster|replicate", "cluster|failover", "cluster|reset",
+))
+
+
+def clients_at_work(conns) -> int:
+    """How many connections to these nodes (CLIENT LIST TYPE normal) belong to clients at work (NOT_AT_WORK)."""
+    count = 0
+    for conn in conns:
+        listing = conn.pipeline([("CLIENT", "LIST", "TYPE", "normal")])[0]
+        if isinstance(listing, Exception):
+            # Not allowed to look (ACL): assume clients are at work.
+            return 1
+        for line in listing.decode("utf-8", "replace").splitlines():
+            fields = dict(field.partition("=")[::2] for field in line.split())
+            count += fields.get("cmd", "NULL") not in NOT_AT_WORK
+    return count
+
+
 # Each returns a list that adds to a pipeline's commands.
 
 def _importing(batch, source_id: str) -> list:

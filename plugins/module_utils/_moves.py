@@ -23,6 +23,11 @@ from ._findings import assess
 from ._topology import split_address
 
 
+# Seconds clients get to learn a master that serves no slot once it has its first slots (client_grace).
+DEFAULT_CLIENT_GRACE = 2.0
+MAX_CLIENT_GRACE = 60.0
+
+
 def move_argument_spec() -> dict:
     """Options of the modules that migrate slots (documented in the redisops.cluster.migration fragment)."""
     return dict(
@@ -32,7 +37,16 @@ def move_argument_spec() -> dict:
         replace=dict(type="bool", default=False),
         progress_file=dict(type="path"),
         slot_choice=dict(type="str", default="contiguous", choices=list(SLOT_CHOICES)),
+        client_grace=dict(type="float", default=DEFAULT_CLIENT_GRACE),
     )
+
+
+def client_grace(params: dict) -> float:
+    """Seconds clients get to learn a master that serves no slot, once it has its first slots."""
+    grace = params["client_grace"]
+    if not 0 <= grace <= MAX_CLIENT_GRACE:
+        raise ModuleFailure("client_grace must be between 0 and %g seconds, got %g" % (MAX_CLIENT_GRACE, grace))
+    return grace
 
 
 def executor_settings(params: dict) -> dict:
@@ -72,6 +86,7 @@ def run_moves(module, decide) -> dict:
     params = module.params
     options = connection_options(params)
     settings = executor_settings(params)
+    grace = client_grace(params)
     state = observe_cluster(seed_addresses(params), options)
     require_usable(state)
     if state.not_configured:
@@ -87,7 +102,7 @@ def run_moves(module, decide) -> dict:
         if module.check_mode:
             module.warn("slots left open by an interrupted move are finished first; the moves after them are planned"
                         " from the slot owners the finishing leaves, and planned again once it is done")
-            plan = Plan(finishing.steps + plan_moves(state, moves, counts).steps, finishing.warnings)
+            plan = Plan(finishing.steps + plan_moves(state, moves, counts, grace).steps, finishing.warnings)
             return _reported(apply_plan(module, state, plan, options, **settings), state, moves, keys_by_slot, (),
                              applied=False)
         # The approval (expect_state_id) is of the state the check-mode run saw: this one, before the finishing.
@@ -96,7 +111,7 @@ def run_moves(module, decide) -> dict:
         state = observe_cluster(seed_addresses(params), options)
         counts = count_keys(state, options, owned_slots)
     moves, keys_by_slot = _decide(decide, params, state, counts, _holdings(state))
-    result = apply_plan(module, state, plan_moves(state, moves, counts), options, checked_earlier=bool(finished),
+    result = apply_plan(module, state, plan_moves(state, moves, counts, grace), options, checked_earlier=bool(finished),
                         **settings)
     return _reported(result, state, moves, keys_by_slot, finished, applied=not module.check_mode)
 

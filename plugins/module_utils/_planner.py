@@ -223,22 +223,67 @@ def handed_over(plan: Plan) -> dict:
     return owners
 
 
-def plan_moves(state: ClusterState, moves, key_counts) -> Plan:
-    """One MIGRATE_SLOTS step per (source, target) move; key_counts: {node id: {slot: keys}}."""
+# A master that serves no slot is missing from CLUSTER SLOTS, so clients do not know it, and some raise on an ASK
+# towards it (redis-py through 8.1: redis/redis-py#4015). Its first slots go over without ASK: every slot of its moves
+# that holds no key, directly, and as many of the lightest others, one at a time, as make FIRST_SLOTS; clients meet it
+# through MOVED when they use one of them, which for a client spread over all slots takes about
+# 16384 / (FIRST_SLOTS x its commands per second) seconds.
+FIRST_SLOTS = 64
+
+
+def plan_moves(state: ClusterState, moves, key_counts, client_grace: float = 0.0) -> Plan:
+    """One MIGRATE_SLOTS step per (source, target) move; key_counts: {node id: {slot: keys}}.
+
+    A move's args end with its first slots, (direct ranges, one-at-a-time ranges, client_grace), when its target
+    serves no slot: the executor hands every target its first slots before any move runs at full speed."""
     # A master that just joined refuses keys (CLUSTERDOWN) until its rejoin delay is over: start from a settled
     # cluster, waiting first only when the nodes were not settled when observed.
     unsettled_now = unsettled(state.reachable)
     steps = [Step(WAIT_CONVERGED, "", description="wait until every node agrees on roles and slots (now: %s)"
                   % unsettled_now)] if moves and unsettled_now else []
+    firsts = _first_slots(state, moves, key_counts)
     for move in moves:
         source, target = state.by_id[move.source], state.by_id[move.target]
         slots = tuple(sorted(move.slots))
         keys = sum(key_counts.get(source.id, {}).get(slot, 0) for slot in slots)
         ranges = ranges_from_slots(slots)
+        direct, one_by_one = firsts.get((source.id, target.id), ((), ()))
+        first = (ranges_from_slots(direct), ranges_from_slots(one_by_one), client_grace) if direct or one_by_one else ()
         steps.append(Step(MIGRATE_SLOTS, source.address, source.id,
-                          (target.address, target.id, target.host, target.port, ranges),
-                          "%s: move %d slot(s) %s (%d key(s)) to %s"
-                          % (source.describe(), len(slots), summarize_ranges(ranges), keys, target.describe())))
+                          (target.address, target.id, target.host, target.port, ranges, first),
+                          "%s: move %d slot(s) %s (%d key(s)) to %s%s"
+                          % (source.describe(), len(slots), summarize_ranges(ranges), keys, target.describe(),
+                             _first_note(direct, one_by_one, client_grace))))
     if steps:
         steps.append(Step(WAIT_CONVERGED, "", description="wait until every node agrees on roles and slots"))
     return Plan(tuple(steps))
+
+
+def _first_slots(state: ClusterState, moves, key_counts) -> dict:
+    """(source id, target id) -> (slots handed over directly, slots moved one at a time) for the moves onto targets
+    that serve no slot: every slot of theirs that holds no key, and the lightest others up to FIRST_SLOTS."""
+    firsts = {}
+    for target_id in sorted({move.target for move in moves}):
+        if state.by_id[target_id].entry.slots:
+            continue
+        candidates = sorted((key_counts.get(move.source, {}).get(slot, 0), slot, move.source)
+                            for move in moves if move.target == target_id for slot in move.slots)
+        empty = [(slot, source) for keys, slot, source in candidates if not keys]
+        keyed = [(slot, source) for keys, slot, source in candidates if keys][:max(0, FIRST_SLOTS - len(empty))]
+        for source in {source for _keys, _slot, source in candidates}:
+            firsts[(source, target_id)] = (tuple(sorted(slot for slot, owner in empty if owner == source)),
+                                           tuple(sorted(slot for slot, owner in keyed if owner == source)))
+    return firsts
+
+
+def _first_note(direct, one_by_one, client_grace: float) -> str:
+    if not direct and not one_by_one:
+        return ""
+    how = ["%d that hold no key handed over directly (%s)" % (len(direct), summarize_ranges(ranges_from_slots(direct)))
+           ] if direct else []
+    if one_by_one:
+        how.append("%d moved one at a time (%s)" % (len(one_by_one), summarize_ranges(ranges_from_slots(one_by_one))))
+    wait = ("then for %g s (client_grace), while clients at work, if any, learn it through MOVED, one slot at a "
+            "time" % client_grace if client_grace else "no time for clients to learn it (client_grace 0)")
+    return ("; it serves no slot yet, so clients are to meet it through MOVED first: %s; %s, then the rest at full "
+            "speed" % (" and ".join(how), wait))

@@ -345,7 +345,9 @@ def _move_keys(source: Node, target: Node, slot: int, count: int) -> Step:
 def _migrate_step(repair: _Repair, source: Node, target: Node, slots: list) -> Step:
     ranges = ranges_from_slots(slots)
     keys = sum(repair.own.count(source.id, slot) for slot in slots)
-    return Step(MIGRATE_SLOTS, source.address, source.id, (target.address, target.id, target.host, target.port, ranges),
+    # No first slots: a move fix finishes goes to a node that already imports the slot or holds its keys.
+    return Step(MIGRATE_SLOTS, source.address, source.id,
+                (target.address, target.id, target.host, target.port, ranges, ()),
                 "%s: finish moving open %s (%d key(s) left) to %s"
                 % (source.describe(), _slots_text(ranges), keys, target.describe()))
 

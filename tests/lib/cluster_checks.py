@@ -6,6 +6,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
+import os
 import subprocess
 import threading
 import time
@@ -168,12 +171,14 @@ def reset_stats(nodes) -> None:
 
 
 class Writer(threading.Thread):
-    """A cluster client writing and reading back keys until stopped; records acknowledged writes and errors."""
+    """An unpatched redis-py cluster client writing and reading back keys until stopped; records acknowledged writes
+    and errors (anything the client raised, whatever its class: it reaches the application)."""
+
+    name_shown = "redis-py %s" % redis.__version__
 
     def __init__(self, nodes, prefix: str = "online"):
         super().__init__(daemon=True)
         self.client = cluster_client(nodes)
-        self._know_every_node(nodes)
         self.prefix = prefix
         self.acknowledged = {}
         self.errors = []
@@ -189,23 +194,64 @@ class Writer(threading.Thread):
                 if self.client.get(key) != value.encode():
                     self.errors.append("read back mismatch for %s" % key)
             except Exception as exc:  # pylint: disable=broad-except
-                # Anything the client raised reaches the application: an error, whatever its class.
                 self.errors.append("%s: %r" % (key, exc))
             index += 1
-
-    def _know_every_node(self, nodes) -> None:
-        """redis-py builds its node cache from CLUSTER SLOTS, so it does not know a master without slots, and an
-        ASK redirect to one raises AttributeError inside the client (redis/redis-py#4015). A master that has just
-        joined is such a node until its first slot is handed over; registering it keeps the client's own defect
-        out of what the writer measures."""
-        manager = self.client.nodes_manager
-        for node in nodes:
-            known = redis.cluster.ClusterNode(node.host, node.port, redis.cluster.PRIMARY)
-            if manager.get_node(node_name=known.name) is None:
-                manager.create_redis_connections([known])
-                manager.nodes_cache[known.name] = known
 
     def stop(self) -> None:
         self._stop_event.set()
         self.join(30)
         self.client.close()
+
+
+CLIENTS_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "clients")
+NODE_WRITER_SECONDS = 600  # the node writer stops by itself after this long, whatever happens to the test
+
+
+class NodeWriter:
+    """ioredis (tests/clients, installed by make deps) writing and reading back keys in a node process until
+    stopped (its standard input closed); the same record as Writer."""
+
+    def __init__(self, nodes, prefix: str = "ioredis"):
+        env = dict(os.environ, REDIS_PASSWORD=nodes[0].password) if nodes[0].password else None
+        self.prefix = prefix
+        self.process = subprocess.Popen(
+            ["node", os.path.join(CLIENTS_DIR, "writer.js"), "127.0.0.1", str(nodes[0].port), prefix,
+             str(NODE_WRITER_SECONDS)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
+        self.acknowledged = {}
+        self.errors = []
+        self.name_shown = "ioredis"
+
+    def start(self) -> None:
+        """Back once the first key is written."""
+        line = self.process.stdout.readline()
+        if line.strip() != "ready":
+            self.process.kill()
+            raise AssertionError("the ioredis writer did not start: %r" % line)
+
+    def stop(self) -> None:
+        try:
+            # communicate closes the writer's standard input: its signal to stop.
+            out, _err = self.process.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            raise
+        report = json.loads(out.strip().splitlines()[-1])
+        self.name_shown = report["client"]
+        self.acknowledged = {key.encode(): ("v%s" % key.rsplit(":", 1)[1]).encode() for key in report["acknowledged"]}
+        self.errors = report["errors"]
+
+
+@contextlib.contextmanager
+def clients_writing(nodes):
+    """An unpatched redis-py client and an ioredis client writing while the block runs; yields both (their records
+    are complete once the block is left)."""
+    writers = [Writer(nodes), NodeWriter(nodes)]
+    started = []
+    try:
+        for writer in writers:
+            writer.start()
+            started.append(writer)
+        yield writers
+    finally:
+        for writer in started:
+            writer.stop()
