@@ -21,7 +21,13 @@ deps: $(STAMP) redis $(CLIENTS_STAMP)
 
 # Cluster clients from another ecosystem (ioredis), which the online tests and the clients benchmark write through.
 $(CLIENTS_STAMP): tests/clients/package.json tests/clients/package-lock.json
-	@command -v npm >/dev/null || { echo "node and npm are missing: install Node.js 18 or later (with npm)" >&2; exit 1; }
+	@if ! command -v npm >/dev/null; then \
+	  if [ "$$(id -u)" -ne 0 ]; then \
+	    echo "node and npm are missing: run 'sudo apt-get install nodejs npm', or run make as root" >&2; \
+	    exit 1; \
+	  fi; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm >/dev/null; \
+	fi
 	npm ci --prefix tests/clients --no-audit --no-fund --loglevel=error >/dev/null
 	touch $(CLIENTS_STAMP)
 
