@@ -152,7 +152,7 @@ class Executor:
         slot, target, host, port = step.args[:4]
         self.keys_moved += self._while_cluster_down(
             step, lambda: move_slot_keys(self.connection(step.node), self.connection(target), host, port, slot,
-                                   self.options, self.pipeline, self.timeout_ms, self.replace))
+                                         self.options, self.pipeline, self.timeout_ms, self.replace))
 
     def _while_cluster_down(self, step, action):
         """action(), retried while a node answers CLUSTERDOWN: it refuses MIGRATE and RESTORE until it sees every

@@ -121,7 +121,7 @@ class SlotOwnership:
             named.setdefault(owner, []).append(observer)
         if len(named) > 1 or (named and set(named) != set(claimed)):
             parts.append("; ".join("%s name%s %s" % (_listed(label, observers), "s" if len(observers) == 1 else "",
-                                                      label(owner) if owner else "nobody")
+                                                     label(owner) if owner else "nobody")
                                    for owner, observers in sorted(named.items())))
         sides = self.open_slots.get(slot)
         if sides is not None:

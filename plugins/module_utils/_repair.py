@@ -233,7 +233,7 @@ class _Phase:
 def lay_out(repair: _Repair, decisions: dict) -> list:
     """The steps that carry out the decisions, phase by phase (see the module's docstring)."""
     own = repair.own
-    claims, views, opening, losers, closing, telling = (_Phase() for _ in range(6))
+    claims, views, opening, losers, closing, telling = (_Phase() for _phase in range(6))
     key_moves, engine, bumps = [], {}, set()
     for slot, decision in sorted(decisions.items()):
         owner, source = decision.owner, decision.source

@@ -20,6 +20,7 @@ from ._slots import SLOT_COUNT, count_slots, format_ranges, parse_slot_token
 
 LABEL_KEYS = ("zone", "rack", "hostname")
 
+
 class TopologyError(ValueError):
     """Input that cannot describe a node or a cluster (a user or protocol error, never a bug)."""
 
@@ -324,7 +325,6 @@ class Node:
 
     def describe(self) -> str:
         return "%s (%s)" % (self.address, self.id[:8])
-
 
 
 @dataclasses.dataclass(frozen=True)
