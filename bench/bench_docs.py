@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import platform
 import subprocess
+import sys
 
 DOCS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "docs", "benchmarks.md")
 
@@ -41,3 +42,12 @@ def versions(redis_server: str) -> str:
     server = next((word[2:] for word in words if word.startswith("v=")), "?")
     return "Redis %s, redis-py %s, ansible-core %s, Python %s" % (
         server, redis.__version__, ansible.release.__version__, platform.python_version())
+
+
+def run_main(main) -> None:
+    """A benchmark's entry point: exit with main()'s status; on Ctrl-C say that what it started is gone."""
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:
+        print("interrupted; what this process started has been stopped", file=sys.stderr)
+        sys.exit(130)

@@ -28,7 +28,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "tests", "lib"))
 
 import migrate_bench as bench  # noqa: E402  (puts the collection and tests/lib on the path)
-from bench_docs import DOCS, versions, write_section  # noqa: E402
+from bench_docs import DOCS, run_main, versions, write_section  # noqa: E402
 from cluster_checks import clients_writing  # noqa: E402
 from redis_harness import REDIS_SERVER  # noqa: E402
 
@@ -127,8 +127,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except KeyboardInterrupt:
-        print("interrupted; what this process started has been stopped", file=sys.stderr)
-        sys.exit(130)
+    run_main(main)

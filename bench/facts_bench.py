@@ -49,7 +49,7 @@ sys.path.insert(0, os.path.join(ROOT, "tests", "lib"))
 import redis  # noqa: E402
 from ansible_runner import COLLECTIONS_PATH, run_module  # noqa: E402
 from redis_harness import REDIS_CLI, REDIS_SERVER, RedisNodes, form_cluster  # noqa: E402
-from bench_docs import DOCS, versions, write_section  # noqa: E402
+from bench_docs import DOCS, run_main, versions, write_section  # noqa: E402
 
 sys.path.insert(0, COLLECTIONS_PATH)
 
@@ -735,8 +735,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except KeyboardInterrupt:
-        print("interrupted; what this process started has been stopped", file=sys.stderr)
-        sys.exit(130)
+    run_main(main)

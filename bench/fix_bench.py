@@ -33,11 +33,12 @@ import sys
 import time
 
 from migrate_bench import (
-    COLLECTIONS_PATH, Dataset, InProcessModule, cluster_check, dbsize_total, log, median_run, mset_commands,
-    playbook_run, resp, send_all, server_time, slot_owners,
+    COLLECTIONS_PATH, Dataset, InProcessModule, cluster_check, dbsize_total, log, median_run, playbook_run, resp,
+    send_all, server_time, slot_owners,
 )
-from bench_docs import DOCS, versions, write_section
-from redis_harness import REDIS_CLI, REDIS_SERVER, RedisNodes, form_cluster, wait_converged
+from migrate_bench import build as build_cluster
+from bench_docs import DOCS, run_main, versions, write_section
+from redis_harness import REDIS_CLI, REDIS_SERVER, RedisNodes, wait_converged
 
 sys.path.insert(0, COLLECTIONS_PATH)
 
@@ -68,20 +69,7 @@ def dataset() -> Dataset:
 
 def build(data: Dataset) -> RedisNodes:
     """MASTERS masters with REPLICAS replicas each, formed by redis-cli, the keys written to their owners."""
-    started = time.perf_counter()
-    nodes = RedisNodes(MASTERS * (1 + REPLICAS))
-    try:
-        form_cluster(nodes.nodes, replicas=REPLICAS, timeout=120)
-        owners = slot_owners(nodes[0])
-        for node in nodes:
-            send_all(node.host, node.port, mset_commands(data, owners.get(node.port, ())))
-        if dbsize_total(nodes) != len(data):
-            raise RuntimeError("wrote %d keys, the cluster holds %d" % (len(data), dbsize_total(nodes)))
-    except BaseException:
-        nodes.close()
-        raise
-    log("  %d nodes formed, %d keys written (%.1f s)" % (len(nodes), len(data), time.perf_counter() - started))
-    return nodes
+    return build_cluster(MASTERS, data, empty_master=False, replicas=REPLICAS)
 
 
 def layout(nodes) -> dict:
@@ -400,8 +388,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except KeyboardInterrupt:
-        print("interrupted; what this process started has been stopped", file=sys.stderr)
-        sys.exit(130)
+    run_main(main)

@@ -53,7 +53,7 @@ sys.path.insert(0, os.path.join(ROOT, "tests", "lib"))
 
 from ansible_runner import ANSIBLE_PLAYBOOK, COLLECTIONS_PATH, ansible_env  # noqa: E402
 from redis_harness import REDIS_CLI, REDIS_SERVER, RedisNodes, form_cluster, wait_converged  # noqa: E402
-from bench_docs import DOCS, versions, write_section  # noqa: E402
+from bench_docs import DOCS, run_main, versions, write_section  # noqa: E402
 
 sys.path.insert(0, COLLECTIONS_PATH)
 
@@ -215,25 +215,31 @@ def load(nodes, dataset: Dataset) -> None:
         send_all(node.host, node.port, mset_commands(dataset, owners.get(node.port, ())))
 
 
+def check_loaded(nodes, dataset: Dataset) -> None:
+    found = dbsize_total(nodes)
+    if found != len(dataset):
+        raise RuntimeError("wrote %d keys, the cluster holds %d" % (len(dataset), found))
+
+
 # ---------------------------------------------------------------------------------------------
 # Clusters
 
 
-def build(masters: int, dataset: Dataset, empty_master: bool) -> RedisNodes:
-    """masters nodes formed with redis-cli, the data written; then (empty_master) one more master joins, empty."""
+def build(masters: int, dataset: Dataset, empty_master: bool, replicas: int = 0) -> RedisNodes:
+    """masters masters (with replicas replicas each) formed with redis-cli, the data written; then (empty_master) one
+    more master joins, empty."""
     started = time.perf_counter()
-    nodes = RedisNodes(masters + (1 if empty_master else 0))
+    members = masters * (1 + replicas)
+    nodes = RedisNodes(members + (1 if empty_master else 0))
     try:
-        form_cluster(nodes.nodes[:masters], replicas=0, timeout=60)
-        load(nodes.nodes[:masters], dataset)
+        form_cluster(nodes.nodes[:members], replicas=replicas, timeout=60 * (1 + replicas))
+        load(nodes.nodes[:members], dataset)
         if empty_master:
-            joining = nodes[masters]
+            joining = nodes[members]
             joining.call("CLUSTER", "MEET", nodes[0].host, nodes[0].port, nodes[0].bus_port)
             # Known everywhere, the same view on every node, cluster_state:ok on every node (the new one included).
             wait_converged(nodes.nodes, timeout=60)
-        found = dbsize_total(nodes)
-        if found != len(dataset):
-            raise RuntimeError("wrote %d keys, the cluster holds %d" % (len(dataset), found))
+        check_loaded(nodes, dataset)
     except BaseException:
         nodes.close()
         raise
@@ -956,8 +962,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except KeyboardInterrupt:
-        print("interrupted; what this process started has been stopped", file=sys.stderr)
-        sys.exit(130)
+    run_main(main)

@@ -61,16 +61,23 @@ def migrate(source, target, keys) -> None:
     raw(source, ("MIGRATE", target.host, target.port, "", 0, 5000, "KEYS", *keys))
 
 
-def test_half_done_migration_is_finished_while_clients_write(cluster6):
-    nodes = cluster6
-    expected = tagged_keys(nodes, "move", 400)
-    expected.update(write_keys(nodes, 300))
-    slot = key_slot(b"{move}")
+def half_moved(nodes, tag: str, moved=None) -> tuple:
+    """The slot of tag opened from its owner to another master, and moved of its keys (all by default) moved:
+    (slot, source, target)."""
+    slot = key_slot(tag.encode())
     source = slot_owner(nodes, slot)
     target = other_master(nodes, source)
     raw(target, ("CLUSTER", "SETSLOT", slot, "IMPORTING", source.node_id()))
     raw(source, ("CLUSTER", "SETSLOT", slot, "MIGRATING", target.node_id()))
-    migrate(source, target, keys_in_slot(source, slot)[:150])
+    migrate(source, target, keys_in_slot(source, slot)[:moved])
+    return slot, source, target
+
+
+def test_half_done_migration_is_finished_while_clients_write(cluster6):
+    nodes = cluster6
+    expected = tagged_keys(nodes, "move", 400)
+    expected.update(write_keys(nodes, 300))
+    slot, source, target = half_moved(nodes, "{move}", 150)
     writer = Writer(nodes)
     writer.start()
     try:
@@ -244,12 +251,7 @@ def test_half_finished_hand_over_is_repaired_in_one_run(request, fresh_nodes, ma
     nodes = request.getfixturevalue("cluster3") if masters_count == 3 else two_masters(fresh_nodes)
     expected = tagged_keys(nodes, "half", 151)
     expected.update(write_keys(nodes, 200))
-    slot = key_slot(b"{half}")
-    source = slot_owner(nodes, slot)
-    target = other_master(nodes, source)
-    raw(target, ("CLUSTER", "SETSLOT", slot, "IMPORTING", source.node_id()))
-    raw(source, ("CLUSTER", "SETSLOT", slot, "MIGRATING", target.node_id()))
-    migrate(source, target, keys_in_slot(source, slot))
+    slot, source, target = half_moved(nodes, "{half}")
     raw(source if told == "source" else target, ("CLUSTER", "SETSLOT", slot, "NODE", target.node_id()))
     checked = run_module(MODULE, dict(seed(nodes)), check=True)
     if told == "source":
@@ -271,12 +273,7 @@ def test_compound_breakage_is_repaired_in_one_run(cluster6):
     for slot in (16381, 16383):
         tag = next("t%d" % n for n in range(100000) if key_slot(("t%d" % n).encode()) == slot)
         expected.update(tagged_keys(nodes, tag, 5))
-    open_slot = key_slot(b"{open}")
-    source = slot_owner(nodes, open_slot)
-    target = other_master(nodes, source)
-    raw(target, ("CLUSTER", "SETSLOT", open_slot, "IMPORTING", source.node_id()))
-    raw(source, ("CLUSTER", "SETSLOT", open_slot, "MIGRATING", target.node_id()))
-    migrate(source, target, keys_in_slot(source, open_slot)[:10])
+    open_slot, source, target = half_moved(nodes, "{open}", 10)
     dropping = slot_owner(nodes, 16380)
     raw(dropping, ("CLUSTER", "DELSLOTSRANGE", 16380, 16383))
     victim = next(node for node in nodes if node.call("ROLE")[0] == b"slave")

@@ -271,32 +271,15 @@ def test_model_half_finished_hand_over_leaves_the_slot_unclaimed():
     assert SLOT not in cluster.nodes[source].own_slots | cluster.nodes[target].own_slots
 
 
-def test_half_finished_hand_over_sent_to_the_source_only_2_masters():
-    cluster, source, target = moved_keys(2)
-    cluster.setslot_node(source, SLOT, target)
+@pytest.mark.parametrize("masters", [2, 3])
+@pytest.mark.parametrize("told", ["source", "target"])
+def test_half_finished_hand_over(masters, told):
+    """Every key moved, then SETSLOT NODE target sent to one side only."""
+    cluster, source, target = moved_keys(masters)
+    cluster.setslot_node(source if told == "source" else target, SLOT, target)
     cluster.settle()
-    repair(cluster)
-
-
-def test_half_finished_hand_over_sent_to_the_source_only_3_masters():
-    cluster, source, target = moved_keys(3)
-    cluster.setslot_node(source, SLOT, target)
-    cluster.settle()
-    repair(cluster)
-
-
-def test_half_finished_hand_over_sent_to_the_target_only_2_masters():
-    cluster, source, target = moved_keys(2)
-    cluster.setslot_node(target, SLOT, target)
-    cluster.settle()
-    assert cluster.nodes[source].migrating == {SLOT: target}  # gossip closes nothing
-    repair(cluster)
-
-
-def test_half_finished_hand_over_sent_to_the_target_only_3_masters():
-    cluster, source, target = moved_keys(3)
-    cluster.setslot_node(target, SLOT, target)
-    cluster.settle()
+    if told == "target":
+        assert cluster.nodes[source].migrating == {SLOT: target}  # gossip closes nothing
     repair(cluster)
 
 
