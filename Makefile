@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.requirements-installed
 PYTEST := $(BIN)/python -m pytest
 
-.PHONY: test unit integration sanity lint demo bench deps redis clean
+.PHONY: test unit integration sanity lint demo bench fuzz deps redis clean
 
 test: unit integration sanity lint
 
@@ -50,6 +50,10 @@ bench: deps
 	$(BIN)/python bench/placement_bench.py
 	$(BIN)/python bench/facts_bench.py
 	$(BIN)/python bench/migrate_bench.py
+
+# redis_cluster_fix against redis-cli on FUZZ_STATES (300) seeded broken states; writes docs/reliability.md.
+fuzz: deps
+	$(BIN)/python tests/fuzz_fix.py
 
 clean:
 	rm -rf $(VENV) tests/output .pytest_cache .hypothesis
