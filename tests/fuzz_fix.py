@@ -29,7 +29,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "tests", "lib"))
 
 import redis  # noqa: E402
-from breakage import BrokenState, Verdict, broken_cluster, check_repair, run_ours, run_redis_cli_fix  # noqa: E402
+from breakage import BrokenState, StateSupply, Verdict, check_repair, run_ours, run_redis_cli_fix  # noqa: E402
 from redis_harness import REDIS_SERVER  # noqa: E402
 
 DOCS = os.path.join(ROOT, "docs", "reliability.md")
@@ -87,29 +87,26 @@ def cli_verdict(state: BrokenState, verbose: bool) -> Verdict:
     return verdict
 
 
-def run_seed(seed: int, with_cli: bool, verbose: bool) -> Outcome:
-    notes = []
-    with broken_cluster(seed) as state:
-        if verbose:
-            print("== seed %d: %d masters, replicas of %s, %d keys written, %d survived the breaking" % (
-                seed, state.layout.masters, list(state.layout.replica_of), len(state.layout.keys),
-                len(state.snapshot)))
-            print("-- breakage:\n  " + "\n  ".join(state.breakage))
-            for note in state.notes:
-                print("-- note: " + note)
-        notes += state.notes
-        ours = our_verdict(state, verbose)
-        breakage, surviving = state.breakage, len(state.snapshot)
+def run_seed(seed: int, ours_states: StateSupply, twin_states: StateSupply | None, verbose: bool) -> Outcome:
+    state = ours_states.state(seed)
+    if verbose:
+        print("== seed %d: %d masters, replicas of %s, %d keys written, %d survived the breaking" % (
+            seed, state.layout.masters, list(state.layout.replica_of), len(state.layout.keys), len(state.snapshot)))
+        print("-- breakage:\n  " + "\n  ".join(state.breakage))
+        for note in state.notes:
+            print("-- note: " + note)
+    notes = list(state.notes)
+    ours = our_verdict(state, verbose)
     cli = None
-    if with_cli:
-        with broken_cluster(seed) as twin:
-            if twin.breakage != breakage:
-                notes.append("the twin's breakage diverged: " + "; ".join(
-                    line for line in twin.breakage if line not in breakage))
-            if len(twin.snapshot) != surviving:
-                notes.append("the twin kept %d keys, ours %d" % (len(twin.snapshot), surviving))
-            cli = cli_verdict(twin, verbose)
-    outcome = Outcome(seed, breakage, surviving, ours, cli, notes)
+    if twin_states is not None:
+        twin = twin_states.state(seed)
+        if twin.breakage != state.breakage:
+            notes.append("the twin's breakage diverged: " + "; ".join(
+                line for line in twin.breakage if line not in state.breakage))
+        if len(twin.snapshot) != len(state.snapshot):
+            notes.append("the twin kept %d keys, ours %d" % (len(twin.snapshot), len(state.snapshot)))
+        cli = cli_verdict(twin, verbose)
+    outcome = Outcome(seed, state.breakage, len(state.snapshot), ours, cli, notes)
     if verbose:
         print("== ours: %s (keys lost %d)" % (ours.summary(), ours.keys_lost))
         if cli is not None:
@@ -119,9 +116,10 @@ def run_seed(seed: int, with_cli: bool, verbose: bool) -> Outcome:
     return outcome
 
 
-def timed_out(seed: int, exc: Exception) -> Outcome:
+def timed_out(seed: int, exc: Exception, with_cli: bool) -> Outcome:
+    """Both tools are charged with a state that ran out of time: which one took it is not known."""
     verdict = Verdict(False, 0, [str(exc)])
-    return Outcome(seed, [], 0, verdict, verdict, ["%s" % exc])
+    return Outcome(seed, [], 0, verdict, verdict if with_cli else None, [str(exc)])
 
 
 def versions() -> str:
@@ -129,6 +127,49 @@ def versions() -> str:
     server = next((word[2:] for word in words if word.startswith("v=")), "?")
     cli = subprocess.run(["redis-cli", "--version"], stdout=subprocess.PIPE, text=True, check=False).stdout.strip()
     return "redis-server %s, %s, redis-py %s" % (server, cli, redis.__version__)
+
+
+def command_kind(line: str) -> str | None:
+    """The kind of a breakage line whose command took effect ("SETSLOT NODE", "MIGRATE", ...); None if refused."""
+    words = line.split()
+    if "killed" in words:
+        return "replica killed"
+    if not line.endswith("-> OK"):
+        return None
+    if words[1] == "MIGRATE":
+        return "partial MIGRATE"
+    return "SETSLOT " + words[4] if words[2] == "SETSLOT" else words[2]
+
+
+def failure_kind(reason: str) -> str:
+    """A reason with addresses, ids and numbers taken out, so failures of one kind group together."""
+    reason = re.sub(r"127\.0\.0\.1:\d+( \([0-9a-f]{8}\))?", "<node>", reason)
+    reason = re.sub(r"\d+", "N", reason)
+    return reason[:160]
+
+
+def kinds_table(outcomes: list) -> list:
+    """Per kind of command that took effect: in how many states, and how many of those each tool left broken."""
+    counts = {}
+    for outcome in outcomes:
+        for kind in {command_kind(line) for line in outcome.breakage} - {None}:
+            row = counts.setdefault(kind, [0, 0, 0])
+            row[0] += 1
+            row[1] += not outcome.ours.repaired
+            row[2] += outcome.cli is not None and not outcome.cli.repaired
+    lines = ["| command that took effect | states | not repaired by us | not repaired by redis-cli |",
+             "| --- | ---: | ---: | ---: |"]
+    return lines + ["| %s | %d | %d | %d |" % (kind, *row) for kind, row in sorted(counts.items())]
+
+
+def failure_kinds(outcomes: list) -> list:
+    groups = {}
+    for outcome in outcomes:
+        if not outcome.ours.repaired and outcome.ours.reasons:
+            groups.setdefault(failure_kind(outcome.ours.reasons[0]), []).append(outcome.seed)
+    ordered = sorted(groups.items(), key=lambda item: -len(item[1]))
+    return ["- %d state(s), e.g. seeds %s: %s" % (len(seeds), ", ".join(map(str, seeds[:5])), kind)
+            for kind, seeds in ordered]
 
 
 def report(outcomes: list, elapsed: float) -> str:
@@ -178,8 +219,12 @@ def report(outcomes: list, elapsed: float) -> str:
         "",
         "| | |",
         "| --- | ---: |",
-    ] + ["| %s | %d |" % row for row in rows] + ["", "## Failures", ""]
+    ] + ["| %s | %d |" % row for row in rows] + ["", "By the commands that took effect in a state (a state",
+                                                "counts once under each kind it holds):", ""]
+    text += kinds_table(outcomes) + ["", "## Failures", ""]
     text += ["- " + line for line in failures] or ["None."]
+    if any(not outcome.ours.repaired for outcome in outcomes):
+        text += ["", "redis_cluster_fix's failures grouped by their first reason:", ""] + failure_kinds(outcomes)
     if notes:
         text += ["", "## Notes on the states", ""] + ["- " + note for note in notes]
     return "\n".join(text) + "\n"
@@ -194,24 +239,31 @@ def main() -> int:
     parser.add_argument("--no-cli", action="store_true", help="run only redis_cluster_fix")
     parser.add_argument("--no-docs", action="store_true", help="print the report instead of writing it")
     options = parser.parse_args()
-    seeds = [options.seed] if options.seed is not None else range(options.first_seed,
-                                                                 options.first_seed + options.states)
+    seeds = [options.seed] if options.seed is not None else list(range(options.first_seed,
+                                                                      options.first_seed + options.states))
     signal.signal(signal.SIGALRM, _on_alarm)
     started = time.monotonic()
     outcomes = []
-    for seed in seeds:
-        begun = time.monotonic()
-        signal.alarm(STATE_TIMEOUT_S)
-        try:
-            outcome = run_seed(seed, not options.no_cli, options.verbose)
-        except StateTimeout as exc:
-            outcome = timed_out(seed, exc)
-        finally:
-            signal.alarm(0)
-        outcomes.append(outcome)
-        print("seed %d: ours %s | redis-cli %s (%.1f s)" % (
-            seed, outcome.ours.summary()[:150], outcome.cli.summary()[:150] if outcome.cli else "-",
-            time.monotonic() - begun), file=sys.stderr, flush=True)
+    ours_states = StateSupply(seeds)
+    twin_states = None if options.no_cli else StateSupply(seeds)
+    try:
+        for seed in seeds:
+            begun = time.monotonic()
+            signal.alarm(STATE_TIMEOUT_S)
+            try:
+                outcome = run_seed(seed, ours_states, twin_states, options.verbose)
+            except StateTimeout as exc:
+                outcome = timed_out(seed, exc, twin_states is not None)
+            finally:
+                signal.alarm(0)
+            outcomes.append(outcome)
+            print("seed %d: ours %s | redis-cli %s (%.1f s)" % (
+                seed, outcome.ours.summary()[:150], outcome.cli.summary()[:150] if outcome.cli else "-",
+                time.monotonic() - begun), file=sys.stderr, flush=True)
+    finally:
+        ours_states.close()
+        if twin_states is not None:
+            twin_states.close()
     text = report(outcomes, time.monotonic() - started)
     if options.seed is not None or options.no_docs:
         print(text)

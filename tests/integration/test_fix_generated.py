@@ -12,19 +12,29 @@ from __future__ import annotations
 import os
 
 import pytest
-from breakage import broken_cluster, check_repair, run_ours
+from breakage import StateSupply, check_repair, run_ours
 
 SAMPLE_SEEDS = range(int(os.environ.get("FIX_SAMPLE_STATES", "20")))
 
 
+@pytest.fixture(scope="module")
+def states(request):
+    """Builds each collected seed's state while the one before it is repaired."""
+    seeds = [item.callspec.params["seed"] for item in request.session.items
+             if item.originalname == "test_generated_state_is_repaired"]
+    supply = StateSupply(seeds)
+    yield supply
+    supply.close()
+
+
 @pytest.mark.parametrize("seed", SAMPLE_SEEDS)
-def test_generated_state_is_repaired(seed):
-    with broken_cluster(seed) as state:
-        first, second = run_ours(state)
-        verdict = check_repair(state, second_run=second)
-        story = "\n".join(["seed %d breakage:" % seed] + ["  " + line for line in state.breakage]
-                          + ["notes: %s" % state.notes, "plan:"] + ["  " + step for step in first.get("plan") or []]
-                          + ["error: %s" % first.get("msg") if first.get("failed") else "run succeeded",
-                             "verdict: %s" % verdict.reasons])
+def test_generated_state_is_repaired(states, seed):
+    state = states.state(seed)
+    first, second = run_ours(state)
+    verdict = check_repair(state, second_run=second)
+    story = "\n".join(["seed %d breakage:" % seed] + ["  " + line for line in state.breakage]
+                      + ["notes: %s" % state.notes, "plan:"] + ["  " + step for step in first.get("plan") or []]
+                      + ["error: %s" % first.get("msg") if first.get("failed") else "run succeeded",
+                         "verdict: %s" % verdict.reasons])
     assert not first.get("failed"), story
     assert verdict.repaired and verdict.keys_lost == 0, story

@@ -18,6 +18,7 @@ its cluster_state, and does not depend on how a value happens to be encoded.
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import dataclasses
 import random
@@ -165,7 +166,8 @@ def plan_breakage(rng: random.Random, layout: Layout) -> list:
             ops.append(Op(target, ("CLUSTER", "SETSLOT", slot, "IMPORTING", Ref(source))))
         elif kind == "migrating":
             source = owner if rng.random() < 0.8 else rng.choice(bystanders)
-            ops.append(Op(source, ("CLUSTER", "SETSLOT", slot, "MIGRATING", Ref(partner if partner != source else owner))))
+            target = partner if partner != source else owner
+            ops.append(Op(source, ("CLUSTER", "SETSLOT", slot, "MIGRATING", Ref(target))))
         elif kind == "migrate":
             target = rng.choice(sorted(importers[slot]))
             source = rng.choice(sorted(holders[slot] - {target}) or [owner])
@@ -173,7 +175,8 @@ def plan_breakage(rng: random.Random, layout: Layout) -> list:
             chosen = rng.sample(keys, rng.randint(1, max(1, len(keys) - 1)))
             holders[slot].add(target)
             ops.append(Op(source, ("MIGRATE", "127.0.0.1", Ref(target, "port"), "", 0, 5000, "KEYS", *chosen),
-                          summary="MIGRATE to n%d %d of the %d keys of slot %d" % (target, len(chosen), len(keys), slot)))
+                          summary="MIGRATE to n%d %d of the %d keys of slot %d" % (
+                              target, len(chosen), len(keys), slot)))
         elif kind == "node":
             new_owner = partner if rng.random() < 0.85 else owner
             receivers = rng.choice(([owner], [partner], [partner, owner], [owner, partner], [rng.choice(bystanders)],
@@ -190,7 +193,8 @@ def plan_breakage(rng: random.Random, layout: Layout) -> list:
         else:
             victim = rng.choice(live_replicas)
             live_replicas.remove(victim)
-            ops.append(Op(victim, ("KILL",), summary="killed (replica of n%d)" % layout.replica_of[victim - layout.masters]))
+            master = layout.replica_of[victim - layout.masters]
+            ops.append(Op(victim, ("KILL",), summary="killed (replica of n%d)" % master))
     return ops
 
 
@@ -227,7 +231,8 @@ def _wait_formed(nodes: list, layout: Layout, deadline: float) -> None:
                 break
             views.add(tuple(sorted(_stable_fields(line) for line in node.cluster_nodes().splitlines())))
         else:
-            if len(views) == 1 and sum(1 for fields in next(iter(views)) if "slave" in fields[1]) == len(layout.replica_of):
+            replicas = sum(1 for fields in next(iter(views)) if "slave" in fields[1]) if len(views) == 1 else -1
+            if replicas == len(layout.replica_of):
                 return
         if time.monotonic() > deadline:
             raise RuntimeError("the cluster did not form")
@@ -316,10 +321,9 @@ def wait_flagged_failed(nodes: list, dead_ids: list, timeout: float = SETTLE_TIM
     """Until every live node flags the killed nodes fail (the state then stays put); False on timeout."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        flagged = all(
-            any(line.split()[0] == dead and "fail" in line.split()[2].split(",") for line in node.cluster_nodes().splitlines())
-            for node in nodes for dead in dead_ids)
-        if flagged:
+        failed = [{fields[0] for fields in map(str.split, node.cluster_nodes().splitlines())
+                   if "fail" in fields[2].split(",")} for node in nodes]
+        if all(set(dead_ids) <= flagged for flagged in failed):
             return True
         time.sleep(0.1)
     return False
@@ -367,15 +371,62 @@ def break_cluster(nodes: list, seed: int) -> BrokenState:
     return BrokenState(seed=seed, layout=layout, nodes=nodes, breakage=applied, snapshot=survivors, notes=notes)
 
 
-@contextlib.contextmanager
-def broken_cluster(seed: int):
-    """A fresh set of nodes broken as the seed says; stopped and removed on exit whatever happens.
+def _build(seed: int) -> tuple:
+    """Fresh processes broken as the seed says, with the processes (the caller closes them).
 
     Fresh processes per state cost about what resetting reused ones does (FLUSHALL and CLUSTER RESET HARD),
     and leave nothing of the previous state behind (killed replicas, epochs, forget lists)."""
     layout = make_layout(random.Random(seed), seed)
-    with RedisNodes(layout.size, extra_args=NODE_ARGS) as nodes:
-        yield break_cluster(nodes.nodes, seed)
+    nodes = RedisNodes(layout.size, extra_args=NODE_ARGS)
+    try:
+        return nodes, break_cluster(nodes.nodes, seed)
+    except BaseException:
+        nodes.close()
+        raise
+
+
+@contextlib.contextmanager
+def broken_cluster(seed: int):
+    """The state a seed describes on fresh nodes; stopped and removed on exit whatever happens."""
+    nodes, state = _build(seed)
+    try:
+        yield state
+    finally:
+        nodes.close()
+
+
+class StateSupply:
+    """Broken states for seeds taken in order: the next seed's cluster is built and broken in the background
+    while the caller repairs the current one (building mostly waits on gossip)."""
+
+    def __init__(self, seeds):
+        self._seeds = list(seeds)
+        self._builder = concurrent.futures.ThreadPoolExecutor(max_workers=1)
+        self._pending = {}
+        self._current = None
+
+    def state(self, seed: int) -> BrokenState:
+        """The state of seed; the previous one's nodes are stopped."""
+        self._release_current()
+        future = self._pending.pop(seed, None) or self._builder.submit(_build, seed)
+        following = self._seeds[self._seeds.index(seed) + 1:] if seed in self._seeds else []
+        if following and following[0] not in self._pending:
+            self._pending[following[0]] = self._builder.submit(_build, following[0])
+        self._current, state = future.result()
+        return state
+
+    def _release_current(self) -> None:
+        if self._current is not None:
+            self._current.close()
+            self._current = None
+
+    def close(self) -> None:
+        self._release_current()
+        for future in self._pending.values():
+            with contextlib.suppress(Exception):
+                future.result()[0].close()
+        self._pending.clear()
+        self._builder.shutdown()
 
 
 def run_ours(state: BrokenState, wait_timeout: float = FIX_WAIT_TIMEOUT_S) -> tuple:
