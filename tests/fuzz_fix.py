@@ -126,7 +126,9 @@ def versions() -> str:
     words = subprocess.run([REDIS_SERVER, "--version"], stdout=subprocess.PIPE, text=True, check=False).stdout.split()
     server = next((word[2:] for word in words if word.startswith("v=")), "?")
     cli = subprocess.run(["redis-cli", "--version"], stdout=subprocess.PIPE, text=True, check=False).stdout.strip()
-    return "redis-server %s, %s, redis-py %s" % (server, cli, redis.__version__)
+    commit = subprocess.run(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"], stdout=subprocess.PIPE, text=True,
+                            check=False).stdout.strip() or "?"
+    return "collection at commit %s, redis-server %s, %s, redis-py %s" % (commit, server, cli, redis.__version__)
 
 
 def command_kind(line: str) -> str | None:
@@ -142,10 +144,13 @@ def command_kind(line: str) -> str | None:
 
 
 def failure_kind(reason: str) -> str:
-    """A reason with addresses, ids and numbers taken out, so failures of one kind group together."""
+    """A reason with addresses, ids, numbers and the rerun advice taken out, so failures of one kind group together."""
+    reason = reason.split("; nothing after this step was done")[0]
+    reason = re.sub(r"^fix failed: ", "", reason)
     reason = re.sub(r"127\.0\.0\.1:\d+( \([0-9a-f]{8}\))?", "<node>", reason)
-    reason = re.sub(r"\d+", "N", reason)
-    return reason[:160]
+    reason = re.sub(r"<node>(, <node>)*", "<nodes>", reason)
+    reason = re.sub(r"\d+(-\d+)?(,\d+(-\d+)?)*", "N", reason)
+    return reason[:200]
 
 
 def kinds_table(outcomes: list) -> list:
@@ -163,13 +168,18 @@ def kinds_table(outcomes: list) -> list:
 
 
 def failure_kinds(outcomes: list) -> list:
+    """Our failures grouped by their first reason, with the kinds of command every state of the group holds."""
     groups = {}
     for outcome in outcomes:
         if not outcome.ours.repaired and outcome.ours.reasons:
-            groups.setdefault(failure_kind(outcome.ours.reasons[0]), []).append(outcome.seed)
-    ordered = sorted(groups.items(), key=lambda item: -len(item[1]))
-    return ["- %d state(s), e.g. seeds %s: %s" % (len(seeds), ", ".join(map(str, seeds[:5])), kind)
-            for kind, seeds in ordered]
+            groups.setdefault(failure_kind(outcome.ours.reasons[0]), []).append(outcome)
+    lines = []
+    for kind, members in sorted(groups.items(), key=lambda item: -len(item[1])):
+        common = set.intersection(*({command_kind(line) for line in member.breakage} - {None} for member in members))
+        lines.append("- %d state(s), e.g. seeds %s (all hold: %s): %s" % (
+            len(members), ", ".join(str(member.seed) for member in members[:5]), ", ".join(sorted(common)) or "-",
+            kind))
+    return lines
 
 
 def report(outcomes: list, elapsed: float) -> str:
