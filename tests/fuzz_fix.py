@@ -68,8 +68,8 @@ def our_verdict(state: BrokenState, verbose: bool) -> Verdict:
         print("-- redis_cluster_fix plan:\n  " + "\n  ".join(first.get("plan") or ["(none)"]))
         if first.get("failed"):
             print("-- redis_cluster_fix failed: %s" % first.get("msg"))
-        print("-- second run: changed=%s failed=%s plan=%s" % (second.get("changed"), second.get("failed"),
-                                                              second.get("plan")))
+        print("-- second run: changed=%s failed=%s plan=%s" % (
+            second.get("changed"), second.get("failed"), second.get("plan")))
     verdict = check_repair(state, second_run=second)
     if first.get("failed"):
         message = " ".join(str(first.get("msg")).split())
@@ -229,8 +229,8 @@ def report(outcomes: list, elapsed: float) -> str:
         "",
         "| | |",
         "| --- | ---: |",
-    ] + ["| %s | %d |" % row for row in rows] + ["", "By the commands that took effect in a state (a state",
-                                                "counts once under each kind it holds):", ""]
+    ] + ["| %s | %d |" % row for row in rows]
+    text += ["", "By the commands that took effect in a state (a state counts once under each kind it holds):", ""]
     text += kinds_table(outcomes) + ["", "## Failures", ""]
     text += ["- " + line for line in failures] or ["None."]
     if any(not outcome.ours.repaired for outcome in outcomes):
@@ -249,8 +249,8 @@ def main() -> int:
     parser.add_argument("--no-cli", action="store_true", help="run only redis_cluster_fix")
     parser.add_argument("--no-docs", action="store_true", help="print the report instead of writing it")
     options = parser.parse_args()
-    seeds = [options.seed] if options.seed is not None else list(range(options.first_seed,
-                                                                      options.first_seed + options.states))
+    first = options.first_seed
+    seeds = [options.seed] if options.seed is not None else list(range(first, first + options.states))
     signal.signal(signal.SIGALRM, _on_alarm)
     started = time.monotonic()
     outcomes = []

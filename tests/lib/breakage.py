@@ -366,8 +366,8 @@ def break_cluster(nodes: list, seed: int) -> BrokenState:
         notes.append("gossip did not settle within %.0f s" % SETTLE_TIMEOUT_S)
     survivors = snapshot(live)
     if len(survivors) < len(layout.keys):
-        notes.append("%d of %d keys were dropped by Redis while breaking" % (len(layout.keys) - len(survivors),
-                                                                            len(layout.keys)))
+        dropped = len(layout.keys) - len(survivors)
+        notes.append("%d of %d keys were dropped by Redis while breaking" % (dropped, len(layout.keys)))
     return BrokenState(seed=seed, layout=layout, nodes=nodes, breakage=applied, snapshot=survivors, notes=notes)
 
 
