@@ -35,6 +35,7 @@ def test_generated_state_is_repaired(states, seed):
     story = "\n".join(["seed %d breakage:" % seed] + ["  " + line for line in state.breakage]
                       + ["notes: %s" % state.notes, "plan:"] + ["  " + step for step in first.get("plan") or []]
                       + ["error: %s" % first.get("msg") if first.get("failed") else "run succeeded",
-                         "verdict: %s" % verdict.reasons])
+                         "verdict: %s" % verdict.reasons,
+                         "rerun: .venv/bin/python tests/fuzz_fix.py --seed %d --verbose" % seed])
     assert not first.get("failed"), story
     assert verdict.repaired and verdict.keys_lost == 0, story
