@@ -209,7 +209,7 @@ def report(outcomes: list, elapsed: float) -> str:
         "`tests/lib/breakage.py` draws everything from the seed before a node is touched. A cluster of 3 to 5",
         "masters (a replica for about half of them) on fresh `redis-server` processes with",
         "`cluster-node-timeout` 2000 ms; 20 to 40 hash tags of 10 to 60 keys each plus 100 to 400 plain keys",
-        "(strings, some hashes and sets). Then 2 to 7 raw commands, addressed by node index, mostly on 1 to 4",
+        "(strings, some hashes and sets). Then 2 to 7 steps of raw commands, addressed by node index, mostly on 1 to 4",
         "slots that hold keys: `CLUSTER SETSLOT IMPORTING / MIGRATING / NODE / STABLE` to one side, both sides,",
         "a bystander or every master; `CLUSTER DELSLOTS` of the slot and up to 3 neighbours; `CLUSTER ADDSLOTS`;",
         "a partial `MIGRATE` of the slot's keys to a node told to import it; a killed replica. Masters are never",
