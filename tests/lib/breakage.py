@@ -22,12 +22,13 @@ import concurrent.futures
 import contextlib
 import dataclasses
 import random
+import re
 import subprocess
 import time
 
 import redis
 from ansible_runner import run_tasks
-from cluster_checks import redis_cli_complaints
+from cluster_checks import redis_cli_check
 from redis.crc import key_slot
 from redis_harness import REDIS_CLI, RedisNodes
 
@@ -488,6 +489,16 @@ def _health_problems(live: list) -> list:
             problems.append("%s: %s" % (node.address, exc))
     problems += ["redis-cli check: " + line for line in redis_cli_complaints(live[0])]
     return problems
+
+
+def redis_cli_complaints(node) -> list:
+    """What redis-cli --cluster check objects to: its [ERR] and [WARNING] lines, and the [OK] lines it left out."""
+    report = re.sub(r"\x1b\[[0-9;]*m", "", redis_cli_check(node))
+    complaints = [line.strip() for line in report.splitlines() if "[ERR]" in line or "[WARNING]" in line]
+    for expected in ("[OK] All nodes agree about slots configuration.", "[OK] All 16384 slots covered."):
+        if expected not in report:
+            complaints.append("missing: " + expected)
+    return complaints
 
 
 def _key_problems(live: list, expected: dict) -> tuple:

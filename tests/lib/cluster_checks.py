@@ -6,7 +6,6 @@
 
 from __future__ import annotations
 
-import re
 import subprocess
 import threading
 import time
@@ -210,13 +209,3 @@ class Writer(threading.Thread):
         self._stop_event.set()
         self.join(30)
         self.client.close()
-
-
-def redis_cli_complaints(node) -> list:
-    """What redis-cli --cluster check objects to: its [ERR] and [WARNING] lines, and the [OK] lines it left out."""
-    report = re.sub(r"\x1b\[[0-9;]*m", "", redis_cli_check(node))
-    complaints = [line.strip() for line in report.splitlines() if "[ERR]" in line or "[WARNING]" in line]
-    for expected in ("[OK] All nodes agree about slots configuration.", "[OK] All 16384 slots covered."):
-        if expected not in report:
-            complaints.append("missing: " + expected)
-    return complaints
