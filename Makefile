@@ -7,7 +7,7 @@ STAMP := $(VENV)/.requirements-installed
 PYTEST := $(BIN)/python -m pytest
 CLIENTS_STAMP := tests/clients/node_modules/.installed
 
-.PHONY: test unit integration sanity lint demo bench deps redis clean
+.PHONY: test unit integration sanity lint demo bench fuzz deps redis clean
 
 test: unit integration sanity lint
 
@@ -65,6 +65,10 @@ bench: deps
 	$(BIN)/python bench/migrate_bench.py
 	$(BIN)/python bench/fix_bench.py
 	$(BIN)/python bench/clients_bench.py
+
+# redis_cluster_fix against redis-cli on FUZZ_STATES (300) seeded broken states; writes docs/reliability.md.
+fuzz: deps
+	$(BIN)/python tests/fuzz_fix.py
 
 clean:
 	rm -rf $(VENV) tests/output .pytest_cache .hypothesis
