@@ -18,8 +18,8 @@ from ._client import (
     SLOT, ClusterClientError, NodeConnection, RedisError, ResponseError, fan_out, observe_node, per_slot, resolve_ip,
 )
 from ._migrate import (
-    DEFAULT_PIPELINE, DEFAULT_TIMEOUT_MS, KeyConflict, clients_at_work, cluster_down, hand_first_slots, move_slot_keys,
-    move_slots,
+    DEFAULT_PIPELINE, DEFAULT_TIMEOUT_MS, KeyConflict, Patience, clients_at_work, cluster_down, hand_first_slots,
+    move_slot_keys, move_slots,
 )
 from ._planner import (
     ADD_SLOTS, BUMP_EPOCH, FAILOVER, FORGET, MEET, MIGRATE_SLOTS, MOVE_KEYS, REPLICATE, SET_EPOCH, SETSLOT, WAIT_CONVERGED,
@@ -169,15 +169,21 @@ class Executor:
             time.sleep(POLL_INTERVAL)
 
     def _refuse_unservable(self, step) -> None:
+        reason = self._unservable(step.node, step.args[1])
+        if reason:
+            raise ExecutionError("%s: %s" % (step.description, reason), ())
+
+    def _unservable(self, *addresses) -> str:
+        """Why a node among addresses will keep answering CLUSTERDOWN: slots it sees served by nobody that no gossip
+        will fill ('' when there are none)."""
         observations = self._observe()
-        involved = {step.node, step.args[1]}
         for obs in observations:
-            if obs.address.key in involved:
+            if obs.address.key in addresses:
                 unserved = never_served(obs, observations)
                 if unserved:
-                    raise ExecutionError("%s: %s answers CLUSTERDOWN and sees slot(s) %s served by nobody, which no "
-                                         "gossip will fill; run redisops.cluster.redis_cluster_fix"
-                                         % (step.description, obs.address.key, format_ranges(unserved)), ())
+                    return ("%s answers CLUSTERDOWN and sees slot(s) %s served by nobody, which no gossip will fill; "
+                            "run redisops.cluster.redis_cluster_fix" % (obs.address.key, format_ranges(unserved)))
+        return ""
 
     def bump_epoch(self, step) -> None:
         self.connection(step.node).call("CLUSTER", "BUMPEPOCH")
@@ -246,13 +252,14 @@ class Executor:
                 self._progress(step, slots, keys)
 
             rest = sorted(set(slots_from_ranges(ranges)) - set(moved_first))
+            patience = Patience(self.wait_timeout, lambda: self._unservable(step.node, target_address))
             if first:
                 moved, rest = hand_first_slots(conns[0], conns[1], other_conns, pair, list(direct), list(one_by_one),
                                                self.options, self.pipeline, self.timeout_ms, self.replace, progress,
-                                               self.wait_timeout, rest, until)
+                                               patience, rest, until)
             else:
                 moved = move_slots(conns[0], conns[1], other_conns, pair, rest, self.options, self.pipeline,
-                                   self.timeout_ms, self.replace, progress=progress, patience=self.wait_timeout)
+                                   self.timeout_ms, self.replace, progress=progress, patience=patience)
             with self._lock:
                 self.keys_moved += moved
                 self._in_flight.pop(step.description, None)

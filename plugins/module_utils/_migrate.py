@@ -10,7 +10,9 @@ must own or import it; the caller's plan sees to both.
 
 from __future__ import annotations
 
+import dataclasses
 import time
+import typing
 
 from ._client import SLOT, ResponseError, command_count, per_slot
 
@@ -20,6 +22,15 @@ DEFAULT_TIMEOUT_MS = 60000
 
 class KeyConflict(Exception):
     """Keys exist on both sides with different values: moving them would overwrite data."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Patience:
+    """How long a move waits out a node that refuses keys with CLUSTERDOWN (a master that just joined waits out its
+    rejoin delay), and hopeless() -> why waiting cannot help ('' while it may), asked about once a second."""
+
+    seconds: float = 60.0
+    hopeless: typing.Callable[[], str] = lambda: ""
 
 
 def migrate_auth_args(options) -> list:
@@ -142,7 +153,7 @@ def _turned_replica(error) -> bool:
 
 def move_slots(source, target, others, pair, slots, options, pipeline: int = DEFAULT_PIPELINE,
                timeout_ms: int = DEFAULT_TIMEOUT_MS, replace: bool = False, progress=None,
-               patience: float = 60.0) -> int:
+               patience: Patience = Patience()) -> int:
     """Move slots (and their keys) from source to target; the number of keys moved.
 
     pair: (source id, target id, target host, target port). others: connections to every other master.
@@ -151,8 +162,8 @@ def move_slots(source, target, others, pair, slots, options, pipeline: int = DEF
     STABLE there; their replies are read at the end). Slots may already be open between the pair, with or without
     keys moved; keys another master holds in them must be moved before. Each hand-over pipeline also opens the
     next batch on its node, so a batch costs two round trips besides its MIGRATEs. MIGRATEs refused while the
-    cluster is down are tried again, up to patience seconds per outage. A failure leaves the open slots for the
-    next run to finish.
+    cluster is down are tried again, up to patience.seconds per outage, unless patience.hopeless() says waiting
+    cannot help. A failure leaves the open slots for the next run to finish.
     """
     source_id, target_id, host, port = pair
     mover = _SlotMover(source, target, (host, port), options, pipeline, timeout_ms, replace, patience, progress)
@@ -190,7 +201,7 @@ HAND_OVER_MARGIN = 0.75
 
 def hand_first_slots(source, target, others, pair, direct, one_by_one, options, pipeline: int = DEFAULT_PIPELINE,
                      timeout_ms: int = DEFAULT_TIMEOUT_MS, replace: bool = False, progress=None,
-                     patience: float = 60.0, then=(), until: float = 0.0) -> tuple:
+                     patience: Patience = Patience(), then=(), until: float = 0.0) -> tuple:
     """Give a target that serves no slot its first slots without an ASK redirection; (keys moved, slots moved).
 
     Clients build their view from CLUSTER SLOTS, which lists no master without slots, and some raise on an ASK
@@ -316,7 +327,7 @@ class _SlotMover:
     keys each, behind which the slots that may hold more keys (a full page was listed) are listed again."""
 
     def __init__(self, source, target, target_address, options, pipeline: int, timeout_ms: int, replace: bool,
-                 patience: float, progress=None):
+                 patience: Patience, progress=None):
         self.source, self.target, self.target_address = source, target, target_address
         self.options, self.pipeline, self.timeout_ms, self.replace = options, pipeline, timeout_ms, replace
         self.base = (["MIGRATE", target_address[0], target_address[1], "", 0, timeout_ms]
@@ -324,6 +335,7 @@ class _SlotMover:
         self.page = pipeline * LIST_FACTOR
         self.patience = patience
         self._down_since = None
+        self._asked = 0.0
         self.progress = progress
         self.moved = 0  # keys, over every call
         self._reported = time.monotonic()
@@ -382,11 +394,17 @@ class _SlotMover:
             self.progress(0, self.moved)
 
     def _still_waiting(self) -> bool:
-        """Whether a cluster-down refusal is still worth waiting out (within patience of the first one)."""
+        """Whether a cluster-down refusal is still worth waiting out (within patience of the first one); raises when
+        the patience's hopeless() names a reason waiting cannot help."""
         now = time.monotonic()
         if self._down_since is None:
             self._down_since = now
-        return now - self._down_since <= self.patience
+        if now - self._asked >= 1.0:
+            self._asked = now
+            reason = self.patience.hopeless()
+            if reason:
+                raise ResponseError(reason)
+        return now - self._down_since <= self.patience.seconds
 
 
 def _hand_over_on_target(target, batch, target_id: str, then) -> None:

@@ -6,11 +6,17 @@
 
 from __future__ import annotations
 
+import time
+
+import pytest
 from cluster_checks import assert_healthy, owner_id, wait_for
 from redis.crc import key_slot
 
 from ansible_collections.redisops.cluster.plugins.module_utils import _migrate
 from ansible_collections.redisops.cluster.plugins.module_utils._client import ConnectionOptions, NodeConnection
+from ansible_collections.redisops.cluster.plugins.module_utils._executor import ExecutionError, Executor
+from ansible_collections.redisops.cluster.plugins.module_utils._planner import MIGRATE_SLOTS, Plan, Step
+from ansible_collections.redisops.cluster.plugins.module_utils._topology import NodeAddress
 
 KEYS_PER_SLOT = 20
 
@@ -86,3 +92,25 @@ def test_slots_already_open_are_finished_and_closed_everywhere(cluster3, monkeyp
             assert values == [b"%d:%d" % (slot, index) for index in range(KEYS_PER_SLOT)], slot
     assert [node.call("CLUSTER", "COUNTKEYSINSLOT", slot) for node in (source, bystander) for slot in slots] \
         == [0] * (2 * len(slots))
+
+
+def test_a_move_onto_a_node_that_will_stay_down_fails_at_once(cluster3):
+    """A target that sees slots nobody claims answers CLUSTERDOWN for good: the move says so instead of waiting out
+    wait_timeout, and its slots stay open for a repair."""
+    source, target = cluster3[0], cluster3[1]
+    ranges = {int(entry[2][1]): (int(entry[0]), int(entry[1])) for entry in source.call("CLUSTER", "SLOTS")}
+    first = ranges[source.port][0]
+    tag = tags_in(first, first + 200, 1)
+    cluster3[0].call("SET", b"{%s}k" % next(iter(tag.values())), b"v")
+    dropped = ranges[target.port][0]
+    target.call("CLUSTER", "DELSLOTSRANGE", dropped, dropped + 9)
+    step = Step(MIGRATE_SLOTS, source.address, source.node_id(),
+                (target.address, target.node_id(), target.host, target.port, tuple((s, s) for s in tag), ()),
+                "move one slot")
+    executor = Executor([NodeAddress(node.host, node.port) for node in cluster3], ConnectionOptions(), wait_timeout=60)
+    started = time.monotonic()
+    with pytest.raises(ExecutionError) as failure:
+        executor.run(Plan((step,)))
+    assert time.monotonic() - started < 15
+    assert "%d-%d served by nobody" % (dropped, dropped + 9) in str(failure.value), str(failure.value)
+    assert "redis_cluster_fix" in str(failure.value)
