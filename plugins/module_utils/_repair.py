@@ -304,7 +304,8 @@ def _tell_unserved(repair: _Repair, decisions: dict, movers: set, views: _Phase)
                 continue
             decision = decisions.get(slot)
             if decision is not None:
-                owner = decision.owner
+                # The target of a move the engine finishes serves the slot only once it is handed over.
+                owner = decision.source if decision.source and decision.owner == node.id else decision.owner
             elif node.id in movers or slot in importing:
                 owner = (own.claims.get(slot) or ("",))[0]
             else:

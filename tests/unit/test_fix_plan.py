@@ -272,3 +272,16 @@ def test_an_owner_that_migrates_the_slot_is_closed_before_keys_come_back_to_it()
     plan = plan_fix(state, {OWNER: {5: 3}, THIRD: {5: 2}})
     assert touching(plan, 5) == [(SETSLOT, OWNER), (SETSLOT, THIRD), (MOVE_KEYS, THIRD), (SETSLOT, THIRD)]
     assert setslots(plan, 5) == [(OWNER, "STABLE", ""), (THIRD, "IMPORTING", OWNER), (THIRD, "STABLE", "")]
+
+
+def test_a_target_that_names_nobody_for_the_slot_it_imports_is_told_the_source_first():
+    """DELSLOTS on the target, then IMPORTING: it sees the slot unserved, which no gossip fills while it imports,
+    and refuses the engine's RESTOREs until it names the source."""
+    healthy = cluster_from(HEALTHY)
+    source_view = edited(view_text(HEALTHY, OWNER), OWNER, extra="[5->-%s]" % SECOND)
+    target_view = edited(edited(view_text(HEALTHY, SECOND), OWNER, slots="0-4 6-5460"), SECOND,
+                         extra="[5-<-%s]" % OWNER)
+    state = with_views(healthy, {OWNER: source_view, SECOND: target_view})
+    plan = plan_fix(state, {OWNER: {5: 56}})
+    assert touching(plan, 5) == [(SETSLOT, SECOND), (MIGRATE_SLOTS, OWNER)]
+    assert setslots(plan, 5) == [(SECOND, "NODE", OWNER)]
