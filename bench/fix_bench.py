@@ -34,7 +34,7 @@ import time
 
 from migrate_bench import (
     COLLECTIONS_PATH, Dataset, InProcessModule, cluster_check, dbsize_total, log, median_run, playbook_run, resp,
-    send_all, server_time, slot_owners,
+    send_all, server_rows, server_time, slot_owners, timers,
 )
 from migrate_bench import build as build_cluster
 from bench_docs import DOCS, run_main, versions, write_section
@@ -208,16 +208,7 @@ def breakdown(data: Dataset) -> dict:
     """fix() with the module's defaults; timers around observing, counting keys, planning and every step action."""
     log("in-process breakdown of the module's time")
     timings = {}
-
-    def timed(name, function):
-        def wrapper(*args, **kwargs):
-            started = time.perf_counter()
-            try:
-                return function(*args, **kwargs)
-            finally:
-                calls, total = timings.get(name, (0, 0.0))
-                timings[name] = (calls + 1, total + time.perf_counter() - started)
-        return wrapper
+    _record, timed = timers(timings)
 
     patches = [(fix_module, "observe_cluster", "observe the cluster (discovery)"),
                (fix_module, "count_keys", "count keys per slot (CLUSTER COUNTKEYSINSLOT), before planning and after"),
@@ -273,11 +264,8 @@ def breakdown_lines(diag: dict) -> list:
         if name.startswith("steps "):
             calls = diag["steps"].get(name[len("steps "):], calls)
         lines.append("| %s | %d | %.0f |" % (name, calls, 1000 * took))
-    for command in ("cluster|setslot", "migrate", "restore-asking", "cluster|getkeysinslot", "cluster|countkeysinslot"):
-        if command in diag["server"]:
-            calls, took = diag["server"][command]
-            lines.append("| inside the servers: `%s` (INFO commandstats, summed over nodes) | %d | %.0f |"
-                         % (command.replace("|", " "), calls, took))
+    lines += server_rows(diag["server"], ("cluster|setslot", "migrate", "restore-asking", "cluster|getkeysinslot",
+                                          "cluster|countkeysinslot"))
     return lines
 
 

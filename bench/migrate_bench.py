@@ -459,10 +459,8 @@ def phase_name(commands) -> str:
     return " ".join(words[:2])
 
 
-def breakdown(dataset: Dataset, masters: int, empty_master: bool, decide, **given) -> dict:
-    """The module's backend (run_moves with the module's decide), its steps timed by wrapping the functions it calls."""
-    log("%s: in-process breakdown of the module's time" % dataset.name)
-    timings = {}
+def timers(timings: dict) -> tuple:
+    """(record(name, seconds), timed(name, function) -> function) adding calls and seconds to timings[name]."""
 
     def record(name, took):
         calls, total = timings.get(name, (0, 0.0))
@@ -476,6 +474,15 @@ def breakdown(dataset: Dataset, masters: int, empty_master: bool, decide, **give
             finally:
                 record(name, time.perf_counter() - started)
         return wrapper
+
+    return record, timed
+
+
+def breakdown(dataset: Dataset, masters: int, empty_master: bool, decide, **given) -> dict:
+    """The module's backend (run_moves with the module's decide), its steps timed by wrapping the functions it calls."""
+    log("%s: in-process breakdown of the module's time" % dataset.name)
+    timings = {}
+    record, timed = timers(timings)
 
     original_pipeline = _client.NodeConnection.pipeline
 
@@ -563,12 +570,16 @@ def breakdown_lines(diag: dict) -> list:
             commands = timings.get("commands: " + phase, (0, 0.0))[0]
             lines.append("| round trips, %s (one pipeline each; %d commands in all) | %d | %.0f |"
                          % (phase, commands, timings[name][0], 1000 * timings[name][1]))
-    for command in ("migrate", "restore-asking", "cluster|getkeysinslot", "cluster|setslot", "cluster|countkeysinslot"):
-        if command in diag["server"]:
-            calls, took = diag["server"][command]
-            lines.append("| inside the servers: `%s` (INFO commandstats, summed over nodes) | %d | %.0f |"
-                         % (command.replace("|", " "), calls, took))
+    lines += server_rows(diag["server"], ("migrate", "restore-asking", "cluster|getkeysinslot", "cluster|setslot",
+                                          "cluster|countkeysinslot"))
     return lines
+
+
+def server_rows(server: dict, commands) -> list:
+    """Table rows of the servers' own time per command (INFO commandstats, summed over nodes), for those run."""
+    return ["| inside the servers: `%s` (INFO commandstats, summed over nodes) | %d | %.0f |"
+            % (command.replace("|", " "), server[command][0], server[command][1]) for command in commands
+            if command in server]
 
 
 # ---------------------------------------------------------------------------------------------
