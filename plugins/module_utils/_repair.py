@@ -33,7 +33,7 @@ from ._ownership import SlotOwnership
 from ._planner import (
     ADD_SLOTS, BUMP_EPOCH, FAILOVER, FORGET, MIGRATE_SLOTS, MOVE_KEYS, SETSLOT, WAIT_CONVERGED, Plan, PlanError, Step,
 )
-from ._slots import SLOT_COUNT, count_slots, format_ranges, ranges_from_slots, summarize_ranges
+from ._slots import SLOT_COUNT, count_slots, format_ranges, ranges_from_slots, slots_from_ranges, summarize_ranges
 from ._topology import ClusterState, Node, slot_signature, unserved_slots
 
 
@@ -145,7 +145,7 @@ def decide(repair: _Repair, skip=frozenset(), only=None) -> dict:
 
 def _slots_needing_repair(repair: _Repair) -> set:
     own = repair.own
-    slots = set(slots_of(own.uncovered)) | set(own.contested) | set(own.open_slots)
+    slots = set(slots_from_ranges(own.uncovered)) | set(own.contested) | set(own.open_slots)
     for node_id, counts in own.key_counts.items():
         slots.update(slot for slot, keys in counts.items() if keys and own.claims.get(slot) != (node_id,))
     slots.update(repair.stale)
@@ -312,10 +312,6 @@ def _tell_unserved(repair: _Repair, decisions: dict, movers: set, views: _Phase)
                 continue
             if owner and owner != node.id:
                 views.add(node.id, ("NODE", owner), slot)
-
-
-def slots_of(ranges) -> list:
-    return [slot for first, last in ranges for slot in range(first, last + 1)]
 
 
 def _slots_text(ranges) -> str:
