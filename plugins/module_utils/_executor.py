@@ -22,16 +22,20 @@ from ._migrate import (
     move_slot_keys, move_slots,
 )
 from ._planner import (
-    ADD_SLOTS, BUMP_EPOCH, FAILOVER, FORGET, MEET, MIGRATE_SLOTS, MOVE_KEYS, REPLICATE, SET_EPOCH, SETSLOT, WAIT_CONVERGED,
+    ADD_SLOTS, BUMP_EPOCH, FAILOVER, FORGET, MEET, MIGRATE_SLOTS, MOVE_KEYS, REMOVE_NODE, REPLICATE, SET_EPOCH, SETSLOT,
+    WAIT_CONVERGED, WAIT_SYNCED, WAITS,
 )
 from ._ownership import never_served, never_settles
 from ._slots import count_slots, format_ranges, slots_from_ranges
-from ._topology import split_address, unsettled
+from ._topology import parse_cluster_nodes, parse_info, split_address, unsettled
 
 POLL_INTERVAL = 0.1
 # How long views must show a cluster that cannot settle by itself before a wait gives up: one read may catch
 # a node between two gossip messages.
 HOPELESS_FOR = 1.0
+# How long no node may list a removed node before its removal counts as done: gossip that still carries it
+# arrives within a few node-to-node pings.
+FORGOTTEN_FOR = 1.0
 # Steps that touch one node each and may run on many nodes at once (FORGET must: the 60 s ban window). A plan
 # separates SETSLOT writes whose order across nodes matters by a step of another kind.
 PARALLEL = frozenset((ADD_SLOTS, SET_EPOCH, MEET, REPLICATE, FORGET, SETSLOT))
@@ -85,7 +89,7 @@ class Executor:
                     self._wait(batch[0])
                     completed.extend(step.description for step in batch)
                     continue
-                wrote = True
+                wrote = wrote or batch[0].action not in WAITS
                 if batch[0].action == MIGRATE_SLOTS:
                     self._migrate_all(batch)
                 else:
@@ -188,13 +192,69 @@ class Executor:
     def bump_epoch(self, step) -> None:
         self.connection(step.node).call("CLUSTER", "BUMPEPOCH")
 
-    def failover_takeover(self, step) -> None:
-        self.connection(step.node).call("CLUSTER", "FAILOVER", "TAKEOVER")
-        # The replica reports a master role once it has taken the slots over.
+    def failover(self, step) -> None:
+        """CLUSTER FAILOVER [FORCE|TAKEOVER] on the replica; done once ROLE says it is a master and, when the old
+        master answers, that the old master replicates it."""
+        mode, old_master = step.args
+        self.connection(step.node).call("CLUSTER", "FAILOVER", *((mode,) if mode else ()))
+        hint = "" if mode else "; a default failover needs the master to answer and agree (mode force does not)"
+        self._until(lambda: self._role(step.node) == b"master" and (not old_master or self._role(old_master) == b"slave"),
+                    "%s: the roles have not switched%s" % (step.description, hint))
+
+    def _role(self, address: str):
+        """The first field of ROLE, or None while the node does not answer (it may be restarting)."""
+        try:
+            return self.connection(address).call("ROLE")[0]
+        except (RedisError, OSError):
+            self._connections.pop(address).close()
+            return None
+
+    def wait_synced(self, step) -> None:
+        """Until the replica's own view names its master, its link is up and its initial sync is over."""
+        def synced() -> bool:
+            conn = self.connection(step.node)
+            me = next(e for e in parse_cluster_nodes(conn.call("CLUSTER", "NODES").decode()) if e.myself)
+            info = parse_info(conn.call("INFO", "replication").decode())
+            return (me.master_id == step.args[0] and info.get("master_link_status") == "up"
+                    and not info.get("master_sync_in_progress"))
+
+        self._until(synced, "%s: the replica's link to its master is not up" % step.description)
+
+    def remove_node(self, step) -> None:
+        """Every other node forgets the node at once (inside the 60 s ban a FORGET sets), a reachable one is reset so it
+        forgets them too, and a node that gossip taught it again forgets it again; the node leaves the nodes waited on."""
+        node_id, address = step.args
+        others = [key.key for key in self.addresses if key.key != address]
+        for key in others:
+            self.connection(key)
+        fan_out(lambda key: self._forget(key, node_id), others)
+        if address:
+            self.connection(address).call("CLUSTER", "RESET", "SOFT")
+            self.addresses = tuple(key for key in self.addresses if key.key != address)
+        quiet_since = [None]
+
+        def forgotten() -> bool:
+            knowing = [key for key in others if node_id.encode() in self.connection(key).call("CLUSTER", "NODES")]
+            fan_out(lambda key: self._forget(key, node_id), knowing)
+            now = time.monotonic()
+            quiet_since[0] = None if knowing else (quiet_since[0] or now)
+            return not knowing and now - quiet_since[0] >= FORGOTTEN_FOR
+
+        self._until(forgotten, "%s: some nodes keep learning it again" % step.description)
+
+    def _forget(self, address: str, node_id: str) -> None:
+        try:
+            self.connection(address).call("CLUSTER", "FORGET", node_id)
+        except ResponseError as exc:
+            # Already forgotten, by this run or by gossip of a FORGET elsewhere.
+            if "unknown node" not in str(exc).lower():
+                raise
+
+    def _until(self, condition, failure: str) -> None:
         deadline = time.monotonic() + self.wait_timeout
-        while self.connection(step.node).call("ROLE")[0] != b"master":
+        while not condition():
             if time.monotonic() > deadline:
-                raise ExecutionError("%s: still not a master after %.0f s" % (step.description, self.wait_timeout), ())
+                raise ExecutionError("%s after %.0f s (wait_timeout)" % (failure, self.wait_timeout), ())
             time.sleep(POLL_INTERVAL)
 
     def forget(self, step) -> None:
@@ -320,7 +380,9 @@ HANDLERS = {
     MOVE_KEYS: Executor.move_keys,
     BUMP_EPOCH: Executor.bump_epoch,
     FORGET: Executor.forget,
-    FAILOVER: Executor.failover_takeover,
+    FAILOVER: Executor.failover,
+    WAIT_SYNCED: Executor.wait_synced,
+    REMOVE_NODE: Executor.remove_node,
 }
 
 

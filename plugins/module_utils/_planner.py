@@ -23,6 +23,10 @@ SET_EPOCH = "set_epoch"
 MEET = "meet"
 REPLICATE = "replicate"
 WAIT_CONVERGED = "wait_converged"
+# WAIT_SYNCED args: (master id): the replica's link to that master is up and its initial sync is over.
+WAIT_SYNCED = "wait_synced"
+# Steps that only wait: a plan of nothing else changes nothing.
+WAITS = frozenset((WAIT_CONVERGED, WAIT_SYNCED))
 
 
 # Up to this many nodes, create meets every pair directly.
@@ -53,7 +57,7 @@ class Plan:
 
     @property
     def empty(self) -> bool:
-        return not any(step.action != WAIT_CONVERGED for step in self.steps)
+        return all(step.action in WAITS for step in self.steps)
 
     def describe(self) -> list:
         return [step.description for step in self.steps]
@@ -189,7 +193,15 @@ SETSLOT = "setslot"
 MOVE_KEYS = "move_keys"
 BUMP_EPOCH = "bump_epoch"
 FORGET = "forget"
-FAILOVER = "failover_takeover"
+# FAILOVER args: (mode: '' | 'FORCE' | 'TAKEOVER', address of the master it replaces, '' when unreachable).
+FAILOVER = "failover"
+
+
+# --- node lifecycle (planned by the node and failover backends) --------------------------------------
+
+# REMOVE_NODE args: (node id, its address or '' when unreachable): every other node forgets it, again whenever
+# gossip brings it back; a reachable one is then reset (CLUSTER RESET SOFT) so it forgets the cluster.
+REMOVE_NODE = "remove_node"
 
 
 # --- moving slots (rebalance, reshard) ---------------------------------------------------------------

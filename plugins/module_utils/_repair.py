@@ -367,7 +367,7 @@ def _take_over(repair: _Repair, orphaned: dict) -> tuple:
         if replicas:
             best = max(replicas, key=lambda node: (node.observation.info.get("slave_repl_offset", 0), node.address))
             promoted[master_id] = best.id
-            steps.append(Step(FAILOVER, best.address, best.id, (), "%s: take over from unreachable master %s"
+            steps.append(Step(FAILOVER, best.address, best.id, ("TAKEOVER", ""), "%s: take over from unreachable master %s"
                               % (best.describe(), repair.state.label(master_id))))
     return steps, promoted
 
