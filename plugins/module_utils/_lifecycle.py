@@ -54,8 +54,8 @@ def _refuse_conflicts(params: dict) -> None:
     if params["state"] == "absent":
         given = [name for name in ("replace", "master") if params[name]] + (["rebalance"] if params["rebalance"] else [])
         if given:
-            raise ModuleFailure("%s: not used with state absent; leave %s out" % (", ".join(given), "them" if
-                                                                                    len(given) > 1 else "it"))
+            pronoun = "them" if len(given) > 1 else "it"
+            raise ModuleFailure("%s: not used with state absent; leave %s out" % (", ".join(given), pronoun))
     if params["role"] == "master" and params["master"]:
         raise ModuleFailure("master: names the master of a replica; set role: replica, or leave master out")
     if params["role"] == "replica" and params["rebalance"]:

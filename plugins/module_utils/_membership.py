@@ -28,8 +28,8 @@ def find_node(state: ClusterState, name: str):
         host, port = split_address(name)
         found = [node for node in state.nodes if node.port == port and host in (node.host, _observed_host(node))]
     if len(found) > 1:
-        raise PlanError("%r names %d nodes (%s); give a full node id" % (name, len(found),
-                                                                          ", ".join(n.describe() for n in found)))
+        named = ", ".join(node.describe() for node in found)
+        raise PlanError("%r names %d nodes (%s); give a full node id" % (name, len(found), named))
     return found[0] if found else None
 
 
