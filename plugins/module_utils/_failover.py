@@ -214,11 +214,11 @@ def plan_promotion(state: ClusterState, replica: Node, mode: str, max_lag: int) 
 
 
 def plan_master_failover(state: ClusterState, master: Node, mode: str, max_lag: int) -> Decision:
-    """A failover that promotes the best replica of master; an empty plan when master is a replica already (its
-    failover happened). Raises PlanError when no replica may be promoted in this mode."""
-    if master.role == "replica":
+    """A failover that promotes the best replica of master; an empty plan when master is a replica or serves no slot
+    (its failover happened: a dead master keeps no slot in the views once its replica took over). Raises PlanError
+    when no replica may be promoted in this mode."""
+    if master.role == "replica" or not master.entry.slots:
         return Decision(Plan())
-    _require_slots(master, "master")
     health = replica_health(state, master)
     if not health:
         raise PlanError("master: %s has no replica to promote; add one first (redisops.cluster.redis_cluster_node)"

@@ -191,6 +191,9 @@ def test_a_master_whose_failover_happened_needs_nothing_and_one_without_replicas
     specs = six(p7001=dict(master=7004, slots=""), p7004=dict(master=0, slots=SLOTS[0]))
     state = state_of(specs)
     assert plan_master_failover(state, node(state, 7001), "default", 1024).plan.steps == ()
+    # A dead master whose replica took over keeps no slot in the others' views.
+    state = state_of(six(p7001=dict(slots="", down=True, flag="fail"), p7004=dict(master=0, slots=SLOTS[0])))
+    assert plan_master_failover(state, node(state, 7001), "force", 1024).plan.steps == ()
     state = state_of([Spec(7001, slots="0-16383")])
     with pytest.raises(PlanError, match="has no replica to promote"):
         plan_master_failover(state, node(state, 7001), "default", 1024)
