@@ -51,6 +51,8 @@ options:
     description:
       - Promote the best replica of this master (by C(host:port) or node id; an unreachable master by either, as the
         other nodes know it).
+      - A master that is a replica already, or serves no slot (as a dead master whose replica took over), needs no
+        failover - RV(changed=false).
       - Mutually exclusive with O(node) and O(placement=restore).
     type: str
   placement:
