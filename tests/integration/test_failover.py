@@ -67,8 +67,8 @@ def test_a_named_replica_is_promoted_while_clients_write(cluster6):
     assert planned["changed"] and cluster_writes(nodes) == [] and role(replica) == b"slave"
     (failover,) = planned["failovers"]
     assert (failover["replica"], failover["master"], failover["mode"]) == (replica.address, master.address, "default")
-    assert planned["plan"][0].startswith("%s (%s): fail over from master %s" % (replica.address, replica.node_id()[:8],
-                                                                               master.address))
+    described = "%s (%s): fail over from master %s" % (replica.address, replica.node_id()[:8], master.address)
+    assert planned["plan"][0].startswith(described)
     with clients_writing(nodes) as writers:
         result = ok(run_module(MODULE, dict(seed(nodes), node=replica.address, expect_state_id=planned["state_id"])))
     # The same failover as reviewed (the lag in its words is read again when it runs), then the wait.
