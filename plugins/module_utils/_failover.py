@@ -267,7 +267,9 @@ def plan_restore(state: ClusterState, max_lag: int) -> Decision:
 
 def _failover_of(state: ClusterState, master: Node, health: ReplicaHealth, mode: str, max_lag: int) -> Decision:
     replica = health.node
-    _require_slots(master, "the master of node")
+    if not master.entry.slots:
+        raise PlanError("node: %s replicates %s, which serves no slot; Redis fails over only the replicas of a master "
+                        "that serves slots" % (replica.describe(), master.describe()))
     if not replica.reachable:
         raise PlanError("node: %s cannot be reached, and CLUSTER FAILOVER must be sent to it" % replica.describe())
     blockers = default_blockers(state, health, master, max_lag)
@@ -284,8 +286,8 @@ def _failover_of(state: ClusterState, master: Node, health: ReplicaHealth, mode:
     down = [node.describe() for node in state.masters if node.entry.slots and node.id != master.id
             and (not node.reachable or flagged_by(state, node.id))]
     if down:
-        warnings = ("the run does not wait for the cluster to settle: %s serve slots and are down, so cluster_state "
-                    "stays fail until their shards fail over too" % ", ".join(down),)
+        warnings = ("the run does not wait for the cluster to settle: other masters that serve slots are down (%s), so "
+                    "cluster_state stays fail until their shards fail over too" % ", ".join(down),)
     else:
         steps.append(_wait_step())
     shards = layout(state)
@@ -315,13 +317,6 @@ def _master_of(state: ClusterState, replica: Node) -> Node:
         raise PlanError("node: %s replicates %s, which no node knows; repair the cluster first "
                         "(redisops.cluster.redis_cluster_fix)" % (replica.describe(), replica.entry.master_id))
     return master
-
-
-def _require_slots(master: Node, option: str) -> None:
-    # Redis fails over only the replicas of a master that serves slots.
-    if not master.entry.slots:
-        raise PlanError("%s: %s serves no slot, and Redis fails over only the replicas of a master that serves slots"
-                        % (option, master.describe()))
 
 
 def _shard_index(shards: tuple, master: Node) -> int:

@@ -63,8 +63,10 @@ def _named_node(state, option: str, name: str):
     """The one node name means (node id, 8+ character id prefix, or host:port), unreachable ones included."""
     found = named_nodes(state.nodes, name)
     if len(found) != 1:
-        replicas = ", ".join(node.address for node in state.replicas) or "none"
+        wanted = state.replicas if option == "node" else [node for node in state.masters if node.entry.slots]
         raise ModuleFailure("%s: %r names %s node of the cluster; give a node id (or 8+ characters of one) or the "
-                            "host:port of a node (its replicas: %s)"
-                            % (option, name, "no" if not found else "more than one", replicas))
+                            "host:port of one of its %s: %s"
+                            % (option, name, "no" if not found else "more than one",
+                               "replicas" if option == "node" else "masters",
+                               ", ".join(node.address for node in wanted) or "none"))
     return found[0]

@@ -100,12 +100,14 @@ def test_a_synced_replica_fails_over_by_default_then_the_cluster_settles():
     assert "0 bytes behind" in decision.plan.steps[0].description
 
 
-def test_a_master_serving_slots_needs_nothing_and_an_empty_master_is_refused():
-    specs = six() + [Spec(7007)]
+def test_a_master_serving_slots_needs_nothing_and_an_empty_master_or_its_replica_is_refused():
+    specs = six() + [Spec(7007), Spec(7008, master=7007)]
     state = state_of(specs)
     assert plan_promotion(state, node(state, 7001), "default", 1024).plan.steps == ()
     with pytest.raises(PlanError, match="127.0.0.1:7007 .* master that serves no slot"):
         plan_promotion(state, node(state, 7007), "default", 1024)
+    with pytest.raises(PlanError, match="7008 .* replicates 127.0.0.1:7007 .* which serves no slot"):
+        plan_promotion(state, node(state, 7008), "force", 1024)
 
 
 @pytest.mark.parametrize("changes, expected", [
