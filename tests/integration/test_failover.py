@@ -278,7 +278,9 @@ def test_placement_restore_fails_back_where_a_failover_left_two_masters_in_one_z
     # Maintenance of zone a's master: its replica in zone b takes over, and zone b holds two masters of three.
     ok(run_module(MODULE, dict(nodes=listed, node=first_replica.address)))
     wait_for(lambda: link_up(first), message="the old master synced as a replica")
+    reset_stats(nodes)
     planned = ok(run_module(MODULE, restore, check=True))
+    assert cluster_writes(nodes) == []
     assert [(f["replica"], f["master"]) for f in planned["failovers"]] == [(first.address, first_replica.address)]
     # Zone b's second master is the one beyond the cap (the host 127.0.0.1, holding all three, adds 2 to both).
     assert (planned["placement"]["before"]["masters_over_domain_cap"],
