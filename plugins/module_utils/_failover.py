@@ -15,7 +15,7 @@ import dataclasses
 from collections import Counter
 
 from ._placement import Candidate, shared_domains
-from ._planner import FAILOVER, WAIT_CONVERGED, Plan, PlanError, Step, node_candidate
+from ._planner import FAILOVER, WAIT_CONVERGED, Plan, PlanError, Step, candidate
 from ._topology import ClusterState, Node
 
 # The mode option -> the CLUSTER FAILOVER argument.
@@ -114,7 +114,7 @@ def best_replica(shards: tuple, index: int, options) -> str:
 
 def layout(state: ClusterState) -> tuple:
     """The shards of every master that serves slots, in address order."""
-    return tuple(Shard(node_candidate(master), tuple(node_candidate(replica) for replica in state.replicas_of(master.id)))
+    return tuple(Shard(candidate(master), tuple(candidate(replica) for replica in state.replicas_of(master.id)))
                  for master in state.masters if master.entry.slots)
 
 

@@ -66,14 +66,14 @@ class Plan:
         return [step.as_dict() for step in self.steps]
 
 
-def node_candidate(node: Node) -> Candidate:
-    """The node as placement sees it: its labels, the hostname label or else its address as its host."""
+# --- create --------------------------------------------------------------------------------------
+
+def candidate(node: Node) -> Candidate:
+    """The node as placement sees it: its address, and its hostname, rack and zone labels."""
     labels = node.label_map
     return Candidate(key=node.address, host=labels.get("hostname") or node.host,
                      rack=labels.get("rack", ""), zone=labels.get("zone", ""))
 
-
-# --- create --------------------------------------------------------------------------------------
 
 def validate_create(state: ClusterState, listed: tuple, replicas: int, min_masters: int) -> None:
     """Refuse, before any write, what create must not touch. listed: the nodes option's addresses."""
@@ -112,7 +112,7 @@ def plan_create(state: ClusterState, replicas: int, min_masters: int = 3) -> Pla
                         % (len(fixed_masters), len(nodes) // (replicas + 1), len(nodes), replicas))
     fixed_replicas = {node.address: nodes[node.entry.master_id].address for node in nodes.values()
                       if node.entry.is_replica and node.entry.master_id in nodes}
-    placement = place([node_candidate(node) for node in nodes.values()], replicas,
+    placement = place([candidate(node) for node in nodes.values()], replicas,
                       fixed_masters=fixed_masters, fixed_replicas=fixed_replicas)
     if len(placement.masters) < min_masters:
         raise PlanError("placement yields %d master(s), fewer than min_masters %d" % (len(placement.masters), min_masters))
