@@ -14,8 +14,9 @@ from __future__ import annotations
 import dataclasses
 from collections import Counter
 
+from ._membership import converged_step
 from ._placement import Candidate, shared_domains
-from ._planner import FAILOVER, WAIT_CONVERGED, Plan, PlanError, Step, candidate
+from ._planner import FAILOVER, Plan, PlanError, Step, candidate
 from ._topology import ClusterState, Node
 
 # The mode option -> the CLUSTER FAILOVER argument.
@@ -261,7 +262,7 @@ def plan_restore(state: ClusterState, max_lag: int) -> Decision:
         failovers.append(failover)
         after[index] = after[index].promoted(key)
     if steps:
-        steps.append(_wait_step())
+        steps.append(converged_step())
     return Decision(Plan(tuple(steps)), tuple(failovers), _placement_report(shards, tuple(after)))
 
 
@@ -289,7 +290,7 @@ def _failover_of(state: ClusterState, master: Node, health: ReplicaHealth, mode:
         warnings = ("the run does not wait for the cluster to settle: other masters that serve slots are down (%s), so "
                     "cluster_state stays fail until their shards fail over too" % ", ".join(down),)
     else:
-        steps.append(_wait_step())
+        steps.append(converged_step())
     shards = layout(state)
     after = with_promoted(shards, _shard_index(shards, master), replica.address)
     return Decision(Plan(tuple(steps), warnings), (failover,), _placement_report(shards, after))
@@ -305,10 +306,6 @@ def _failover_step(state: ClusterState, master: Node, health: ReplicaHealth, mod
                    "both" if old_master else "the replica (its master cannot be reached)"))
     return step, {"replica": replica.address, "replica_id": replica.id, "master": master.address,
                   "master_id": master.id, "mode": mode.lower() or "default", "lag": health.lag}
-
-
-def _wait_step() -> Step:
-    return Step(WAIT_CONVERGED, "", description="wait until every node agrees on roles and slots")
 
 
 def _master_of(state: ClusterState, replica: Node) -> Node:
