@@ -142,7 +142,7 @@ failovers:
   elements: dict
 placement:
   description: The placement cost before and after the planned failovers, as C(before) and C(after), each with
-    C(replicas_sharing_a_domain) and C(masters_over_domain_cap) (empty when nothing is planned).
+    C(replicas_sharing_a_domain) and C(masters_over_domain_cap); empty when O(node) or O(master) needs no failover.
   returned: success
   type: dict
 completed:
