@@ -41,7 +41,10 @@ import itertools
 from collections import Counter, deque
 from operator import itemgetter
 
-LEVELS = ("host", "rack", "zone")  # most important first
+from ._placement_problem import (
+    LEVELS, DomainTree, Problem, Roles, allocate, assign_roles, build_problem, candidate_cost, nesting_tree, node_sums,
+    pair_cost, spread,
+)
 
 # Inputs with up to this many master-count vectors (one count per group) are searched exhaustively.
 EXHAUSTIVE_LIMIT = 2000
@@ -122,51 +125,13 @@ def place(candidates, replicas: int, fixed_masters=(), fixed_replicas=None) -> P
     """
     problem = _problem(tuple(candidates), replicas, fixed_masters, fixed_replicas or {})
     counts, exact = _master_counts(problem)
-    roles = _roles(problem, counts)
+    roles = assign_roles(problem, counts)
     return _placement(problem, roles, _pair(problem, roles), exact)
 
 
-# --- the problem -------------------------------------------------------------------------------------
+# --- the input ---------------------------------------------------------------------------------------
 
-@dataclasses.dataclass(frozen=True)
-class _Tree:
-    """Root > zones > racks > one leaf per group (node 0 is the root). With nesting labels, its nodes are the domains."""
-
-    level: tuple  # per node: 'zone', 'rack', 'host', or '' for the root
-    parent: tuple  # per node: its parent, -1 for the root; parents come before their children
-    children: tuple
-    path: tuple  # per node: itself, its parent, ... the root
-    group: tuple  # per node: the group of a leaf, -1 for the others
-    leaf: tuple  # per group: its leaf
-    groups: tuple  # per node: the groups below it
-    size: tuple  # per node: the candidates below it
-    closed: tuple  # per node: its hosts (and, for a zone, its racks) appear nowhere else
-
-
-@dataclasses.dataclass(frozen=True)
-class _Problem:
-    nodes: tuple  # Candidates with the host filled in, sorted by key
-    by_key: dict
-    domains: dict  # key -> frozenset of its (level, value) domains
-    masters: int  # M
-    per_master: int  # q: replicas every master takes
-    extras: int  # E: masters that take q + 1
-    fixed: frozenset  # keys that stay masters
-    links: tuple  # (replica, master) links to keep where the roles allow, sorted
-    groups: tuple  # tuples of candidates with equal (host, rack, zone), ordered by (zone, rack, host)
-    domain_groups: dict  # (level, value) -> indexes of the groups in that domain
-    domain_size: dict  # (level, value) -> candidates in that domain
-    group_roles: tuple  # per group: (nodes free to be masters, nodes that should be masters) for fixed_replicas
-    weights: dict  # level -> cost of one pair sharing it: one host outweighs every rack, one rack every zone ('' = 0)
-    nested: bool  # every host lies in one rack and one zone, every rack in one zone
-    tree: _Tree
-
-    @property
-    def pairs(self) -> int:
-        return len(self.nodes) - self.masters
-
-
-def _problem(candidates, replicas, fixed_masters, fixed_replicas) -> _Problem:
+def _problem(candidates, replicas, fixed_masters, fixed_replicas) -> Problem:
     nodes = _normalise(candidates)
     if isinstance(replicas, bool) or not isinstance(replicas, int) or replicas < 0:
         raise PlacementError("replicas must be a whole number, 0 or more, got %r" % (replicas,))
@@ -181,22 +146,7 @@ def _problem(candidates, replicas, fixed_masters, fixed_replicas) -> _Problem:
     if len(fixed) > masters:
         raise PlacementError("%d fixed masters, but %d nodes with %d replica(s) each make only %d masters"
                              % (len(fixed), len(nodes), replicas, masters))
-    links = _links(fixed_replicas, by_key, fixed)
-    groups = _group_nodes(nodes)
-    domain_groups, domain_size = {}, Counter()
-    for index, members in enumerate(groups):
-        for domain in members[0].domains():
-            domain_groups.setdefault(domain, []).append(index)
-            domain_size[domain] += len(members)
-    per_master, extras = divmod(len(nodes) - masters, masters)
-    base = len(nodes) + 2  # more than the number of pairs: weights stay lexicographic
-    return _Problem(
-        nodes=nodes, by_key=by_key, domains={node.key: frozenset(node.domains()) for node in nodes},
-        masters=masters, per_master=per_master, extras=extras, fixed=fixed,
-        links=links, groups=groups, domain_groups={domain: tuple(g) for domain, g in domain_groups.items()},
-        domain_size=dict(domain_size), group_roles=_group_roles(groups, fixed, links),
-        weights={"host": base * base, "rack": base, "zone": 1, "": 0}, nested=_nested(groups), tree=_tree(groups),
-    )
+    return build_problem(nodes, by_key, masters, fixed, _links(fixed_replicas, by_key, fixed))
 
 
 def _normalise(candidates) -> tuple:
@@ -227,104 +177,9 @@ def _links(fixed_replicas, by_key, fixed) -> tuple:
     return tuple(links)
 
 
-def _group_nodes(nodes) -> tuple:
-    by_label = {}
-    for node in nodes:
-        by_label.setdefault((node.zone, node.rack, node.host), []).append(node)
-    return tuple(tuple(by_label[label]) for label in sorted(by_label))
-
-
-def _group_roles(groups, fixed, links) -> tuple:
-    # Breaking a replication that already runs, or demoting a node others replicate from, is churn.
-    replicating = {replica for replica, _master in links}
-    wanted = fixed | {master for _replica, master in links}
-    return tuple((sum(1 for node in members if node.key not in replicating),
-                  sum(1 for node in members if node.key in wanted and node.key not in replicating))
-                 for members in groups)
-
-
-def _nested(groups) -> bool:
-    host_place, rack_zone = {}, {}
-    for members in groups:
-        node = members[0]
-        if host_place.setdefault(node.host, (node.rack, node.zone)) != (node.rack, node.zone):
-            return False
-        if node.rack and rack_zone.setdefault(node.rack, node.zone) != node.zone:
-            return False
-    return True
-
-
-def _tree(groups, rack: bool = True, zone: bool = True) -> _Tree:
-    """The tree over the groups; without rack (or zone), that level is left out. A host holding several
-    groups (only when a level is left out) becomes a node above one leaf per group, leaves weighing nothing."""
-    level, parent, index, leaf = [""], [-1], {}, []
-
-    def node(key: tuple, up: int, kind: str) -> int:
-        if key not in index:
-            index[key] = len(level)
-            level.append(kind)
-            parent.append(up)
-        return index[key]
-
-    def host_key(first) -> tuple:
-        return (first.zone if zone else "", first.rack if rack else "", first.host)
-
-    shared = Counter(host_key(members[0]) for members in groups)
-    for group, members in enumerate(groups):
-        first = members[0]
-        place_zone, place_rack = host_key(first)[:2]
-        up = node(("zone", place_zone), 0, "zone") if place_zone else 0
-        up = node(("rack", place_zone, place_rack), up, "rack") if place_rack else up
-        up = node(("host",) + host_key(first), up, "host")
-        leaf.append(node(("group", group), up, "") if shared[host_key(first)] > 1 else up)
-    count = len(level)
-    children = [[] for _unused in range(count)]
-    below = [[] for _unused in range(count)]
-    paths = []
-    for item in range(count):
-        if item:
-            children[parent[item]].append(item)
-        path, up = [], item
-        while up >= 0:
-            path.append(up)
-            up = parent[up]
-        paths.append(tuple(path))
-    for group, item in enumerate(leaf):
-        for up in paths[item]:
-            below[up].append(group)
-    group_of = [-1] * count
-    for group, item in enumerate(leaf):
-        group_of[item] = group
-    return _Tree(
-        level=tuple(level), parent=tuple(parent), children=tuple(map(tuple, children)),
-        path=tuple(paths), group=tuple(group_of), leaf=tuple(leaf), groups=tuple(map(tuple, below)),
-        size=tuple(sum(len(groups[g]) for g in found) for found in below),
-        closed=_closed(groups, level, below),
-    )
-
-
-def _closed(groups, level, below) -> tuple:
-    # A merged rack or zone must look the same from every other group: none of its hosts (nor, for a
-    # zone, its racks) may appear outside it.
-    where = {}
-    for group, members in enumerate(groups):
-        first = members[0]
-        where.setdefault(("host", first.host), set()).add(group)
-        if first.rack:
-            where.setdefault(("rack", first.rack), set()).add(group)
-    closed = []
-    for kind, found in zip(level, below):
-        inside = set(found)
-        labels = {("host", groups[g][0].host) for g in found}
-        if kind == "zone":
-            labels |= {("rack", groups[g][0].rack) for g in found if groups[g][0].rack}
-        closed.append(all(where[label] <= inside for label in labels))
-    return tuple(closed)
-
-
 # --- master counts per group -------------------------------------------------------------------------
 
-def _master_counts(problem: _Problem) -> tuple:
+def _master_counts(problem: Problem) -> tuple:
     """Masters per group, and whether goal 1 is known to be optimal for them."""
     lo = tuple(sum(1 for node in members if node.key in problem.fixed) for members in problem.groups)
     hi = tuple(len(members) for members in problem.groups)
@@ -366,7 +221,7 @@ def _vectors(lo, hi, total: int):
     return extend(0, total, ())
 
 
-def _exhaustive(problem: _Problem, lo, hi) -> tuple:
+def _exhaustive(problem: Problem, lo, hi) -> tuple:
     best = None
     for counts in _vectors(lo, hi, problem.masters):
         # The flow cannot cost less than the bound, and the rest of the key is known without it.
@@ -379,18 +234,18 @@ def _exhaustive(problem: _Problem, lo, hi) -> tuple:
     return best[-1]
 
 
-def _role_key(problem: _Problem, counts) -> tuple:
+def _role_key(problem: Problem, counts) -> tuple:
     return (_goal3_excess(problem, counts), _churn(problem, counts), _balance(problem, counts), counts)
 
 
-def _flow_cost(problem: _Problem, counts) -> int:
-    roles = _roles(problem, counts)
-    kept = sum(_pair_cost(problem, replica, master) for master, replicas in roles.kept.items() for replica in replicas)
+def _flow_cost(problem: Problem, counts) -> int:
+    roles = assign_roles(problem, counts)
+    kept = sum(pair_cost(problem, replica, master) for master, replicas in roles.kept.items() for replica in replicas)
     flow = _flow(problem, roles, tuple((group,) for group in range(len(problem.groups))))
     return flow.cost + _flow_unit(problem) * kept
 
 
-def _flow_floor(problem: _Problem, counts) -> int:
+def _flow_floor(problem: Problem, counts) -> int:
     if problem.links:
         return 0  # kept links move pairs out of the flow: no simple bound
     masters = _domain_counts(problem, counts)
@@ -400,26 +255,26 @@ def _flow_floor(problem: _Problem, counts) -> int:
     return _flow_unit(problem) * excess
 
 
-def _domain_counts(problem: _Problem, counts) -> Counter:
+def _domain_counts(problem: Problem, counts) -> Counter:
     return Counter({domain: sum(counts[g] for g in groups) for domain, groups in problem.domain_groups.items()})
 
 
-def _goal3_excess(problem: _Problem, counts) -> int:
+def _goal3_excess(problem: Problem, counts) -> int:
     cap = (problem.masters - 1) // 2
     return sum(problem.weights[domain[0]] * max(0, count - cap)
                for domain, count in _domain_counts(problem, counts).items())
 
 
-def _churn(problem: _Problem, counts) -> int:
+def _churn(problem: Problem, counts) -> int:
     return sum(max(0, count - free) + max(0, wanted - count)
                for count, (free, wanted) in zip(counts, problem.group_roles))
 
 
-def _balance(problem: _Problem, counts) -> int:
+def _balance(problem: Problem, counts) -> int:
     return sum(count * count for count in _domain_counts(problem, counts).values()) + sum(c * c for c in counts)
 
 
-def _local_search(problem: _Problem, counts, lo, hi) -> tuple:
+def _local_search(problem: Problem, counts, lo, hi) -> tuple:
     """Labels that do not nest: move one master at a time between groups while the flow says it helps."""
     if len(problem.groups) > LOCAL_SEARCH_GROUPS:
         return counts
@@ -456,7 +311,7 @@ class _Scales:
     churn: int
 
 
-def _scales(problem: _Problem) -> _Scales:
+def _scales(problem: Problem) -> _Scales:
     n = len(problem.nodes) + 1
     churn = 4 * n * n + 1  # above any balance sum (count squared, over at most 4 levels)
     goal3 = churn * (2 * n + 1)  # above any churn (at most 2 per node)
@@ -464,7 +319,7 @@ def _scales(problem: _Problem) -> _Scales:
     return _Scales(goal1, goal3, churn)
 
 
-def _tree_counts(problem: _Problem, lo, hi) -> tuple:
+def _tree_counts(problem: Problem, lo, hi) -> tuple:
     """Masters per group by the tree greedy; with extra replicas, the better of two ways to place them."""
     tree, scales, lean = problem.tree, _scales(problem), problem.per_master - 1
     nothing = [0] * len(tree.level)
@@ -476,142 +331,48 @@ def _tree_counts(problem: _Problem, lo, hi) -> tuple:
         free, wanted = problem.group_roles[group]
         return scales.churn * (max(0, count - free) + max(0, wanted - count)) + count * count
 
-    plain = _allocate(tree, problem.masters, lo, hi, masters_cost(nothing), group_cost)
+    plain = allocate(tree, problem.masters, lo, hi, masters_cost(nothing), group_cost)
     if not problem.extras:
         return plain
     # Extra replicas need masters where the bound has room: either add them to the masters chosen
     # without them, or place the masters that take them first and the others around them.
     options = []
-    placed = _node_sums(tree, plain)
-    grown = _allocate(tree, problem.extras, (0,) * len(lo), plain, lambda node, count: scales.goal1 * _excess(
+    placed = node_sums(tree, plain)
+    grown = allocate(tree, problem.extras, (0,) * len(lo), plain, lambda node, count: scales.goal1 * _excess(
         problem, node, lean * placed[node] + count) + count * count, lambda group, count: 0)
     options.append((_total(problem, scales, plain, grown, group_cost), plain))
     if options[0][0] == _total(problem, scales, plain, (0,) * len(lo), group_cost):
         return plain  # the extras cost nothing there: nothing can beat it
-    fixed = _node_sums(tree, lo)
-    big = _allocate(tree, problem.extras, (0,) * len(lo), hi, lambda node, count: scales.goal1 * _excess(
+    fixed = node_sums(tree, lo)
+    big = allocate(tree, problem.extras, (0,) * len(lo), hi, lambda node, count: scales.goal1 * _excess(
         problem, node, lean * fixed[node] + (lean + 1) * count) + count * count, lambda group, count: 0)
     floor = tuple(max(a, b) for a, b in zip(lo, big))
     if sum(floor) <= problem.masters:
-        around = _allocate(tree, problem.masters, floor, hi, masters_cost(_node_sums(tree, big)), group_cost)
+        around = allocate(tree, problem.masters, floor, hi, masters_cost(node_sums(tree, big)), group_cost)
         options.append((_total(problem, scales, around, big, group_cost), around))
     return min(options)[1]
 
 
-def _excess(problem: _Problem, node: int, weight: int) -> int:
+def _excess(problem: Problem, node: int, weight: int) -> int:
     tree = problem.tree
     return problem.weights[tree.level[node]] * max(0, tree.size[node] + weight - problem.pairs)
 
 
-def _node_term(problem: _Problem, scales: _Scales, node: int, count: int, weight: int) -> int:
+def _node_term(problem: Problem, scales: _Scales, node: int, count: int, weight: int) -> int:
     crowd = max(0, count - (problem.masters - 1) // 2)
     return (scales.goal1 * _excess(problem, node, weight)
             + scales.goal3 * problem.weights[problem.tree.level[node]] * crowd + count * count)
 
 
-def _total(problem: _Problem, scales: _Scales, masters, extras, group_cost) -> int:
+def _total(problem: Problem, scales: _Scales, masters, extras, group_cost) -> int:
     tree, lean = problem.tree, problem.per_master - 1
-    count, grown = _node_sums(tree, masters), _node_sums(tree, extras)
+    count, grown = node_sums(tree, masters), node_sums(tree, extras)
     return (sum(_node_term(problem, scales, node, count[node], lean * count[node] + grown[node])
                 for node in range(1, len(tree.level)))
             + sum(group_cost(group, masters[group]) for group in range(len(masters))))
 
 
-def _node_sums(tree: _Tree, per_group) -> list:
-    return [sum(per_group[g] for g in groups) for groups in tree.groups]
-
-
-def _allocate(tree: _Tree, count: int, lo, hi, node_cost, group_cost) -> tuple:
-    """count units over the groups, lo <= units <= hi, minimising convex costs per tree node and group.
-
-    Bottom-up, every node merges its children's sorted marginal costs and adds its own: the greedy
-    for separable convex costs over a laminar family, exact.
-    """
-    need = count - sum(lo)
-    if need <= 0:
-        return tuple(lo)
-    base = [0] * len(tree.level)
-    marginal = [[] for _unused in tree.level]
-    for node in range(len(tree.level) - 1, -1, -1):  # children have higher numbers than their parent
-        group = tree.group[node]
-        if group >= 0:
-            low = base[node] = lo[group]
-            units = [(group_cost(group, k + 1) - group_cost(group, k), group)
-                     for k in range(low, min(hi[group], low + need))]
-        else:
-            base[node] = sum(base[child] for child in tree.children[node])
-            units = list(itertools.islice(heapq.merge(*(marginal[child] for child in tree.children[node]),
-                                                      key=itemgetter(0)), need))
-            for child in tree.children[node]:
-                marginal[child] = []
-        if node:
-            previous, priced = node_cost(node, base[node]), []
-            for i, (cost, group) in enumerate(units):
-                current = node_cost(node, base[node] + i + 1)
-                priced.append((cost + current - previous, group))
-                previous = current
-            units = priced
-        marginal[node] = units
-    chosen = Counter(group for _cost, group in marginal[0][:need])
-    return tuple(low + chosen[group] for group, low in enumerate(lo))
-
-
-# --- roles: which nodes are masters, which fixed links stay ---------------------------------------------
-
-@dataclasses.dataclass(frozen=True)
-class _Roles:
-    masters: tuple  # master keys, sorted
-    group_masters: tuple  # per group: its master keys
-    pools: tuple  # per group: keys of the replicas still to pair, sorted
-    kept: dict  # master key -> replica keys kept from fixed_replicas
-    room: dict  # master key -> replicas it still takes for sure (q minus the kept ones)
-    can_grow: frozenset  # masters that may take one replica more than q
-    extras: int  # how many of them do
-
-
-def _roles(problem: _Problem, counts) -> _Roles:
-    replicating = {replica for replica, _master in problem.links}
-    wanted = {master for _replica, master in problem.links}
-
-    def rank(node) -> tuple:
-        # Keep what already runs: fixed masters, then nodes others replicate from, never a replicating node if avoidable.
-        key = node.key
-        return (0 if key in problem.fixed else 3 if key in replicating else 1 if key in wanted else 2, key)
-
-    group_masters = tuple(tuple(sorted(node.key for node in sorted(members, key=rank)[:count]))
-                          for members, count in zip(problem.groups, counts))
-    masters = tuple(sorted(key for keys in group_masters for key in keys))
-    kept = _kept_links(problem, frozenset(masters))
-    q = problem.per_master
-    can_grow = frozenset(key for key in masters if len(kept.get(key, ())) <= q)
-    taken = set(masters) | {replica for replicas in kept.values() for replica in replicas}
-    return _Roles(
-        masters=masters, group_masters=group_masters,
-        pools=tuple(tuple(node.key for node in members if node.key not in taken) for members in problem.groups),
-        kept=kept, room={key: max(0, q - len(kept.get(key, ()))) for key in masters}, can_grow=can_grow,
-        extras=problem.extras - (len(masters) - len(can_grow)),
-    )
-
-
-def _kept_links(problem: _Problem, masters: frozenset) -> dict:
-    """Fixed links whose master is a master and whose replica is not, while counts stay even (least sharing first)."""
-    kept, grown, q = {}, 0, problem.per_master
-    for replica, master in sorted(problem.links, key=lambda link: (_pair_cost(problem, *link), link)):
-        if master not in masters or replica in masters:
-            continue
-        have = len(kept.get(master, ()))
-        if have < q or (have == q and grown < problem.extras):
-            grown += have == q
-            kept.setdefault(master, []).append(replica)
-    return {master: tuple(sorted(replicas)) for master, replicas in kept.items()}
-
-
-def _pair_cost(problem: _Problem, first: str, second: str) -> int:
-    """Cost of a replica and its master (or of two replicas of one master) sharing domains: lexicographic weights."""
-    return sum(problem.weights[level] for level, _value in problem.domains[first] & problem.domains[second])
-
-
-def _pair(problem: _Problem, roles: _Roles) -> tuple:
+def _pair(problem: Problem, roles: Roles) -> tuple:
     if problem.nested:
         try:
             return _apart(problem, roles, _tree_pairs(problem, roles))
@@ -622,7 +383,7 @@ def _pair(problem: _Problem, roles: _Roles) -> tuple:
         # Too many groups for a flow (labels cross everywhere): pair on a tree of the levels that nest
         # with the hosts, most important first, exactly; the swaps then repair the level left out.
         try:
-            return _apart(problem, roles, _tree_pairs(problem, roles, _nesting_tree(problem.groups)))
+            return _apart(problem, roles, _tree_pairs(problem, roles, nesting_tree(problem.groups)))
         except _Stuck:
             pass
     return _apart(problem, roles, _realise(problem, roles, _flow(problem, roles, classes)))
@@ -638,11 +399,11 @@ class _Flow:
     grows: tuple  # per class: masters that take one replica more than q
 
 
-def _flow_unit(problem: _Problem) -> int:
+def _flow_unit(problem: Problem) -> int:
     return (len(problem.nodes) + 2) ** 2  # above all goal-2 penalties: per replica, at most a group's and a zone's
 
 
-def _flow_classes(problem: _Problem, roles: _Roles, merge: bool) -> tuple:
+def _flow_classes(problem: Problem, roles: Roles, merge: bool) -> tuple:
     """Groups for the flow: single groups, or closed racks and zones merged where nothing forces pairs inside them."""
     if not merge:
         return tuple((group,) for group in range(len(problem.groups)))
@@ -669,16 +430,16 @@ def _flow_classes(problem: _Problem, roles: _Roles, merge: bool) -> tuple:
     return tuple(classes)
 
 
-def _class_cost(problem: _Problem, first: tuple, second: tuple) -> int:
+def _class_cost(problem: Problem, first: tuple, second: tuple) -> int:
     if first != second:
         # Classes are single groups or closed racks and zones: every pair across two of them shares the same.
-        return _pair_cost(problem, problem.groups[first[0]][0].key, problem.groups[second[0]][0].key)
+        return pair_cost(problem, problem.groups[first[0]][0].key, problem.groups[second[0]][0].key)
     # Inside one class: exact for a single group, an upper bound for a merged one.
     levels = {level for group in first for level, _value in problem.groups[group][0].domains()}
     return sum(problem.weights[level] for level in levels)
 
 
-def _flow(problem: _Problem, roles: _Roles, classes: tuple) -> _Flow:
+def _flow(problem: Problem, roles: Roles, classes: tuple) -> _Flow:
     size = len(classes)
     masters = [[key for g in cls for key in roles.group_masters[g]] for cls in classes]
     replicas = [sum(len(roles.pools[g]) for g in cls) for cls in classes]
@@ -782,19 +543,19 @@ def _min_cost_flow(size: int, arcs, source: int, sink: int, amount: int) -> list
     return [arc[2] - cap[2 * i] for i, arc in enumerate(arcs)]
 
 
-def _realise(problem: _Problem, roles: _Roles, flow: _Flow) -> tuple:
+def _realise(problem: Problem, roles: Roles, flow: _Flow) -> tuple:
     """Concrete pairs for the flow's counts: each replica goes to the master it shares least with."""
     by_key = problem.by_key
-    pools = [deque(_spread([by_key[key] for g in cls for key in roles.pools[g]])) for cls in flow.classes]
+    pools = [deque(spread([by_key[key] for g in cls for key in roles.pools[g]])) for cls in flow.classes]
     assigned = {key: [by_key[replica] for replica in roles.kept.get(key, ())] for key in roles.masters}
     pairs = []
     for b, cls in enumerate(flow.classes):
-        masters = _spread([by_key[key] for g in cls for key in roles.group_masters[g]])
+        masters = spread([by_key[key] for g in cls for key in roles.group_masters[g]])
         growing = set([node.key for node in masters if node.key in roles.can_grow][:flow.grows[b]])
         left = {node.key: roles.room[node.key] + (node.key in growing) for node in masters}
         incoming = [pools[a].popleft() for a in range(len(flow.classes)) for _unused in range(flow.moves.get((a, b), 0))]
         # Dealt in spread order, one round at a time: a master's replicas come from different domains.
-        for replica in _spread(incoming):
+        for replica in spread(incoming):
             master = _best_master(problem, replica, masters, left, assigned)
             left[master.key] -= 1
             assigned[master.key].append(replica)
@@ -802,20 +563,16 @@ def _realise(problem: _Problem, roles: _Roles, flow: _Flow) -> tuple:
     return tuple(pairs)
 
 
-def _best_master(problem: _Problem, replica: Candidate, masters, left, assigned) -> Candidate:
+def _best_master(problem: Problem, replica: Candidate, masters, left, assigned) -> Candidate:
     def score(item):
         rank, master = item
-        return (_cost(problem, replica, master), sum(_cost(problem, replica, other) for other in assigned[master.key]),
+        return (candidate_cost(problem, replica, master), sum(candidate_cost(problem, replica, other) for other in assigned[master.key]),
                 len(assigned[master.key]), rank)
 
     return min(((rank, master) for rank, master in enumerate(masters) if left[master.key]), key=score)[1]
 
 
-def _cost(problem: _Problem, first: Candidate, second: Candidate) -> int:
-    return _pair_cost(problem, first.key, second.key)
-
-
-def _apart(problem: _Problem, roles: _Roles, pairs: tuple) -> tuple:
+def _apart(problem: Problem, roles: Roles, pairs: tuple) -> tuple:
     """Finishing touch: swap the replicas of two masters when that shares less with the masters (goal 1),
     or keeps a master's replicas further apart (goal 2) without sharing more with the masters. Worst
     first, within SWAP_BUDGET looks. A domain holding more replicas than there are masters outside it
@@ -828,7 +585,7 @@ def _apart(problem: _Problem, roles: _Roles, pairs: tuple) -> tuple:
     crowded = _crowded_domains(problem, roles.masters, master_of, problem.domains)
     troubles = sorted((tuple(-cost for cost in _trouble(problem, node, master, mine)), master, node.key)
                       for master in roles.masters for node in mine[master] if node.key in master_of
-                      and (_cost(problem, node, by_key[master]) or _clashes(node, mine[master], problem.domains) - crowded))
+                      and (candidate_cost(problem, node, by_key[master]) or _clashes(node, mine[master], problem.domains) - crowded))
     budget = [SWAP_BUDGET]
     for _worst, master, key in troubles:
         if budget[0] <= 0:
@@ -844,9 +601,9 @@ def _apart(problem: _Problem, roles: _Roles, pairs: tuple) -> tuple:
     return tuple(sorted(master_of.items()))
 
 
-def _trouble(problem: _Problem, replica: Candidate, master: str, mine: dict) -> tuple:
+def _trouble(problem: Problem, replica: Candidate, master: str, mine: dict) -> tuple:
     """(what replica shares with its master, what it shares with the master's other replicas)."""
-    return (_cost(problem, replica, problem.by_key[master]), _crowding(problem, replica, mine[master]))
+    return (candidate_cost(problem, replica, problem.by_key[master]), _crowding(problem, replica, mine[master]))
 
 
 def _clashes(replica: Candidate, replicas: list, domains: dict) -> frozenset:
@@ -855,7 +612,7 @@ def _clashes(replica: Candidate, replicas: list, domains: dict) -> frozenset:
     return frozenset(domain for other in replicas if other is not replica for domain in mine & domains[other.key])
 
 
-def _find_swap(problem: _Problem, master: str, replica: Candidate, mine: dict, master_of: dict, budget: list):
+def _find_swap(problem: Problem, master: str, replica: Candidate, mine: dict, master_of: dict, budget: list):
     """(other master, its replica) whose exchange with replica gains on goal 1, or on goal 2 without a goal-1 loss."""
     by_key = problem.by_key
     staying = [node for node in mine[master] if node is not replica]
@@ -868,15 +625,15 @@ def _find_swap(problem: _Problem, master: str, replica: Candidate, mine: dict, m
             return None
         for node in theirs:
             # Cheap test first: it must sit better than replica at master.
-            if node.key not in master_of or (_cost(problem, node, by_key[master]),
-                                             sum(_cost(problem, node, near) for near in staying)) >= now:
+            if node.key not in master_of or (candidate_cost(problem, node, by_key[master]),
+                                             sum(candidate_cost(problem, node, near) for near in staying)) >= now:
                 continue
             if _swap_gain(problem, by_key[master], replica, mine[master], by_key[other], node, theirs) > (0, 0):
                 return other, node
     return None
 
 
-def _crowded_domains(problem: _Problem, masters: tuple, master_of: dict, domains: dict) -> frozenset:
+def _crowded_domains(problem: Problem, masters: tuple, master_of: dict, domains: dict) -> frozenset:
     chosen, replicas, held = set(masters), Counter(), Counter()
     for node in problem.nodes:
         for domain in domains[node.key]:
@@ -887,21 +644,21 @@ def _crowded_domains(problem: _Problem, masters: tuple, master_of: dict, domains
     return frozenset(domain for domain, count in replicas.items() if count > len(masters) - held[domain])
 
 
-def _crowding(problem: _Problem, replica: Candidate, replicas: list) -> int:
+def _crowding(problem: Problem, replica: Candidate, replicas: list) -> int:
     """What replica shares with the master's other replicas (goal 2 cost)."""
-    return sum(_cost(problem, replica, other) for other in replicas if other is not replica)
+    return sum(candidate_cost(problem, replica, other) for other in replicas if other is not replica)
 
 
-def _swap_gain(problem: _Problem, master: Candidate, replica: Candidate, mine: list, other: Candidate, swap: Candidate,
+def _swap_gain(problem: Problem, master: Candidate, replica: Candidate, mine: list, other: Candidate, swap: Candidate,
                theirs: list) -> tuple:
     """(goal-1 gain, goal-2 gain) of giving replica to other and swap to master; no goal-1 loss allowed."""
-    before = _cost(problem, replica, master) + _cost(problem, swap, other)
-    after = _cost(problem, replica, other) + _cost(problem, swap, master)
+    before = candidate_cost(problem, replica, master) + candidate_cost(problem, swap, other)
+    after = candidate_cost(problem, replica, other) + candidate_cost(problem, swap, master)
     if after > before:
         return (-1, 0)
     crowd_before = _crowding(problem, replica, mine) + _crowding(problem, swap, theirs)
-    crowd_after = (sum(_cost(problem, swap, node) for node in mine if node is not replica)
-                   + sum(_cost(problem, replica, node) for node in theirs if node is not swap))
+    crowd_after = (sum(candidate_cost(problem, swap, node) for node in mine if node is not replica)
+                   + sum(candidate_cost(problem, replica, node) for node in theirs if node is not swap))
     return (before - after, crowd_before - crowd_after)
 
 
@@ -911,42 +668,28 @@ class _Stuck(Exception):
     """The tight pairing found no tight pair (the bound would not be reachable)."""
 
 
-def _nesting_tree(groups) -> _Tree:
-    """The tree of hosts, racks if every host lies in one rack, zones if every host (and rack kept) lies in one zone."""
-    racks, zones, rack_zones = {}, {}, {}
-    for members in groups:
-        first = members[0]
-        racks.setdefault(first.host, set()).add(first.rack)
-        zones.setdefault(first.host, set()).add(first.zone)
-        if first.rack:
-            rack_zones.setdefault(first.rack, set()).add(first.zone)
-    rack = all(len(found) == 1 for found in racks.values())
-    zone = all(len(found) == 1 for found in zones.values()) and not (rack and any(len(z) > 1 for z in rack_zones.values()))
-    return _tree(groups, rack, zone)
-
-
-def _tree_pairs(problem: _Problem, roles: _Roles, tree=None) -> tuple:
+def _tree_pairs(problem: Problem, roles: Roles, tree=None) -> tuple:
     tree = tree or problem.tree
     return _TightPairing(problem, roles, tree, _tree_capacity(problem, roles, tree)).run()
 
 
-def _tree_capacity(problem: _Problem, roles: _Roles, tree: _Tree) -> dict:
+def _tree_capacity(problem: Problem, roles: Roles, tree: DomainTree) -> dict:
     """Replicas per master: q minus kept links, plus one for the masters that take the extras (bound-optimal)."""
     capacity = dict(roles.room)
     if not roles.extras:
         return capacity
     by_key = problem.by_key
-    growable = [[node.key for node in _spread([by_key[key] for key in keys]) if node.key in roles.can_grow]
+    growable = [[node.key for node in spread([by_key[key] for key in keys]) if node.key in roles.can_grow]
                 for keys in roles.group_masters]
-    load = _node_sums(tree, [len(pool) + sum(roles.room[key] for key in keys)
-                             for pool, keys in zip(roles.pools, roles.group_masters)])
+    load = node_sums(tree, [len(pool) + sum(roles.room[key] for key in keys)
+                            for pool, keys in zip(roles.pools, roles.group_masters)])
     total, scale = sum(map(len, roles.pools)), 4 * (roles.extras + 1) ** 2 + 1
 
     def cost(node: int, count: int) -> int:
         over = max(0, load[node] + count - total)
         return scale * problem.weights[tree.level[node]] * over + count * count
 
-    counts = _allocate(tree, roles.extras, (0,) * len(growable), tuple(map(len, growable)), cost, lambda g, k: 0)
+    counts = allocate(tree, roles.extras, (0,) * len(growable), tuple(map(len, growable)), cost, lambda g, k: 0)
     for keys, count in zip(growable, counts):
         for key in keys[:count]:
             capacity[key] += 1
@@ -963,12 +706,12 @@ class _TightPairing:
     Mutable working state of one _tree_pairs call; heaps hold stale entries until they surface.
     """
 
-    def __init__(self, problem: _Problem, roles: _Roles, tree: _Tree, capacity: dict):
+    def __init__(self, problem: Problem, roles: Roles, tree: DomainTree, capacity: dict):
         self.tree = tree
         size = len(tree.level)
         self.replicas = {tree.leaf[g]: deque(pool) for g, pool in enumerate(roles.pools)}
         self.left = {key: count for key, count in capacity.items() if count}
-        order = _spread([problem.by_key[key] for key in roles.masters])
+        order = spread([problem.by_key[key] for key in roles.masters])
         self.rank = {node.key: index for index, node in enumerate(order)}
         self.home = {key: tree.leaf[g] for g, keys in enumerate(roles.group_masters) for key in keys}
         self.count = {key: len(roles.kept.get(key, ())) for key in roles.masters}
@@ -1153,30 +896,6 @@ class _TightPairing:
         self.pairs.append((replica, master))
 
 
-# --- order ----------------------------------------------------------------------------------------------
-
-def _spread(nodes) -> list:
-    """Nodes in an order that changes zone, then rack, then host as evenly as it can (e.g. z1, z2, z3, z1, ...)."""
-    return _interleave(list(nodes), ("zone", "rack", "host"))
-
-
-def _interleave(nodes: list, levels: tuple) -> list:
-    if not levels or len(nodes) < 2:
-        return sorted(nodes, key=lambda node: node.key)
-    buckets = {}
-    for node in nodes:
-        buckets.setdefault(getattr(node, levels[0]), []).append(node)
-    if len(buckets) == 1:
-        return _interleave(nodes, levels[1:])
-    placed = []
-    for index, value in enumerate(sorted(buckets)):
-        ordered = _interleave(buckets[value], levels[1:])
-        # Item i of n sits at (2i + 1) / 2n: every bucket is spread evenly over the whole order.
-        placed.extend(((2 * i + 1) / (2 * len(ordered)), index, node) for i, node in enumerate(ordered))
-    placed.sort(key=itemgetter(0, 1))
-    return [node for _position, _index, node in placed]
-
-
 # --- the result and its report -----------------------------------------------------------------------------
 
 @dataclasses.dataclass(frozen=True)
@@ -1189,10 +908,10 @@ class _Tally:
     places: Counter
 
 
-def _placement(problem: _Problem, roles: _Roles, pairs: tuple, exact: bool) -> Placement:
+def _placement(problem: Problem, roles: Roles, pairs: tuple, exact: bool) -> Placement:
     kept = tuple((replica, master) for master, replicas in roles.kept.items() for replica in replicas)
     replicas = tuple(sorted(pairs + kept))
-    masters = tuple(node.key for node in _spread([problem.by_key[key] for key in roles.masters]))
+    masters = tuple(node.key for node in spread([problem.by_key[key] for key in roles.masters]))
     shared = tuple((replica, master, levels) for replica, master in replicas
                    for levels in [shared_domains(problem.by_key[replica], problem.by_key[master])] if levels)
     tally = _tally(problem, masters, replicas)
@@ -1201,7 +920,7 @@ def _placement(problem: _Problem, roles: _Roles, pairs: tuple, exact: bool) -> P
     return Placement(masters, replicas, tuple(message for message in unmet if message), shared)
 
 
-def _tally(problem: _Problem, masters: tuple, replicas: tuple) -> _Tally:
+def _tally(problem: Problem, masters: tuple, replicas: tuple) -> _Tally:
     taken = Counter(master for _replica, master in replicas)
     chosen = set(masters)
     tally = _Tally(Counter(), Counter(), Counter(), Counter())
@@ -1220,7 +939,7 @@ def _plural(count: int, word: str) -> str:
     return "%d %s%s" % (count, word, "" if count == 1 else "s")
 
 
-def _goal1(problem: _Problem, tally: _Tally, shared: tuple, kept: frozenset, exact: bool) -> str:
+def _goal1(problem: Problem, tally: _Tally, shared: tuple, kept: frozenset, exact: bool) -> str:
     parts, reasons = [], []
     for index, level in enumerate(LEVELS):
         where = Counter(problem.by_key[replica].domain(level) for replica, _master, levels in shared if level in levels)
@@ -1247,7 +966,7 @@ def _goal1(problem: _Problem, tally: _Tally, shared: tuple, kept: frozenset, exa
     return "goal 1: %s: %s" % ("; ".join(parts), "; ".join(reasons))
 
 
-def _crowded(problem: _Problem, tally: _Tally, domain: tuple) -> str:
+def _crowded(problem: Problem, tally: _Tally, domain: tuple) -> str:
     level, value = domain
     inside = tally.replicas[domain] + tally.places[domain]
     return ("%s %s holds %d of %d nodes, more than the other %ss can pair with: its %s and its masters' %s "
@@ -1265,7 +984,7 @@ def _unforced(index: int, exact: bool) -> str:
     return "no plan shares fewer hosts"
 
 
-def _goal2(problem: _Problem, tally: _Tally, masters: tuple, replicas: tuple) -> str:
+def _goal2(problem: Problem, tally: _Tally, masters: tuple, replicas: tuple) -> str:
     by_key = problem.by_key
     mine = {master: [] for master in masters}
     for replica, master in replicas:
@@ -1288,7 +1007,7 @@ def _goal2(problem: _Problem, tally: _Tally, masters: tuple, replicas: tuple) ->
     return "goal 2: %s" % "; ".join(parts) if parts else ""
 
 
-def _apart_reasons(problem: _Problem, tally: _Tally, level: str, affected: list) -> str:
+def _apart_reasons(problem: Problem, tally: _Tally, level: str, affected: list) -> str:
     reasons = []
     for domain in sorted(tally.replicas):
         outside = problem.masters - tally.masters[domain]
@@ -1306,7 +1025,7 @@ def _apart_reasons(problem: _Problem, tally: _Tally, level: str, affected: list)
     return "; ".join(reasons) or "no spread avoiding it was found (goal 1 comes first)"
 
 
-def _goal3(problem: _Problem, tally: _Tally, exact: bool) -> str:
+def _goal3(problem: Problem, tally: _Tally, exact: bool) -> str:
     total = problem.masters
     votes = total // 2 + 1
     if total < 3:
@@ -1323,7 +1042,7 @@ def _goal3(problem: _Problem, tally: _Tally, exact: bool) -> str:
     return "goal 3: %s" % "; ".join(found) if found else ""
 
 
-def _crowd_reason(problem: _Problem, tally: _Tally, domain: tuple, cap: int, exact: bool) -> str:
+def _crowd_reason(problem: Problem, tally: _Tally, domain: tuple, cap: int, exact: bool) -> str:
     outside = len(problem.nodes) - tally.nodes[domain]
     if outside < problem.masters - cap:
         return "no node lies outside it" if not outside else "only %s outside it" % (
@@ -1334,7 +1053,7 @@ def _crowd_reason(problem: _Problem, tally: _Tally, domain: tuple, cap: int, exa
     return "moving masters out of it would weaken goal 1 or 2" if exact else "no plan without it was found"
 
 
-def _goal4(problem: _Problem, masters: tuple, replicas: tuple) -> str:
+def _goal4(problem: Problem, masters: tuple, replicas: tuple) -> str:
     taken = Counter(master for _replica, master in replicas)
     counts = [taken[master] for master in masters]
     if max(counts) - min(counts) <= 1:

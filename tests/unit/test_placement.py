@@ -16,7 +16,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ansible_collections.redisops.cluster.plugins.module_utils import _placement
+from ansible_collections.redisops.cluster.plugins.module_utils import _placement, _placement_problem
 from ansible_collections.redisops.cluster.plugins.module_utils._placement import (
     LEVELS, Candidate, PlacementError, address_host, place, shared_domains,
 )
@@ -152,7 +152,7 @@ def test_nested_labels_reach_the_optimum_without_the_exhaustive_search(layout, d
         assert problem.nested
         counts, exact = _placement._master_counts(problem)
         assert exact
-        roles = _placement._roles(problem, counts)
+        roles = _placement_problem.assign_roles(problem, counts)
         pairs = _placement._tree_pairs(problem, roles)  # raises _Stuck if no tight pair is found
         placement = _placement._placement(problem, roles, pairs, exact)
     assert_valid(placement, candidates, replicas)
@@ -477,6 +477,7 @@ def test_bad_input_is_refused(call, message):
         call()
 
 
-def test_module_parses_as_python_3_8():
-    with open(_placement.__file__) as handle:
+@pytest.mark.parametrize("module", [_placement, _placement_problem])
+def test_module_parses_as_python_3_8(module):
+    with open(module.__file__) as handle:
         ast.parse(handle.read(), feature_version=(3, 8))
