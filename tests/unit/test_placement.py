@@ -16,7 +16,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ansible_collections.redisops.cluster.plugins.module_utils import _placement, _placement_problem
+from ansible_collections.redisops.cluster.plugins.module_utils import _placement, _placement_flow, _placement_problem
 from ansible_collections.redisops.cluster.plugins.module_utils._placement import (
     LEVELS, Candidate, PlacementError, address_host, place, shared_domains,
 )
@@ -477,7 +477,7 @@ def test_bad_input_is_refused(call, message):
         call()
 
 
-@pytest.mark.parametrize("module", [_placement, _placement_problem])
+@pytest.mark.parametrize("module", [_placement, _placement_problem, _placement_flow])
 def test_module_parses_as_python_3_8(module):
     with open(module.__file__) as handle:
         ast.parse(handle.read(), feature_version=(3, 8))
