@@ -17,7 +17,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ansible_collections.redisops.cluster.plugins.module_utils import (
-    _placement, _placement_flow, _placement_masters, _placement_problem,
+    _placement, _placement_flow, _placement_masters, _placement_pairing, _placement_problem,
 )
 from ansible_collections.redisops.cluster.plugins.module_utils._placement import (
     LEVELS, Candidate, PlacementError, address_host, place, shared_domains,
@@ -155,7 +155,7 @@ def test_nested_labels_reach_the_optimum_without_the_exhaustive_search(layout, d
         counts, exact = _placement_masters.master_counts(problem)
         assert exact
         roles = _placement_problem.assign_roles(problem, counts)
-        pairs = _placement._tree_pairs(problem, roles)  # raises _Stuck if no tight pair is found
+        pairs = _placement_pairing.tree_pairs(problem, roles)  # raises _Stuck if no tight pair is found
         placement = _placement._placement(problem, roles, pairs, exact)
     assert_valid(placement, candidates, replicas)
     assert fixed <= set(placement.masters)
@@ -479,7 +479,7 @@ def test_bad_input_is_refused(call, message):
         call()
 
 
-@pytest.mark.parametrize("module", [_placement, _placement_problem, _placement_masters, _placement_flow])
+@pytest.mark.parametrize("module", [_placement, _placement_problem, _placement_masters, _placement_flow, _placement_pairing])
 def test_module_parses_as_python_3_8(module):
     with open(module.__file__) as handle:
         ast.parse(handle.read(), feature_version=(3, 8))
