@@ -17,7 +17,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ansible_collections.redisops.cluster.plugins.module_utils import (
-    _placement, _placement_flow, _placement_masters, _placement_pairing, _placement_problem,
+    _placement, _placement_flow, _placement_masters, _placement_pairing, _placement_problem, _placement_report,
 )
 from ansible_collections.redisops.cluster.plugins.module_utils._placement import (
     LEVELS, Candidate, PlacementError, address_host, place, shared_domains,
@@ -479,7 +479,9 @@ def test_bad_input_is_refused(call, message):
         call()
 
 
-@pytest.mark.parametrize("module", [_placement, _placement_problem, _placement_masters, _placement_flow, _placement_pairing])
+@pytest.mark.parametrize("module", [
+    _placement, _placement_problem, _placement_masters, _placement_flow, _placement_pairing, _placement_report,
+])
 def test_module_parses_as_python_3_8(module):
     with open(module.__file__) as handle:
         ast.parse(handle.read(), feature_version=(3, 8))
