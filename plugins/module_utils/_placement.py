@@ -20,8 +20,8 @@ Goal 1 is exact (when a plan exists in which no replica shares a domain with its
 finds one; in general it reaches the lexicographic optimum, over the plans that keep the fixed masters
 and the kept fixed_replicas links) whenever the labels nest - every host in
 one rack and zone, every rack in one zone - and, with any labels, for inputs small enough to search
-(EXHAUSTIVE_LIMIT). Other inputs get the best plan a greedy and a local search find, and the report
-says so when it matters. How:
+(EXHAUSTIVE_LIMIT in _placement_masters). Other inputs get the best plan a greedy and a local search
+find, and the report says so when it matters. How:
 
 - candidates with equal (host, rack, zone) form a group; a domain is a host, a rack or a zone;
 - a domain holding S replicas and D replica places (the replicas its masters take) keeps at least

@@ -42,6 +42,8 @@ class DomainTree:
 
 @dataclasses.dataclass(frozen=True)
 class Problem:
+    """The checked input, grouped by labels, with the counts and weights every part of the placement uses."""
+
     nodes: tuple  # Candidates with the host filled in, sorted by key
     by_key: dict
     domains: dict  # key -> frozenset of its (level, value) domains
@@ -177,7 +179,22 @@ def _closed(groups, level, below) -> tuple:
     return tuple(closed)
 
 
+def nesting_tree(groups) -> DomainTree:
+    """The tree of hosts, racks if every host lies in one rack, zones if every host (and rack kept) lies in one zone."""
+    racks, zones, rack_zones = {}, {}, {}
+    for members in groups:
+        first = members[0]
+        racks.setdefault(first.host, set()).add(first.rack)
+        zones.setdefault(first.host, set()).add(first.zone)
+        if first.rack:
+            rack_zones.setdefault(first.rack, set()).add(first.zone)
+    rack = all(len(found) == 1 for found in racks.values())
+    zone = all(len(found) == 1 for found in zones.values()) and not (rack and any(len(z) > 1 for z in rack_zones.values()))
+    return _tree(groups, rack, zone)
+
+
 def node_sums(tree: DomainTree, per_group) -> list:
+    """Per tree node, the sum of per_group over the groups below it."""
     return [sum(per_group[g] for g in groups) for groups in tree.groups]
 
 
@@ -218,6 +235,8 @@ def allocate(tree: DomainTree, count: int, lo, hi, node_cost, group_cost) -> tup
 
 @dataclasses.dataclass(frozen=True)
 class Roles:
+    """Which nodes are masters, the fixed links kept, and the replicas still to pair."""
+
     masters: tuple  # master keys, sorted
     group_masters: tuple  # per group: its master keys
     pools: tuple  # per group: keys of the replicas still to pair, sorted
@@ -271,20 +290,6 @@ def pair_cost(problem: Problem, first: str, second: str) -> int:
 
 def candidate_cost(problem: Problem, first: Candidate, second: Candidate) -> int:
     return pair_cost(problem, first.key, second.key)
-
-
-def nesting_tree(groups) -> DomainTree:
-    """The tree of hosts, racks if every host lies in one rack, zones if every host (and rack kept) lies in one zone."""
-    racks, zones, rack_zones = {}, {}, {}
-    for members in groups:
-        first = members[0]
-        racks.setdefault(first.host, set()).add(first.rack)
-        zones.setdefault(first.host, set()).add(first.zone)
-        if first.rack:
-            rack_zones.setdefault(first.rack, set()).add(first.zone)
-    rack = all(len(found) == 1 for found in racks.values())
-    zone = all(len(found) == 1 for found in zones.values()) and not (rack and any(len(z) > 1 for z in rack_zones.values()))
-    return _tree(groups, rack, zone)
 
 
 def spread(nodes) -> list:
