@@ -6,7 +6,8 @@
 
 Pure code for _placement: master counts per group minimise the goal-1 excesses, then goal 3, then churn of
 what already runs, then an even spread. An exhaustive search when the count vectors are few, else a greedy over
-the domain tree (exact for nesting labels), then a local search priced by the flow between groups.
+the domain tree (exact for nesting labels), improved for labels that do not nest by a local search priced by the
+flow between groups.
 """
 
 from __future__ import annotations

@@ -147,6 +147,7 @@ class _Stuck(Exception):
 
 
 def tree_pairs(problem: Problem, roles: Roles, tree=None) -> tuple:
+    """Pairs made one at a time on tree (the domain tree by default), reaching the bound; _Stuck if they cannot."""
     tree = tree or problem.tree
     return _TightPairing(problem, roles, tree, _tree_capacity(problem, roles, tree)).run()
 
