@@ -24,13 +24,6 @@ options:
         gives and receives at once; a master that receives may import from several sources at once.
     type: int
     default: 4
-  replace:
-    description:
-      - Overwrite a key that exists on the target with a different value. Without it such a key
-        stops the run and is named; equal copies are always resolved (sets and hashes are compared
-        by content, other types by their C(DUMP) payload).
-    type: bool
-    default: false
   slot_choice:
     description:
       - Which of a master's slots go when it gives some (not used with
@@ -91,4 +84,16 @@ notes:
     working throughout (C(ASK) redirections during the move). A target that serves no slot first gets some
     slots without C(ASK) redirections, then clients get O(client_grace) to learn it while slots move one at a
     time (see there).
+"""
+
+    # The migration engine's answer to a key that exists on the target (redis_cluster_node calls it replace_keys).
+    BUSY_KEYS = r"""
+options:
+  replace:
+    description:
+      - Overwrite a key that exists on the target with a different value. Without it such a key
+        stops the run and is named; equal copies are always resolved (sets and hashes are compared
+        by content, other types by their C(DUMP) payload).
+    type: bool
+    default: false
 """

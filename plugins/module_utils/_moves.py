@@ -28,17 +28,19 @@ DEFAULT_CLIENT_GRACE = 2.0
 MAX_CLIENT_GRACE = 60.0
 
 
-def move_argument_spec() -> dict:
-    """Options of the modules that migrate slots (documented in the redisops.cluster.migration fragment)."""
-    return dict(
+def move_argument_spec(busy_keys: str = "replace") -> dict:
+    """Options of the modules that migrate slots (documented in the redisops.cluster.migration fragment); busy_keys
+    names the option that overwrites a different key already on the target."""
+    spec = dict(
         pipeline=dict(type="int", default=1000),
         timeout=dict(type="int", default=60000),
         parallel=dict(type="int", default=4),
-        replace=dict(type="bool", default=False),
         progress_file=dict(type="path"),
         slot_choice=dict(type="str", default="contiguous", choices=list(SLOT_CHOICES)),
         client_grace=dict(type="float", default=DEFAULT_CLIENT_GRACE),
     )
+    spec[busy_keys] = dict(type="bool", default=False)
+    return spec
 
 
 def client_grace(params: dict) -> float:
@@ -54,7 +56,9 @@ def executor_settings(params: dict) -> dict:
         if params[name] < 1:
             raise ModuleFailure("%s must be 1 or more, got %d" % (name, params[name]))
     _require_writable(params["progress_file"])
-    return dict(pipeline=params["pipeline"], timeout_ms=params["timeout"], replace=params["replace"],
+    # redis_cluster_node names it replace_keys: its replace names the node to replace.
+    replace = params["replace_keys"] if "replace_keys" in params else params["replace"]
+    return dict(pipeline=params["pipeline"], timeout_ms=params["timeout"], replace=replace,
                 parallel=params["parallel"], progress_file=params["progress_file"])
 
 
@@ -81,13 +85,17 @@ def _require_writable(path) -> None:
         raise ModuleFailure("progress_file: cannot write %s; give a file in an existing, writable directory" % path)
 
 
-def run_moves(module, decide) -> dict:
-    """decide(params, state, holdings, key_counts) -> moves (shares.Move); raises SharesError on impossible input."""
+def run_moves(module, decide, observe=None, before=(), after=None) -> dict:
+    """decide(params, state, holdings, key_counts) -> moves (shares.Move); raises SharesError on impossible input.
+
+    observe(options) -> the state to plan from (default: the cluster the seeds lead to); before: steps that come
+    ahead of the moves (a node joining); after(state, moves) -> steps that follow them (a drained node leaving)."""
     params = module.params
     options = connection_options(params)
     settings = executor_settings(params)
     grace = client_grace(params)
-    state = observe_cluster(seed_addresses(params), options)
+    observe = observe or (lambda options: observe_cluster(seed_addresses(params), options))
+    state = observe(options)
     require_usable(state)
     if state.not_configured:
         raise ModuleFailure("the nodes form no cluster yet; form one with redisops.cluster.redis_cluster_create")
@@ -95,6 +103,11 @@ def run_moves(module, decide) -> dict:
     counts = count_keys(state, options, owned_slots)
     finishing = plan_open_slots(state, counts)
     finished = []
+
+    def plan_of(state, counts, moves, ahead=()) -> Plan:
+        steps = tuple(ahead) + tuple(before) + plan_moves(state, moves, counts, grace).steps
+        return Plan(steps + tuple(after(state, moves) if after else ()), finishing.warnings)
+
     if not finishing.empty:
         # The moves are planned from the holdings the finishing leaves: bad input fails before its writes, and
         # check mode shows the whole run.
@@ -102,16 +115,16 @@ def run_moves(module, decide) -> dict:
         if module.check_mode:
             module.warn("slots left open by an interrupted move are finished first; the moves after them are planned"
                         " from the slot owners the finishing leaves, and planned again once it is done")
-            plan = Plan(finishing.steps + plan_moves(state, moves, counts, grace).steps, finishing.warnings)
+            plan = plan_of(state, counts, moves, ahead=finishing.steps)
             return _reported(apply_plan(module, state, plan, options, **settings), state, moves, keys_by_slot, (),
                              applied=False)
         # The approval (expect_state_id) is of the state the check-mode run saw: this one, before the finishing.
         check_request(params, state)
         finished = _finish_open_slots(state, finishing, options, settings, params["wait_timeout"])
-        state = observe_cluster(seed_addresses(params), options)
+        state = observe(options)
         counts = count_keys(state, options, owned_slots)
     moves, keys_by_slot = _decide(decide, params, state, counts, _holdings(state))
-    result = apply_plan(module, state, plan_moves(state, moves, counts, grace), options, checked_earlier=bool(finished),
+    result = apply_plan(module, state, plan_of(state, counts, moves), options, checked_earlier=bool(finished),
                         **settings)
     return _reported(result, state, moves, keys_by_slot, finished, applied=not module.check_mode)
 

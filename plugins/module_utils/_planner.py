@@ -68,7 +68,8 @@ class Plan:
 
 # --- create --------------------------------------------------------------------------------------
 
-def _candidate(node: Node) -> Candidate:
+def candidate(node: Node) -> Candidate:
+    """The node as placement sees it: its address, and its hostname, rack and zone labels."""
     labels = node.label_map
     return Candidate(key=node.address, host=labels.get("hostname") or node.host,
                      rack=labels.get("rack", ""), zone=labels.get("zone", ""))
@@ -111,7 +112,7 @@ def plan_create(state: ClusterState, replicas: int, min_masters: int = 3) -> Pla
                         % (len(fixed_masters), len(nodes) // (replicas + 1), len(nodes), replicas))
     fixed_replicas = {node.address: nodes[node.entry.master_id].address for node in nodes.values()
                       if node.entry.is_replica and node.entry.master_id in nodes}
-    placement = place([_candidate(node) for node in nodes.values()], replicas,
+    placement = place([candidate(node) for node in nodes.values()], replicas,
                       fixed_masters=fixed_masters, fixed_replicas=fixed_replicas)
     if len(placement.masters) < min_masters:
         raise PlanError("placement yields %d master(s), fewer than min_masters %d" % (len(placement.masters), min_masters))

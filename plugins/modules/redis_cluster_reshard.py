@@ -23,6 +23,7 @@ extends_documentation_fragment:
   - redisops.cluster.connection
   - redisops.cluster.change
   - redisops.cluster.migration
+  - redisops.cluster.migration.busy_keys
 attributes:
   check_mode:
     support: full
