@@ -19,7 +19,7 @@ and redis_cluster_rebalance alone moves its share onto it.
 After every tool: every node that stays agrees and reports cluster_state:ok, the sum of DBSIZE over the masters
 equals the keys written, `redis-cli --cluster check` passes; in case A no remaining node lists the removed one in
 CLUSTER NODES. Reported per run: both wall times and their ratio (twins of one run share the machine's load, which
-drifts between runs, so the target is judged on the median of the runs' ratios). Case A also runs the module once
+drifts between runs, so the target is judged on the median of the runs' ratios). Each case also runs the module once
 more in this process, on one more twin, its executor's steps timed: where its time goes.
 
 The markdown goes to stdout and into docs/benchmarks.md under "## node lifecycle"; progress to stderr.
@@ -46,6 +46,7 @@ from redis_harness import REDIS_SERVER, RedisNodes, form_cluster, wait_converged
 sys.path.insert(0, COLLECTIONS_PATH)
 
 from ansible_collections.redisops.cluster.plugins.module_utils import _executor  # noqa: E402
+from ansible_collections.redisops.cluster.plugins.modules import redis_cluster_node  # noqa: E402
 
 SECTION = "## node lifecycle"
 MASTERS_A = 4
@@ -230,8 +231,6 @@ def removal_run(number: int) -> dict:
 
 def node_backend():
     """(the argument spec, the backend) redis_cluster_node's main() hands to run_module, without running it."""
-    # pylint: disable-next=import-outside-toplevel
-    from ansible_collections.redisops.cluster.plugins.modules import redis_cluster_node
     captured = {}
     original = redis_cluster_node.run_module
     redis_cluster_node.run_module = lambda spec, backend, **_kwargs: captured.update(spec=spec, backend=backend)
@@ -242,9 +241,9 @@ def node_backend():
     return captured["spec"], captured["backend"]
 
 
-def removal_breakdown() -> dict:
-    """The module's backend with its defaults on one more twin; the executor's steps timed by action."""
-    log("remove: in-process breakdown of the module's time")
+def timed_backend(nodes, **given) -> dict:
+    """redis_cluster_node's backend in this process with its defaults and given options, the executor's steps timed
+    by action, the servers' own time per command read after it."""
     spec, backend = node_backend()
     timings = {}
     _record, timed = timers(timings)
@@ -253,39 +252,54 @@ def removal_breakdown() -> dict:
                (_executor.Executor, "_migrate_all", "steps migrate_slots"),
                (_executor.Executor, "_wait", "steps wait_converged")]
     saved = [(owner, name, getattr(owner, name)) for owner, name, _label in patches]
+    params = {name: option.get("default") for name, option in dict(connection_argument_spec(), **spec).items()}
+    params.update(login_host=nodes[0].host, login_port=nodes[0].port, **given)
+    for node in nodes:
+        node.call("CONFIG", "RESETSTAT")
+    for owner, name, label in patches:
+        setattr(owner, name, timed(label, getattr(owner, name)))
+    for action, handler in handlers.items():
+        _executor.HANDLERS[action] = timed("steps " + action, handler)
+    try:
+        started = time.perf_counter()
+        result = backend(InProcessModule(params))
+        total = time.perf_counter() - started
+    finally:
+        for owner, name, original in saved:
+            setattr(owner, name, original)
+        _executor.HANDLERS.update(handlers)
+    return {"total": total, "apply_ms": result.get("apply_ms"), "timings": timings, "steps": step_counts(result),
+            "server": server_time(nodes)}
+
+
+def removal_breakdown() -> dict:
+    log("remove: in-process breakdown of the module's time")
     nodes, data = build_removal_twin()
     with nodes:
         leaving = leaving_of(nodes)
         leaving_id = leaving.node_id()
-        params = {name: option.get("default") for name, option in dict(connection_argument_spec(), **spec).items()}
-        params.update(login_host=nodes[0].host, login_port=nodes[0].port, node=leaving.address, state="absent")
-        for node in nodes:
-            node.call("CONFIG", "RESETSTAT")
-        for owner, name, label in patches:
-            setattr(owner, name, timed(label, getattr(owner, name)))
-        for action, handler in handlers.items():
-            _executor.HANDLERS[action] = timed("steps " + action, handler)
-        try:
-            started = time.perf_counter()
-            result = backend(InProcessModule(params))
-            total = time.perf_counter() - started
-        finally:
-            for owner, name, original in saved:
-                setattr(owner, name, original)
-            _executor.HANDLERS.update(handlers)
-        server = server_time(nodes)
-        check = removal_check(nodes, leaving, leaving_id, len(data))
-    log("  backend %.2f s, apply_ms %s; removed %s" % (total, result.get("apply_ms"), removed(check)))
-    return {"total": total, "apply_ms": result.get("apply_ms"), "timings": timings, "steps": step_counts(result),
-            "server": server, "removed": removed(check)}
+        diag = timed_backend(nodes, node=leaving.address, state="absent")
+        diag["done"] = removed(removal_check(nodes, leaving, leaving_id, len(data)))
+    log("  backend %.2f s, apply_ms %s; removed %s" % (diag["total"], diag["apply_ms"], diag["done"]))
+    return diag
 
 
-def breakdown_lines(diag: dict) -> list:
-    lines = ["Where the module's time goes: its backend with default options in the benchmark process, on one more "
-             "twin, the executor's steps wrapped with timers (backend %.2f s, `apply_ms` %s, removed: %s). \"steps X\" "
+def add_breakdown(data: Dataset) -> dict:
+    log("add: in-process breakdown of the module's time")
+    with build_cluster(MASTERS_B, data, empty_master=False) as cluster, RedisNodes(1) as fresh:
+        everyone = list(cluster) + [fresh[0]]
+        diag = timed_backend(everyone, node=fresh[0].address, role="master", rebalance=True)
+        diag["done"] = balanced(balanced_check(everyone, len(data)))
+    log("  backend %.2f s, apply_ms %s; balanced %s" % (diag["total"], diag["apply_ms"], diag["done"]))
+    return diag
+
+
+def breakdown_lines(diag: dict, outcome: str) -> list:
+    lines = ["Where the module's time goes: its backend with the same options in the benchmark process, on one more "
+             "twin, the executor's steps wrapped with timers (backend %.2f s, `apply_ms` %s, %s: %s). \"steps X\" "
              "is the time of the plan's steps of action X (their count in the calls column); what the backend spent "
              "outside `Executor.run` is observing, counting keys and planning."
-             % (diag["total"], diag["apply_ms"], "yes" if diag["removed"] else "**no**"), "",
+             % (diag["total"], diag["apply_ms"], outcome, "yes" if diag["done"] else "**no**"), "",
              "| step (in process) | calls | ms |", "| --- | ---: | ---: |",
              "| the backend, whole (module `elapsed_ms` less Ansible's argument handling) | 1 | %.0f |"
              % (1000 * diag["total"])]
@@ -294,7 +308,7 @@ def breakdown_lines(diag: dict) -> list:
             calls = diag["steps"].get(name[len("steps "):], calls)
         lines.append("| %s | %d | %.0f |" % (name, calls, 1000 * took))
     lines += server_rows(diag["server"], ("migrate", "restore-asking", "cluster|getkeysinslot", "cluster|setslot",
-                                          "cluster|countkeysinslot", "cluster|forget", "cluster|reset"))
+                                          "cluster|countkeysinslot", "cluster|meet", "cluster|forget", "cluster|reset"))
     return lines
 
 
@@ -431,14 +445,14 @@ def removal_lines(runs: list, diag: dict) -> list:
     else:
         lines += ["", "Target, ours / redis-cli wall time <= 1/%d: **not met** - no run timed both tools."
                   % round(1 / REMOVE_TARGET)]
-    return lines + [""] + breakdown_lines(diag)
+    return lines + [""] + breakdown_lines(diag, "removed")
 
 
 def shares_text(check: dict) -> str:
     return "+".join("%d" % share for share in check["shares"])
 
 
-def add_lines(runs: list, data: Dataset) -> list:
+def add_lines(runs: list, data: Dataset, diag: dict) -> list:
     lines = ["### B: add a master with `rebalance: true`, %d keys" % len(data), "",
              "%d masters, no replicas, holding %d keys `key:N` of %d bytes, and a fresh empty node. Ours: "
              "`redis_cluster_node` with `node: <the new node>`, `role: master`, `rebalance: true`: it meets the node, "
@@ -473,7 +487,7 @@ def add_lines(runs: list, data: Dataset) -> list:
     else:
         lines += ["", "Target, ours / `redis_cluster_rebalance` alone <= %.2f: **not met** - no run timed both."
                   % ADD_TARGET]
-    return lines
+    return lines + [""] + breakdown_lines(diag, "balanced")
 
 
 def balance_state(check: dict) -> str:
@@ -490,7 +504,8 @@ def balance_state(check: dict) -> str:
     return "**no** (%s)" % "; ".join(problems).replace("|", "/")
 
 
-def report(removals: list, diag: dict, adds: list, add_data: Dataset, load: tuple, total: float) -> str:
+def report(removals: list, removal_diag: dict, adds: list, add_data: Dataset, add_diag: dict, load: tuple,
+           total: float) -> str:
     lines = [SECTION, "",
              "Measured by `make bench` (`bench/node_bench.py`) on %s: %d cores, %s. Each run builds two identical "
              "twin clusters on loopback, both alive for the run; one tool works on each, and the tool that goes first "
@@ -499,8 +514,8 @@ def report(removals: list, diag: dict, adds: list, add_data: Dataset, load: tupl
              "start and the end: %.1f and %.1f. Whole run: %.0f s."
              % (datetime.date.today().isoformat(), os.cpu_count(), versions(REDIS_SERVER), REPEATS, load[0], load[1],
                 total), ""]
-    lines += removal_lines(removals, diag)
-    lines += [""] + add_lines(adds, add_data)
+    lines += removal_lines(removals, removal_diag)
+    lines += [""] + add_lines(adds, add_data, add_diag)
     return "\n".join(lines) + "\n"
 
 
@@ -508,11 +523,12 @@ def main() -> int:
     started = time.perf_counter()
     load_before = os.getloadavg()[0]
     removals = [removal_run(number) for number in range(1, REPEATS + 1)]
-    diag = removal_breakdown()
+    removal_diag = removal_breakdown()
     add_data = Dataset("add", [b"key:%d" % index for index in range(KEYS_B)], VALUE)
     adds = [add_run(number, add_data) for number in range(1, REPEATS + 1)]
+    add_diag = add_breakdown(add_data)
     total = time.perf_counter() - started
-    section = report(removals, diag, adds, add_data, (load_before, os.getloadavg()[0]), total)
+    section = report(removals, removal_diag, adds, add_data, add_diag, (load_before, os.getloadavg()[0]), total)
     print(section)
     if os.environ.get("BENCH_NO_DOCS") != "1":
         write_section(SECTION, section)
@@ -520,7 +536,7 @@ def main() -> int:
     log("total %.0f s" % total)
     every = [run[name]["removed"] for run in removals for name in ("ours", "redis-cli")]
     every += [run[name]["balanced"] for run in adds for name in ("ours", "redis_cluster_rebalance")]
-    return 0 if diag["removed"] and all(every) else 1
+    return 0 if removal_diag["done"] and add_diag["done"] and all(every) else 1
 
 
 if __name__ == "__main__":

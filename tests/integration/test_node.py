@@ -62,7 +62,11 @@ def master_of(replica) -> str:
 
 
 def link_up(replica) -> bool:
-    return b"master_link_status:up" in replica.call("INFO", "replication")
+    return replica.client().info("replication").get("master_link_status") == "up"
+
+
+def cluster_ok(node) -> bool:
+    return b"cluster_state:ok" in node.call("CLUSTER", "INFO")
 
 
 def replicas_of(nodes, master) -> list:
@@ -107,8 +111,8 @@ def kill_master_and_wait_failover(nodes, master):
     wait_replicated(master)
     master_id = kill_and_wait_flagged(nodes, master)
     wait_for(lambda: replica.call("ROLE")[0] == b"master", timeout=30, message="the replica to take over")
-    wait_for(lambda: all(master_of(node) != master_id for node in live(nodes)), timeout=30,
-             message="the other replicas to follow")
+    wait_for(lambda: all(master_of(node) != master_id and cluster_ok(node) for node in live(nodes)), timeout=30,
+             message="the other replicas to follow and every node to serve again")
     return replica, master_id
 
 
@@ -323,7 +327,7 @@ def test_replace_a_replica(cluster6, fresh_nodes):
 def one_master_cluster(node) -> None:
     """node alone serves every slot."""
     node.call("CLUSTER", "ADDSLOTSRANGE", 0, 16383)
-    wait_for(lambda: b"cluster_state:ok" in node.call("CLUSTER", "INFO"), message="a one-node cluster")
+    wait_for(lambda: cluster_ok(node), message="a one-node cluster")
 
 
 def test_refusals_change_nothing(cluster6, fresh_nodes):
