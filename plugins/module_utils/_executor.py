@@ -36,6 +36,9 @@ HOPELESS_FOR = 1.0
 # How long no node may list a removed node before its removal counts as done: gossip that still carries it
 # arrives within a few node-to-node pings.
 FORGOTTEN_FOR = 1.0
+# Seconds after which a manual failover that has not switched the roles is asked again: Redis drops one that does not
+# complete within 5 s (CLUSTER_MF_TIMEOUT).
+MANUAL_FAILOVER_RETRY = 6.0
 # Steps that touch one node each and may run on many nodes at once (FORGET must: the 60 s ban window). A plan
 # separates SETSLOT writes whose order across nodes matters by a step of another kind.
 PARALLEL = frozenset((ADD_SLOTS, SET_EPOCH, MEET, REPLICATE, FORGET, SETSLOT))
@@ -195,12 +198,22 @@ class Executor:
 
     def failover(self, step) -> None:
         """CLUSTER FAILOVER [FORCE|TAKEOVER] on the replica; done once ROLE says it is a master and, when the old
-        master answers, that the old master replicates it."""
+        master answers, that the old master replicates it. A manual failover that does not complete within Redis'
+        own limit (5 s) is dropped silently by the replica: it is asked again while the replica still replicates."""
         mode, old_master = step.args
-        self.connection(step.node).call("CLUSTER", "FAILOVER", *((mode,) if mode else ()))
         hint = "" if mode else "; a default failover needs the master to answer and agree (mode force does not)"
-        self._until(lambda: self._role(step.node) == b"master" and (not old_master or self._role(old_master) == b"slave"),
-                    "%s: the roles have not switched%s" % (step.description, hint))
+        deadline = time.monotonic() + self.wait_timeout
+        while True:
+            if self._role(step.node) != b"master":
+                self.connection(step.node).call("CLUSTER", "FAILOVER", *((mode,) if mode else ()))
+            retry_at = min(deadline, time.monotonic() + MANUAL_FAILOVER_RETRY)
+            while time.monotonic() < retry_at:
+                if self._role(step.node) == b"master" and (not old_master or self._role(old_master) == b"slave"):
+                    return
+                time.sleep(POLL_INTERVAL)
+            if time.monotonic() >= deadline:
+                raise ExecutionError("%s: the roles have not switched%s after %.0f s (wait_timeout)"
+                                     % (step.description, hint, self.wait_timeout), ())
 
     def _role(self, address: str):
         """The first field of ROLE, or None while the node does not answer (it may be restarting)."""

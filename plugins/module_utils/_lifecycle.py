@@ -14,8 +14,8 @@ from __future__ import annotations
 from ._change import apply_plan
 from ._client import count_keys, observe_cluster, observe_node, require_usable
 from ._membership import (
-    attach_steps, best_master, converged_step, drain_weights, failover_step, find_node, meet_steps, refuse_removal,
-    refuse_short_memory, refuse_unfit, rehome_steps, removal_steps, serving_masters,
+    attach_steps, best_master, converged_step, drain_weights, find_node, meet_steps, refuse_removal, refuse_short_memory,
+    refuse_unfit, rehome_steps, removal_steps, replacement_steps, serving_masters,
 )
 from ._module import ModuleFailure, connection_options, seed_addresses
 from ._moves import executor_settings, run_moves
@@ -54,8 +54,8 @@ def _refuse_conflicts(params: dict) -> None:
     if params["state"] == "absent":
         given = [name for name in ("replace", "master") if params[name]] + (["rebalance"] if params["rebalance"] else [])
         if given:
-            raise ModuleFailure("%s: not used with state absent; leave %s out" % (", ".join(given), "them" if
-                                                                                    len(given) > 1 else "it"))
+            pronoun = "them" if len(given) > 1 else "it"
+            raise ModuleFailure("%s: not used with state absent; leave %s out" % (", ".join(given), pronoun))
     if params["role"] == "master" and params["master"]:
         raise ModuleFailure("master: names the master of a replica; set role: replica, or leave master out")
     if params["role"] == "replica" and params["rebalance"]:
@@ -181,35 +181,9 @@ def _replace(module, options, state, new) -> dict:
         state = ClusterState(state.observations + (joining,))
         new = state.by_id[joining.myself.id]
         steps += meet_steps(state, joining)
-    steps += _planned(lambda: _taking_place(state, old, new)) + removal_steps(old)
-    return _with_node(_apply(module, options, state, Plan(tuple(steps))), new)
-
-
-def _taking_place(state: ClusterState, old, new) -> list:
-    if new.role == "master" and new.entry.slots and old.entry.master_id != new.id:
-        raise PlanError("node: %s already serves slots; replace takes an empty node or a replica of %s"
-                        % (new.describe(), old.describe()))
-    if old.role == "master" and old.entry.slots:
-        if not old.reachable:
-            raise PlanError("replace: %s is unreachable and still serves slots, and no replica has taken over; promote"
-                            " its replica first (redisops.cluster.redis_cluster_failover, mode takeover), or remove it"
-                            " with allow_data_loss and add %s on its own" % (old.describe(), new.describe()))
-        return _following(new, old) + [failover_step(new, old), converged_step()]
-    if old.role == "master":
-        # A master that serves nothing (its replica took over when it died): the new node follows the master that
-        # needs a replica most, which is usually the one that took over; the old one's replicas are re-homed.
-        steps = [] if new.role == "replica" else attach_steps(new, best_master(state, new, serving_masters(
-            state, leaving=(old.id,))))
-        return steps + rehome_steps(state, old)
-    if old.entry.master_id == new.id:
-        return []
-    return _following(new, state.by_id[old.entry.master_id])
-
-
-def _following(replica, master) -> list:
-    """replica follows master and has synced with it (the wait alone when it follows it already)."""
-    steps = attach_steps(replica, master)
-    return steps if replica.entry.master_id != master.id else steps[1:]
+    steps += _planned(lambda: replacement_steps(state, old, new)) + removal_steps(old)
+    role = "master" if old.role == "master" and old.entry.slots else "replica"
+    return _with_node(_apply(module, options, state, Plan(tuple(steps))), new, role)
 
 
 # --- present --------------------------------------------------------------------------------------------------

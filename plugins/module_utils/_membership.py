@@ -28,8 +28,8 @@ def find_node(state: ClusterState, name: str):
         host, port = split_address(name)
         found = [node for node in state.nodes if node.port == port and host in (node.host, _observed_host(node))]
     if len(found) > 1:
-        raise PlanError("%r names %d nodes (%s); give a full node id" % (name, len(found),
-                                                                          ", ".join(n.describe() for n in found)))
+        named = ", ".join(node.describe() for node in found)
+        raise PlanError("%r names %d nodes (%s); give a full node id" % (name, len(found), named))
     return found[0] if found else None
 
 
@@ -135,6 +135,35 @@ def rehome_steps(state: ClusterState, leaving: Node) -> list:
         taken[master.id] = taken.get(master.id, 0) + 1
         steps += attach_steps(replica, master)
     return steps
+
+
+def replacement_steps(state: ClusterState, old: Node, new: Node) -> list:
+    """How new takes old's place without moving a slot (old's removal follows)."""
+    if new.role == "master" and new.entry.slots and old.entry.master_id != new.id:
+        raise PlanError("node: %s already serves slots; replace takes an empty node or a replica of %s"
+                        % (new.describe(), old.describe()))
+    if old.role == "master" and old.entry.slots:
+        if not old.reachable:
+            raise PlanError("replace: %s is unreachable and still serves slots, and no replica has taken over; promote"
+                            " its replica first (redisops.cluster.redis_cluster_failover, mode takeover), or remove it"
+                            " with allow_data_loss and add %s on its own" % (old.describe(), new.describe()))
+        # The master accepts a manual failover only from a node its own view holds as its replica: wait for the views.
+        return _following(new, old) + [converged_step(), failover_step(new, old), converged_step()]
+    if old.role == "master":
+        # A master that serves nothing (its replica took over when it died): the new node follows the master that
+        # needs a replica most, which is usually the one that took over; the old one's replicas are re-homed.
+        steps = [] if new.role == "replica" else attach_steps(new, best_master(state, new, serving_masters(
+            state, leaving=(old.id,))))
+        return steps + rehome_steps(state, old)
+    if old.entry.master_id == new.id:
+        return []
+    return _following(new, state.by_id[old.entry.master_id])
+
+
+def _following(replica: Node, master: Node) -> list:
+    """replica follows master and has synced with it (the wait alone when it follows it already)."""
+    steps = attach_steps(replica, master)
+    return steps if replica.entry.master_id != master.id else steps[1:]
 
 
 # --- refusals before a node leaves ---------------------------------------------------------------------------
