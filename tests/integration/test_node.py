@@ -91,8 +91,15 @@ def wait_replicated(master) -> None:
     def caught_up() -> bool:
         info = master.client().info("replication")
         replicas = [value for key, value in info.items() if key.startswith("slave") and isinstance(value, dict)]
-        return bool(replicas) and all(replica["offset"] == info["master_repl_offset"] for replica in replicas)
+        return all(replica["offset"] == info["master_repl_offset"] for replica in replicas)
     wait_for(caught_up, message="the replicas of %s to catch up" % master.address)
+
+
+def reset_stats_replicated(nodes) -> None:
+    """CONFIG RESETSTAT once the replicas have applied every write so far (else they count it after the reset)."""
+    for master in masters(nodes):
+        wait_replicated(master)
+    reset_stats(nodes)
 
 
 def kill_and_wait_flagged(nodes, victim) -> str:
@@ -130,7 +137,7 @@ def test_add_master_with_rebalance_while_clients_write(cluster6, fresh_nodes):
     extra = fresh_nodes(1)[0]
     everyone = list(nodes) + [extra]
     task = dict(seed(nodes), node=extra.address, role="master", rebalance=True)
-    reset_stats(everyone)
+    reset_stats_replicated(everyone)
     planned = ok(node_task(task, check=True))
     assert planned["changed"] and planned["plan"] and planned["state_id"]
     assert any(extra.address in line for line in planned["plan"]), planned["plan"]
@@ -185,7 +192,7 @@ def test_remove_master_holding_keys_while_clients_write(cluster6):
     assert leaving.call("DBSIZE") > 0
     staying = [node for node in nodes if node is not leaving]
     task = dict(seed(nodes), node=leaving.address, state="absent")
-    reset_stats(nodes)
+    reset_stats_replicated(nodes)
     planned = ok(node_task(task, check=True))
     assert planned["changed"] and any(leaving.address in line for line in planned["plan"]), planned["plan"]
     assert cluster_writes(nodes) == [] and slot_counts(nodes[0])[leaving_id] > 0
@@ -258,7 +265,7 @@ def test_replace_a_live_master(cluster6, fresh_nodes):
     new = fresh_nodes(1)[0]
     everyone = list(nodes) + [new]
     task = dict(seed(nodes), node=new.address, replace=old.address)
-    reset_stats(everyone)
+    reset_stats_replicated(everyone)
     planned = ok(node_task(task, check=True))
     assert planned["changed"] and planned["plan"]
     assert cluster_writes(everyone) == [] and len(cluster_nodes_fields(new)) == 1
@@ -346,7 +353,7 @@ def test_refusals_change_nothing(cluster6, fresh_nodes):
     replica = replicas_of(nodes, a_master_besides(nodes))[0]
     nowhere = "127.0.0.1:%d" % free_ports(1)[0]
     everyone = list(nodes) + [holding, paired, partner, alone, empty]
-    reset_stats(everyone)
+    reset_stats_replicated(everyone)
     (keys, foreign, last, below, unknown_master, unreachable) = node_tasks(
         dict(seed(nodes), node=holding.address),
         dict(seed(nodes), node=paired.address),
@@ -381,7 +388,7 @@ def test_draining_into_too_little_memory_is_refused(cluster3):
         if node is not leaving:
             used = node.client().info("memory")["used_memory"]
             node.call("CONFIG", "SET", "maxmemory", used + 256 * 1024)
-    reset_stats(nodes)
+    reset_stats_replicated(nodes)
     result = node_task(dict(seed(nodes), node=leaving.address, state="absent"))
     assert "maxmemory" in refused(result, leaving.address)
     assert cluster_writes(nodes) == []
