@@ -354,12 +354,13 @@ def test_refusals_change_nothing(cluster6, fresh_nodes):
     nowhere = "127.0.0.1:%d" % free_ports(1)[0]
     everyone = list(nodes) + [holding, paired, partner, alone, empty]
     reset_stats_replicated(everyone)
-    (keys, foreign, last, below, unknown_master, unreachable) = node_tasks(
+    (keys, foreign, last, below, unknown_master, unknown_old, unreachable) = node_tasks(
         dict(seed(nodes), node=holding.address),
         dict(seed(nodes), node=paired.address),
         dict(login_host="127.0.0.1", login_port=alone.port, node=alone.address, state="absent"),
         dict(seed(nodes), node=replica.address, state="absent"),
         dict(seed(nodes), node=empty.address, role="replica", master="f" * 40),
+        dict(seed(nodes), node=empty.address, replace="e" * 40),
         dict(seed(nodes), node=nowhere),
     )
     refused(keys, holding.address)
@@ -367,6 +368,7 @@ def test_refusals_change_nothing(cluster6, fresh_nodes):
     refused(last, alone.address)
     assert "force" in refused(below, replica.address, "min_replicas")
     refused(unknown_master, "master", "f" * 8)
+    refused(unknown_old, "replace", "e" * 8)
     refused(unreachable, nowhere)
     assert cluster_writes(everyone) == []
     assert len(cluster_nodes_fields(nodes[0])) == 6 and holding.call("DBSIZE") == 1
@@ -374,10 +376,11 @@ def test_refusals_change_nothing(cluster6, fresh_nodes):
     assert_healthy(nodes[0])
     # force takes the replica out all the same.
     replica_id = replica.node_id()
-    forced = ok(node_task(dict(seed(nodes), node=replica.address, state="absent", force=True)))
-    assert forced["changed"]
+    forced, again = node_tasks(*[dict(seed(nodes), node=replica.address, state="absent", force=True)] * 2)
+    assert ok(forced)["changed"]
     assert_gone([node for node in nodes if node is not replica], replica_id)
     assert_reset(replica)
+    assert ok(again)["changed"] is False
 
 
 def test_draining_into_too_little_memory_is_refused(cluster3):
