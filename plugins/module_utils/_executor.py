@@ -33,9 +33,9 @@ POLL_INTERVAL = 0.1
 # How long views must show a cluster that cannot settle by itself before a wait gives up: one read may catch
 # a node between two gossip messages.
 HOPELESS_FOR = 1.0
-# How long no node may list a removed node before its removal counts as done: gossip that still carries it
-# arrives within a few node-to-node pings.
-FORGOTTEN_FOR = 1.0
+# How long no node may list a removed node before its removal counts as done. Each FORGET also bans the node from
+# gossip on that node for 60 s, so once every node has forgotten it none relearns it from a message still in flight.
+FORGOTTEN_FOR = 0.2
 # Seconds after which a manual failover that has not switched the roles is asked again: Redis drops one that does not
 # complete within 5 s (CLUSTER_MF_TIMEOUT).
 MANUAL_FAILOVER_RETRY = 6.0
