@@ -442,6 +442,12 @@ def removal_lines(runs: list, diag: dict) -> list:
                      "**met**" if measured <= REMOVE_TARGET else "**not met**", measured_elapsed, 1 / measured_elapsed)]
         steps = next((run["ours"]["steps"] for run in timed if run["ours"].get("steps")), {})
         lines += ["", "Our plan (steps by action): %s." % ", ".join("%s %d" % item for item in sorted(steps.items()))]
+        if "migrate" in diag["server"]:
+            lines += ["", "For scale: in the breakdown run below, the `MIGRATE`s alone took %.0f ms inside the servers "
+                      "(%d of them, one per slot, all from the one leaving master, each waiting for its target's "
+                      "reply), and 1/%d of redis-cli's median time is %.0f ms."
+                      % (diag["server"]["migrate"][1], diag["server"]["migrate"][0], round(1 / REMOVE_TARGET),
+                         1000 * REMOVE_TARGET * middle([run["redis-cli"]["seconds"] for run in timed]))]
     else:
         lines += ["", "Target, ours / redis-cli wall time <= 1/%d: **not met** - no run timed both tools."
                   % round(1 / REMOVE_TARGET)]
