@@ -6,6 +6,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import shutil
+import socket
+import tempfile
 import time
 
 from ansible_runner import run_tasks
@@ -13,7 +17,7 @@ from cluster_checks import (
     all_keys, assert_healthy, clients_writing, cluster_nodes_fields, cluster_writes, masters, own_ranges, reset_stats,
     seed, wait_for, write_keys,
 )
-from redis_harness import free_ports
+from redis_harness import RedisNode, free_ports
 from test_rebalance import assert_clients_kept_working, client_keys, ok, slot_counts
 
 MODULE = "redisops.cluster.redis_cluster_node"
@@ -156,6 +160,45 @@ def test_add_master_with_rebalance_while_clients_write(cluster6, fresh_nodes):
     assert_clients_kept_working(writers, stored)
     assert_healthy(nodes[0])
     assert ok(again)["changed"] is False
+
+
+def port_pair_below(limit: int) -> int:
+    """A port p below limit with p and p + 1 (its bus port) free."""
+    for port in range(20000, limit - 1):
+        try:
+            with socket.socket() as first, socket.socket() as second:
+                first.bind(("127.0.0.1", port))
+                second.bind(("127.0.0.1", port + 1))
+            return port
+        except OSError:
+            continue
+    raise AssertionError("no free port pair below %d" % limit)
+
+
+@contextlib.contextmanager
+def node_sorted_first(nodes):
+    """A fresh node whose address sorts before every node of nodes (its port is lower)."""
+    workdir = tempfile.mkdtemp(prefix="redisops-test-")
+    port = port_pair_below(min(node.port for node in nodes))
+    node = RedisNode(port, port + 1, workdir)
+    try:
+        node.wait_ready()
+        yield node
+    finally:
+        node.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def test_add_master_whose_address_sorts_before_every_member(cluster3):
+    nodes = cluster3
+    with node_sorted_first(nodes) as extra:
+        task = dict(seed(nodes), node=extra.address, wait_timeout=20)
+        result, again = node_tasks(task, task)
+        assert ok(result)["changed"]
+        assert all(extra.node_id() in node.cluster_nodes() for node in nodes)
+        assert len(cluster_nodes_fields(extra)) == 4 and extra.call("ROLE")[0] == b"master"
+        assert ok(again)["changed"] is False
+        assert_healthy(nodes[0])
 
 
 def test_add_replica_picks_a_master_in_another_zone(cluster3, fresh_nodes):
