@@ -13,8 +13,8 @@ one-task ansible-playbook (drain and forget in one task); on the other, what an 
 Which goes first alternates between runs.
 Case B (add a master): 3 masters holding BENCH_NODE_KEYS_B (200 000) keys; a fresh empty node. On one twin,
 redis_cluster_node `role: master`, `rebalance: true` adds it (meet, wait until every node knows it, rebalance); on
-the other the node is met beforehand (CLUSTER MEET, then every node agrees and reports cluster_state:ok, untimed)
-and redis_cluster_rebalance alone moves its share onto it.
+the other the node is met (CLUSTER MEET, then every node agrees and reports cluster_state:ok, timed apart as the
+join) and redis_cluster_rebalance alone moves its share onto it.
 
 After every tool: every node that stays agrees and reports cluster_state:ok, the sum of DBSIZE over the masters
 equals the keys written, `redis-cli --cluster check` passes; in case A no remaining node lists the removed one in
@@ -344,10 +344,16 @@ def ours_add(cluster, joining) -> dict:
     return module_numbers(result, wall)
 
 
-def rebalance_alone(cluster, _joining) -> dict:
+def rebalance_alone(cluster, joining) -> dict:
+    """The node joins as any tool must make it (CLUSTER MEET, then every node agrees and reports cluster_state:ok,
+    which includes Redis' rejoin delay for a new master), timed apart; then redis_cluster_rebalance."""
+    started = time.perf_counter()
+    joining.call("CLUSTER", "MEET", cluster[0].host, cluster[0].port, cluster[0].bus_port)
+    wait_converged(list(cluster) + [joining], timeout=CONVERGE_TIMEOUT)
+    join_seconds = time.perf_counter() - started
     result, wall = playbook_run("redis_cluster_rebalance", {"login_host": cluster[0].host,
                                                             "login_port": cluster[0].port})
-    return module_numbers(result, wall)
+    return dict(module_numbers(result, wall), join_seconds=join_seconds)
 
 
 def measured_add(name: str, tool, cluster, joining, data: Dataset) -> dict:
@@ -367,12 +373,12 @@ def measured_add(name: str, tool, cluster, joining, data: Dataset) -> dict:
 
 def add_run(number: int, data: Dataset) -> dict:
     log("add, run %d: building the twins" % number)
-    with build_cluster(MASTERS_B, data, empty_master=False) as ours_twin, RedisNodes(1) as fresh, \
-            build_cluster(MASTERS_B, data, empty_master=True) as their_twin:
-        if layout(ours_twin) != layout(their_twin.nodes[:MASTERS_B]):
+    with build_cluster(MASTERS_B, data, empty_master=False) as ours_twin, RedisNodes(2) as fresh, \
+            build_cluster(MASTERS_B, data, empty_master=False) as their_twin:
+        if layout(ours_twin) != layout(their_twin):
             raise RuntimeError("the twins' slot layouts differ")
         tools = [("ours", ours_add, ours_twin.nodes, fresh[0]),
-                 ("redis_cluster_rebalance", rebalance_alone, their_twin.nodes[:MASTERS_B], their_twin[MASTERS_B])]
+                 ("redis_cluster_rebalance", rebalance_alone, their_twin.nodes, fresh[1])]
         if number % 2 == 0:
             tools.reverse()
         outcome = {name: measured_add(name, tool, cluster, joining, data) for name, tool, cluster, joining in tools}
@@ -463,37 +469,51 @@ def add_lines(runs: list, data: Dataset, diag: dict) -> list:
              "%d masters, no replicas, holding %d keys `key:N` of %d bytes, and a fresh empty node. Ours: "
              "`redis_cluster_node` with `node: <the new node>`, `role: master`, `rebalance: true`: it meets the node, "
              "waits until every node knows it, then moves its share onto it. Against: on the twin, the node is met "
-             "beforehand (CLUSTER MEET, then every node agrees and reports cluster_state:ok; untimed) and "
+             "(CLUSTER MEET, then every node agrees and reports cluster_state:ok - the join, timed apart: a new master "
+             "reports ok only after Redis' rejoin delay, the node timeout clamped to 0.5-5 s, 2 s here) and "
              "`redis_cluster_rebalance` with default options moves its share. Both through a one-task "
              "`ansible-playbook` (wall time); after each, every node agrees, all keys are there, every master serves "
              "%d slots and `redis-cli --cluster check` is clean (\"balanced\")."
              % (MASTERS_B, len(data), VALUE, 16384 // (MASTERS_B + 1)), "",
              "| run | first | ours: wall (s) | ours: `elapsed_ms` | ours: `apply_ms` | ours: keys moved | ours balanced "
              "| rebalance: wall (s) | rebalance: `elapsed_ms` | rebalance: `apply_ms` | rebalance: keys moved "
-             "| rebalance balanced | ratio wall | ratio `elapsed_ms` |",
-             "| ---: | --- | ---: | ---: | ---: | ---: | --- | ---: | ---: | ---: | ---: | --- | ---: | ---: |"]
+             "| rebalance balanced | join (s) | ratio wall | ratio `elapsed_ms` | ratio wall, join included |",
+             "| ---: | --- | ---: | ---: | ---: | ---: | --- | ---: | ---: | ---: | ---: | --- | ---: | ---: | ---: "
+             "| ---: |"]
     for number, run in enumerate(runs, 1):
         ours, theirs = run["ours"], run["redis_cluster_rebalance"]
-        lines.append("| %d | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |"
+        lines.append("| %d | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |"
                      % (number, run["first"], fmt(ours["seconds"]), ms(ours.get("elapsed_ms")),
                         ms(ours.get("apply_ms")), ms(ours.get("keys_moved")), balance_state(ours),
                         fmt(theirs["seconds"]), ms(theirs.get("elapsed_ms")), ms(theirs.get("apply_ms")),
-                        ms(theirs.get("keys_moved")), balance_state(theirs),
+                        ms(theirs.get("keys_moved")), balance_state(theirs), fmt(theirs.get("join_seconds")),
                         fmt(ratio(ours["seconds"], theirs["seconds"])),
-                        fmt(ratio(ours.get("elapsed_ms"), theirs.get("elapsed_ms")))))
+                        fmt(ratio(ours.get("elapsed_ms"), theirs.get("elapsed_ms"))),
+                        fmt(ratio(ours["seconds"], joined_seconds(theirs)))))
     timed = [run for run in runs if run["ours"]["seconds"] is not None
              and run["redis_cluster_rebalance"]["seconds"] is not None]
     if timed:
         measured = middle([ratio(run["ours"]["seconds"], run["redis_cluster_rebalance"]["seconds"]) for run in timed])
         measured_elapsed = middle([ratio(run["ours"]["elapsed_ms"], run["redis_cluster_rebalance"]["elapsed_ms"])
                                    for run in timed])
+        with_join = middle([ratio(run["ours"]["seconds"], joined_seconds(run["redis_cluster_rebalance"]))
+                            for run in timed])
         lines += ["", "Target, ours / `redis_cluster_rebalance` alone, wall time <= %.2f (median of the runs' ratios): "
-                  "measured **%.3f** - %s (`elapsed_ms`: %.3f)."
-                  % (ADD_TARGET, measured, "**met**" if measured <= ADD_TARGET else "**not met**", measured_elapsed)]
+                  "measured **%.3f** - %s (`elapsed_ms`: %.3f). Against the join and the rebalance together, as "
+                  "any tool must do both: **%.3f**."
+                  % (ADD_TARGET, measured, "**met**" if measured <= ADD_TARGET else "**not met**", measured_elapsed,
+                     with_join)]
     else:
         lines += ["", "Target, ours / `redis_cluster_rebalance` alone <= %.2f: **not met** - no run timed both."
                   % ADD_TARGET]
     return lines + [""] + breakdown_lines(diag, "balanced")
+
+
+def joined_seconds(theirs: dict):
+    """The twin's join and rebalance together."""
+    if theirs["seconds"] is None or theirs.get("join_seconds") is None:
+        return None
+    return theirs["seconds"] + theirs["join_seconds"]
 
 
 def balance_state(check: dict) -> str:
