@@ -397,7 +397,7 @@ def test_refusals_change_nothing(cluster6, fresh_nodes):
     nowhere = "127.0.0.1:%d" % free_ports(1)[0]
     everyone = list(nodes) + [holding, paired, partner, alone, empty]
     reset_stats_replicated(everyone)
-    (keys, foreign, last, below, unknown_master, unknown_old, unreachable) = node_tasks(
+    (keys, foreign, last, below, unknown_master, unknown_old, unreachable, stale, conflicting) = node_tasks(
         dict(seed(nodes), node=holding.address),
         dict(seed(nodes), node=paired.address),
         dict(login_host="127.0.0.1", login_port=alone.port, node=alone.address, state="absent"),
@@ -405,6 +405,8 @@ def test_refusals_change_nothing(cluster6, fresh_nodes):
         dict(seed(nodes), node=empty.address, role="replica", master="f" * 40),
         dict(seed(nodes), node=empty.address, replace="e" * 40),
         dict(seed(nodes), node=nowhere),
+        dict(seed(nodes), node=empty.address, expect_state_id="0" * 16),
+        dict(seed(nodes), node=empty.address, state="absent", rebalance=True),
     )
     refused(keys, holding.address)
     refused(foreign, paired.address)
@@ -413,6 +415,8 @@ def test_refusals_change_nothing(cluster6, fresh_nodes):
     refused(unknown_master, "master", "f" * 8)
     refused(unknown_old, "replace", "e" * 8)
     refused(unreachable, nowhere)
+    assert "review the new plan in check mode" in refused(stale, "expect_state_id", "0" * 16)
+    refused(conflicting, "rebalance", "state absent")
     assert cluster_writes(everyone) == []
     assert len(cluster_nodes_fields(nodes[0])) == 6 and holding.call("DBSIZE") == 1
     assert all_keys(nodes) == expected
