@@ -66,7 +66,8 @@ def apply_plan(module, state, plan, options: ConnectionOptions, inspect=None, ch
                             state_id=planned_from) from None
     result["apply_ms"] = elapsed_ms(started)
     result["keys_moved"] = executor.keys_moved
-    after = observe_nodes(addresses, options)
+    # A node the plan removed is no longer among the executor's nodes.
+    after = observe_nodes(executor.addresses, options)
     result["after"] = topology_summary(after)
     result["findings"] = [finding.as_dict() for finding in assess(inspect(after) if inspect else after)]
     return result
