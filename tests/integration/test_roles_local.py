@@ -27,7 +27,7 @@ from ansible_runner import ANSIBLE_PLAYBOOK, ansible_env, run_tasks
 from redis_harness import REDIS_CLI
 
 PASSWORD = 'role "test" pässword'
-BUS_OFFSET = 10000
+BUS_OFFSET = 1000  # not the default, so that cluster-port is set
 RECAP = re.compile(r"^localhost\s*:\s*ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)", re.MULTILINE)
 
 
@@ -68,6 +68,7 @@ class Deployment:
             "redis_node_bind": "127.0.0.1",
             "redis_node_password": PASSWORD,
             "redis_node_cluster_node_timeout": 2000,
+            "redis_node_bus_port_offset": BUS_OFFSET,
             "redis_node_data_dir": os.path.join(root, "data"),
             "redis_node_conf_dir": os.path.join(root, "conf"),
             "redis_node_log_dir": os.path.join(root, "log"),
@@ -168,7 +169,8 @@ def test_first_run_starts_every_instance_and_they_form_a_cluster(deployment):
         conn = deployment.client(port)
         assert conn.ping()
         assert conn.config_get("cluster-node-timeout") == {"cluster-node-timeout": "2000"}
-        assert conn.config_get("cluster-port") == {"cluster-port": str(port + BUS_OFFSET)}
+        myself = next(line for line in conn.execute_command("CLUSTER", "NODES").decode().splitlines() if "myself" in line)
+        assert ":%d@%d " % (port, port + BUS_OFFSET) in myself
         assert conn.config_get("dbfilename") == {"dbfilename": "dump-%d.rdb" % port}
     with pytest.raises(redis.AuthenticationError):
         redis.Redis(host="127.0.0.1", port=deployment.ports[0], password="wrong").ping()
