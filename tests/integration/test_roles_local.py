@@ -23,7 +23,7 @@ import time
 
 import pytest
 import redis
-from ansible_runner import ANSIBLE_PLAYBOOK, ansible_env, run_tasks
+from ansible_runner import ANSIBLE_PLAYBOOK, ansible_env
 from redis_harness import REDIS_CLI
 
 PASSWORD = 'role "test" pässword'
@@ -265,7 +265,13 @@ def test_agent_keeps_the_last_good_data_beside_an_error(deployment):
 
 def test_setup_reads_the_fact(deployment):
     deployment.run_agent()
-    run = run_tasks([{"ansible.builtin.setup": {"filter": "ansible_local", "fact_path": deployment.facts_dir}}])
-    local = run.result["ansible_facts"]["ansible_local"]["redis_cluster"]
+    ansible = os.path.join(os.path.dirname(ANSIBLE_PLAYBOOK), "ansible")
+    proc = subprocess.run(
+        [ansible, "localhost", "-i", "localhost,", "-c", "local", "--one-line", "-m", "setup",
+         "-a", "filter=ansible_local fact_path=%s" % deployment.facts_dir],
+        env=ansible_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=120, check=True)
+    # localhost | SUCCESS => {...}
+    result = json.loads(proc.stdout.partition("=>")[2])
+    local = result["ansible_facts"]["ansible_local"]["redis_cluster"]
     assert sorted(local["instances"]) == sorted(str(port) for port in deployment.ports)
     assert all(entry["cluster"]["state"] == "ok" for entry in local["instances"].values())
