@@ -3,7 +3,8 @@
 # GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
 """The roles redis_node and redis_cluster_agent applied by ansible-playbook to this host, with plain processes
-(redis_node_supervisor: none) and every directory in a temporary one; the tests run in file order on one deployment.
+(redis_node_supervisor: none), TLS and a password, and every directory in a temporary one; the tests run in file
+order on one deployment.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ import time
 import pytest
 import redis
 from ansible_runner import ANSIBLE_PLAYBOOK, ansible_env
-from redis_harness import REDIS_CLI
+from redis_harness import REDIS_CLI, TlsFiles
 
 PASSWORD = 'role "test" pässword'
 BUS_OFFSET = 1000  # not the default, so that cluster-port is set
@@ -61,6 +62,7 @@ class Deployment:
         self.agent_lib = os.path.join(root, "agent")
         self.agent_conf = os.path.join(root, "agent-conf")
         self.run_dir = os.path.join(root, "run")
+        self.tls = TlsFiles(os.path.join(root, "tls-src"))
         self.variables = {
             "redis_node_supervisor": "none",
             "redis_node_manage_package": False,
@@ -73,6 +75,10 @@ class Deployment:
             "redis_node_conf_dir": os.path.join(root, "conf"),
             "redis_node_log_dir": os.path.join(root, "log"),
             "redis_node_run_dir": self.run_dir,
+            "redis_node_tls": True,
+            "redis_node_tls_cert_src": self.tls.cert,
+            "redis_node_tls_key_src": self.tls.key,
+            "redis_node_tls_ca_src": self.tls.ca,
             "redis_cluster_agent_manage_packages": False,
             "redis_cluster_agent_python": sys.executable,
             "redis_cluster_agent_lib_dir": self.agent_lib,
@@ -98,8 +104,9 @@ class Deployment:
         assert PASSWORD not in proc.stdout
         return int(recap.group(2)), proc.stdout
 
-    def client(self, port: int) -> redis.Redis:
-        return redis.Redis(host="127.0.0.1", port=port, password=PASSWORD, socket_timeout=5)
+    def client(self, port: int, password: str = PASSWORD) -> redis.Redis:
+        return redis.Redis(host="127.0.0.1", port=port, password=password, socket_timeout=5,
+                           **self.tls.client_kwargs())
 
     def run_agent(self, settings_file: str | None = None) -> None:
         program = os.path.join(self.agent_lib, "redis_cluster_agent.py")
@@ -173,8 +180,11 @@ def test_first_run_starts_every_instance_and_they_form_a_cluster(deployment):
         assert ":%d@%d " % (port, port + BUS_OFFSET) in myself
         assert conn.config_get("dbfilename") == {"dbfilename": "dump-%d.rdb" % port}
     with pytest.raises(redis.AuthenticationError):
-        redis.Redis(host="127.0.0.1", port=deployment.ports[0], password="wrong").ping()
-    subprocess.run([REDIS_CLI, "--cluster", "create"] + ["127.0.0.1:%d" % port for port in deployment.ports]
+        deployment.client(deployment.ports[0], password="wrong").ping()
+    with pytest.raises(redis.ConnectionError):
+        redis.Redis(host="127.0.0.1", port=deployment.ports[0], password=PASSWORD, socket_timeout=5).ping()
+    subprocess.run([REDIS_CLI] + deployment.tls.cli_args() + ["--cluster", "create"]
+                   + ["127.0.0.1:%d" % port for port in deployment.ports]
                    + ["--cluster-replicas", "0", "--cluster-yes"], env=dict(os.environ, REDISCLI_AUTH=PASSWORD),
                    check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, timeout=60)
     wait_cluster_ok(deployment)
