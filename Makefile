@@ -65,6 +65,7 @@ bench: deps
 	$(BIN)/python bench/migrate_bench.py
 	$(BIN)/python bench/fix_bench.py
 	$(BIN)/python bench/clients_bench.py
+	$(BIN)/python bench/node_bench.py
 	$(BIN)/python bench/agent_bench.py
 
 # redis_cluster_fix against redis-cli on FUZZ_STATES (300) seeded broken states; writes docs/reliability.md.
