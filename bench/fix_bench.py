@@ -34,7 +34,7 @@ import time
 
 from migrate_bench import (
     COLLECTIONS_PATH, Dataset, InProcessModule, cluster_check, dbsize_total, log, median_run, playbook_run, resp,
-    send_all, server_rows, server_time, slot_owners, timers,
+    send_all, server_rows, server_time, slot_owners, timed_steps,
 )
 from migrate_bench import build as build_cluster
 from bench_docs import DOCS, run_main, versions, write_section
@@ -208,8 +208,6 @@ def breakdown(data: Dataset) -> dict:
     """fix() with the module's defaults; timers around observing, counting keys, planning and every step action."""
     log("in-process breakdown of the module's time")
     timings = {}
-    _record, timed = timers(timings)
-
     patches = [(fix_module, "observe_cluster", "observe the cluster (discovery)"),
                (fix_module, "count_keys", "count keys per slot (CLUSTER COUNTKEYSINSLOT), before planning and after"),
                (fix_module, "plan_fix", "plan (plan_fix)"),
@@ -217,8 +215,6 @@ def breakdown(data: Dataset) -> dict:
                (_executor.Executor, "run", "apply (Executor.run)"),
                (_executor.Executor, "_migrate_all", "steps migrate_slots"),
                (_executor.Executor, "_wait", "steps wait_converged")]
-    saved = [(owner, name, getattr(owner, name)) for owner, name, _label in patches]
-    handlers = dict(_executor.HANDLERS)
     with build(data) as nodes:
         moves = choose_moves(nodes)
         break_open(nodes, moves)
@@ -231,18 +227,10 @@ def breakdown(data: Dataset) -> dict:
                       replace=False, pipeline=1000, timeout=60000)
         for node in nodes:
             node.call("CONFIG", "RESETSTAT")
-        for owner, name, label in patches:
-            setattr(owner, name, timed(label, getattr(owner, name)))
-        for action, handler in handlers.items():
-            _executor.HANDLERS[action] = timed("steps " + action, handler)
-        try:
+        with timed_steps(timings, patches):
             started = time.perf_counter()
             result = fix_module.fix(InProcessModule(params))
             total = time.perf_counter() - started
-        finally:
-            for owner, name, original in saved:
-                setattr(owner, name, original)
-            _executor.HANDLERS.update(handlers)
         server = server_time(nodes)
         check = verify(nodes, seed, data)
     steps = {}

@@ -35,6 +35,7 @@ it), BENCH_NO_DOCS=1 (print only; leave docs/benchmarks.md alone).
 from __future__ import annotations
 
 import binascii
+import contextlib
 import datetime
 import json
 import os
@@ -476,6 +477,25 @@ def timers(timings: dict) -> tuple:
         return wrapper
 
     return record, timed
+
+
+@contextlib.contextmanager
+def timed_steps(timings: dict, patches):
+    """While inside: each (owner, attribute, label) of patches, and the executor's handler of every step action, add
+    their calls and seconds to timings."""
+    _record, timed = timers(timings)
+    saved = [(owner, name, getattr(owner, name)) for owner, name, _label in patches]
+    handlers = dict(_executor.HANDLERS)
+    for owner, name, label in patches:
+        setattr(owner, name, timed(label, getattr(owner, name)))
+    for action, handler in handlers.items():
+        _executor.HANDLERS[action] = timed("steps " + action, handler)
+    try:
+        yield
+    finally:
+        for owner, name, original in saved:
+            setattr(owner, name, original)
+        _executor.HANDLERS.update(handlers)
 
 
 def breakdown(dataset: Dataset, masters: int, empty_master: bool, decide, **given) -> dict:

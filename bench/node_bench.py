@@ -36,7 +36,7 @@ import time
 
 from migrate_bench import (
     COLLECTIONS_PATH, Dataset, InProcessModule, census, check_loaded, cluster_check, connection_argument_spec, key_slot,
-    load, log, node_ids, playbook_run, redis_cli, server_rows, server_time, slot_owners, timers,
+    load, log, node_ids, playbook_run, redis_cli, server_rows, server_time, slot_owners, timed_steps,
 )
 from migrate_bench import build as build_cluster
 from fix_bench import layout, middle
@@ -246,28 +246,17 @@ def timed_backend(nodes, **given) -> dict:
     by action, the servers' own time per command read after it."""
     spec, backend = node_backend()
     timings = {}
-    _record, timed = timers(timings)
-    handlers = dict(_executor.HANDLERS)
     patches = [(_executor.Executor, "run", "apply (Executor.run)"),
                (_executor.Executor, "_migrate_all", "steps migrate_slots"),
                (_executor.Executor, "_wait", "steps wait_converged")]
-    saved = [(owner, name, getattr(owner, name)) for owner, name, _label in patches]
     params = {name: option.get("default") for name, option in dict(connection_argument_spec(), **spec).items()}
     params.update(login_host=nodes[0].host, login_port=nodes[0].port, **given)
     for node in nodes:
         node.call("CONFIG", "RESETSTAT")
-    for owner, name, label in patches:
-        setattr(owner, name, timed(label, getattr(owner, name)))
-    for action, handler in handlers.items():
-        _executor.HANDLERS[action] = timed("steps " + action, handler)
-    try:
+    with timed_steps(timings, patches):
         started = time.perf_counter()
         result = backend(InProcessModule(params))
         total = time.perf_counter() - started
-    finally:
-        for owner, name, original in saved:
-            setattr(owner, name, original)
-        _executor.HANDLERS.update(handlers)
     return {"total": total, "apply_ms": result.get("apply_ms"), "timings": timings, "steps": step_counts(result),
             "server": server_time(nodes)}
 
