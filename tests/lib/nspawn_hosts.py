@@ -26,6 +26,7 @@ import fcntl
 import hashlib
 import json
 import os
+import random
 import shutil
 import signal
 import socket
@@ -131,14 +132,18 @@ def _build(codename: str, target: str) -> None:
 
 
 def free_port_pair(offset: int = 0, host: str = "127.0.0.1", avoid=()) -> int:
-    """A port that is free now, and whose port + offset is free too (a Redis port and its bus port)."""
+    """A port that is free now, and whose port + offset is free too (a Redis port and its bus port).
+
+    Both lie below the kernel's ephemeral range, where no outgoing connection can take one between now and
+    the moment a server binds it (a role run takes a minute)."""
+    with open("/proc/sys/net/ipv4/ip_local_port_range") as handle:
+        ephemeral_low = int(handle.read().split()[0])
+    candidates = range(10000, ephemeral_low - offset)
     while True:
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-            probe.bind((host, 0))
-            port = probe.getsockname()[1]
-        if port + offset > 65535 or port in avoid or port + offset in avoid:
+        port = random.choice(candidates)
+        if port in avoid or port + offset in avoid:
             continue
-        if not offset or _port_free(port + offset, host):
+        if _port_free(port, host) and (not offset or _port_free(port + offset, host)):
             return port
 
 
