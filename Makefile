@@ -7,9 +7,9 @@ STAMP := $(VENV)/.requirements-installed
 PYTEST := $(BIN)/python -m pytest
 CLIENTS_STAMP := tests/clients/node_modules/.installed
 
-.PHONY: test unit integration sanity lint demo bench fuzz deps redis roles-deps roles-rootfs test-roles test-roles-sample clean
+.PHONY: test unit integration sanity lint demo bench fuzz deps redis roles-deps roles-rootfs test-roles clean
 
-test: unit integration sanity lint test-roles-sample
+test: unit integration sanity lint test-roles
 
 $(STAMP): requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -68,10 +68,6 @@ test-roles: roles-rootfs
 	ln -s $(CURDIR) $$collections/ansible_collections/redisops/cluster && \
 	ANSIBLE_COLLECTIONS_PATH=$$collections PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/molecule test -s debian_systemd; \
 	status=$$?; rm -rf $$collections; exit $$status
-
-# A sample for make test: Debian 12 only (its root file system built when missing), the roles applied once.
-test-roles-sample: deps roles-deps
-	REDISOPS_SYSTEMD_RELEASES=12 $(PYTEST) tests/systemd -m "not roles_full"
 
 unit: deps
 	$(PYTEST) tests/unit

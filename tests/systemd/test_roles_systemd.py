@@ -29,8 +29,7 @@ CONVERGE = os.path.join(ROOT, "extensions", "molecule", "debian_systemd", "conve
 FACTS_FILE = "/etc/ansible/facts.d/redis_cluster.fact"
 PORTS_PER_HOST = 3
 BUS_OFFSET = 10000
-# REDISOPS_SYSTEMD_RELEASES=12 runs one release only; `make test` runs Debian 12 without the roles_full tests
-# (each needs another role run or a minute of waiting), `make test-roles` runs everything.
+# REDISOPS_SYSTEMD_RELEASES=12 runs one release only.
 RELEASES = os.environ.get("REDISOPS_SYSTEMD_RELEASES", "12 13").split()
 
 pytestmark = pytest.mark.skipif(nspawn_hosts.unavailable_reason() is not None,
@@ -136,7 +135,6 @@ def test_systemd_analyze_verify_prints_nothing(deployment):
             assert (proc.returncode, proc.stdout + proc.stderr) == (0, ""), unit
 
 
-@pytest.mark.roles_full
 def test_second_run_reports_no_change(deployment):
     again = deployment.converge()
     for host in deployment.hosts:
@@ -177,7 +175,6 @@ def test_ansible_setup_shows_the_local_facts(deployment):
                         for host in deployment.hosts}, proc.stdout
 
 
-@pytest.mark.roles_full
 def test_timer_refreshes_the_facts_twice_within_70_seconds(deployment):
     host = deployment.hosts[0]
     assert host.run("systemctl is-active redis-cluster-agent.timer", check=False).stdout.strip() == "active"
@@ -193,7 +190,6 @@ def test_timer_refreshes_the_facts_twice_within_70_seconds(deployment):
     assert unit_property(host, "redis-cluster-agent.service", "User") not in ("", "root")
 
 
-@pytest.mark.roles_full
 def test_changed_setting_restarts_only_its_instance(deployment):
     host = deployment.hosts[0]
     target = deployment.ports[host.name][1]
