@@ -84,7 +84,7 @@ lint: deps
 demo: deps
 	$(BIN)/python tools/demo.py
 
-# Benchmarks against redis-cli on identical data; each rewrites its own section of docs/benchmarks.md.
+# Benchmarks (against redis-cli on identical data where it has a counterpart); each rewrites its own section of docs/benchmarks.md.
 bench: deps
 	$(BIN)/python bench/create_bench.py
 	$(BIN)/python bench/placement_bench.py
@@ -92,6 +92,8 @@ bench: deps
 	$(BIN)/python bench/migrate_bench.py
 	$(BIN)/python bench/fix_bench.py
 	$(BIN)/python bench/clients_bench.py
+	$(BIN)/python bench/node_bench.py
+	$(BIN)/python bench/agent_bench.py
 
 # redis_cluster_fix against redis-cli on FUZZ_STATES (300) seeded broken states; writes docs/reliability.md.
 fuzz: deps

@@ -60,8 +60,8 @@ def refuse_unfit(joining: NodeObservation, state: ClusterState) -> None:
 
 def meet_steps(state: ClusterState, joining: NodeObservation) -> list:
     """A member meets the new node, and every node learns it."""
-    member = next(node for node in state.nodes if node.reachable and node.entry.is_master and not node.entry.failed)
     me = joining.myself
+    member = next(node for node in serving_masters(state) if node.reachable and node.id != me.id)
     bus_port = me.bus_port or joining.address.port + 10000
     return [Step(MEET, member.address, member.id, (joining.address.host, joining.address.port, bus_port),
                  "%s: meet %s (%s)" % (member.describe(), joining.address.key, me.id[:8])),

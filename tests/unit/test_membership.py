@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from ansible_collections.redisops.cluster.plugins.module_utils._membership import (
-    best_master, drain_weights, find_node, refuse_removal, refuse_short_memory, refuse_unfit, rehome_steps,
+    best_master, drain_weights, find_node, meet_steps, refuse_removal, refuse_short_memory, refuse_unfit, rehome_steps,
     replacement_steps,
 )
 from ansible_collections.redisops.cluster.plugins.module_utils._planner import (
@@ -94,6 +94,14 @@ def test_a_new_node_must_be_empty_and_alone():
         refuse_unfit(fresh(7102, extra_line=stranger), state)
     with pytest.raises(PlanError, match="cannot reach 127.0.0.1:7103"):
         refuse_unfit(NodeObservation(NodeAddress("127.0.0.1", 7103), reachable=False, error="refused"), state)
+
+
+def test_a_member_that_serves_slots_meets_the_new_node_even_when_the_new_one_sorts_first():
+    joining = fresh(6999)
+    state = joined(cluster(THREE_ZONES), joining)
+    meet, wait = meet_steps(state, joining)
+    assert meet.node_id == node_id("a") and meet.args == ("127.0.0.1", 6999, 16999)
+    assert wait.action == WAIT_CONVERGED
 
 
 def test_a_new_replica_follows_a_master_outside_its_zone_before_one_with_fewer_replicas():

@@ -16,7 +16,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ansible_collections.redisops.cluster.plugins.module_utils import _placement
+from ansible_collections.redisops.cluster.plugins.module_utils import (
+    _placement, _placement_flow, _placement_masters, _placement_pairing, _placement_problem, _placement_report,
+)
 from ansible_collections.redisops.cluster.plugins.module_utils._placement import (
     LEVELS, Candidate, PlacementError, address_host, place, shared_domains,
 )
@@ -147,13 +149,13 @@ def test_nested_labels_reach_the_optimum_without_the_exhaustive_search(layout, d
     candidates, replicas = layout
     masters = len(candidates) // (replicas + 1)
     fixed = data.draw(st.sets(st.sampled_from([c.key for c in candidates]), max_size=min(2, masters)), label="fixed")
-    with mock.patch.object(_placement, "EXHAUSTIVE_LIMIT", 0):
+    with mock.patch.object(_placement_masters, "EXHAUSTIVE_LIMIT", 0):
         problem = _placement._problem(tuple(candidates), replicas, fixed, {})
         assert problem.nested
-        counts, exact = _placement._master_counts(problem)
+        counts, exact = _placement_masters.master_counts(problem)
         assert exact
-        roles = _placement._roles(problem, counts)
-        pairs = _placement._tree_pairs(problem, roles)  # raises _Stuck if no tight pair is found
+        roles = _placement_problem.assign_roles(problem, counts)
+        pairs = _placement_pairing.tree_pairs(problem, roles)  # raises _Stuck if no tight pair is found
         placement = _placement._placement(problem, roles, pairs, exact)
     assert_valid(placement, candidates, replicas)
     assert fixed <= set(placement.masters)
@@ -477,6 +479,9 @@ def test_bad_input_is_refused(call, message):
         call()
 
 
-def test_module_parses_as_python_3_8():
-    with open(_placement.__file__) as handle:
+@pytest.mark.parametrize("module", [
+    _placement, _placement_problem, _placement_masters, _placement_flow, _placement_pairing, _placement_report,
+])
+def test_module_parses_as_python_3_8(module):
+    with open(module.__file__) as handle:
         ast.parse(handle.read(), feature_version=(3, 8))
