@@ -188,8 +188,8 @@ class Host:
         proc = subprocess.run(self.ssh_args() + [command], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                               text=True, timeout=timeout, check=False, stdin=subprocess.DEVNULL)
         if check and proc.returncode != 0:
-            raise RuntimeError("%s: %r failed (rc %d): %s%s" % (self.name, command, proc.returncode, proc.stdout,
-                                                               proc.stderr))
+            raise RuntimeError("%s: %r failed (rc %d): %s%s"
+                               % (self.name, command, proc.returncode, proc.stdout, proc.stderr))
         return proc
 
     def inventory_vars(self) -> dict:
@@ -385,9 +385,9 @@ def main(argv) -> int:
         # Detached: they outlive this process until `down`.
         _LIVE.clear()
         for host in hosts:
-            print("%s %s ssh port %d, system %s%s" % (host.name, RELEASES[release], host.ssh_port, host.system_state,
-                                                     " (failed: %s)" % " ".join(host.failed_units)
-                                                     if host.failed_units else ""))
+            failed = " (failed: %s)" % " ".join(host.failed_units) if host.failed_units else ""
+            print("%s %s ssh port %d, system %s%s"
+                  % (host.name, RELEASES[release], host.ssh_port, host.system_state, failed))
         return 0
     if command == "down":
         down(args[0])
