@@ -7,9 +7,9 @@ STAMP := $(VENV)/.requirements-installed
 PYTEST := $(BIN)/python -m pytest
 CLIENTS_STAMP := tests/clients/node_modules/.installed
 
-.PHONY: test unit integration sanity lint demo bench fuzz deps redis clean
+.PHONY: test unit integration sanity lint demo bench fuzz deps redis roles-deps roles-rootfs test-roles clean
 
-test: unit integration sanity lint
+test: unit integration sanity lint test-roles
 
 $(STAMP): requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -41,6 +41,33 @@ redis:
 	  fi; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server redis-tools openssl >/dev/null; \
 	fi
+
+# Booting Debian hosts with systemd as PID 1 for the roles' tests: debootstrap builds their root file systems,
+# systemd-nspawn boots them, ssh reaches them.
+roles-deps:
+	@if ! command -v debootstrap >/dev/null || ! command -v systemd-nspawn >/dev/null || ! command -v ssh >/dev/null; then \
+	  if [ "$$(id -u)" -ne 0 ]; then \
+	    echo "debootstrap/systemd-nspawn/ssh are missing: run 'sudo apt-get install debootstrap systemd-container openssh-client', or run make as root" >&2; \
+	    exit 1; \
+	  fi; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq debootstrap systemd-container openssh-client >/dev/null; \
+	fi
+
+# The Debian 12 and 13 root file systems, built side by side into REDISOPS_ROOTFS_CACHE (default
+# /var/cache/redisops-tests) unless already there.
+roles-rootfs: deps roles-deps
+	$(BIN)/python tests/lib/nspawn_hosts.py build 12 & pid=$$!; \
+	$(BIN)/python tests/lib/nspawn_hosts.py build 13 || { wait $$pid; exit 1; }; \
+	wait $$pid
+
+# The roles under a real systemd on Debian 12 and 13, then the molecule scenario (Debian 12), which finds
+# the collection through a temporary collections path.
+test-roles: roles-rootfs
+	$(PYTEST) tests/systemd
+	collections=$$(mktemp -d) && mkdir -p $$collections/ansible_collections/redisops && \
+	ln -s $(CURDIR) $$collections/ansible_collections/redisops/cluster && \
+	ANSIBLE_COLLECTIONS_PATH=$$collections PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/molecule test -s debian_systemd; \
+	status=$$?; rm -rf $$collections; exit $$status
 
 unit: deps
 	$(PYTEST) tests/unit

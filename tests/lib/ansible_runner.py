@@ -10,6 +10,7 @@ import atexit
 import dataclasses
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -22,6 +23,8 @@ os.symlink(ROOT, os.path.join(_COLLECTIONS, "ansible_collections", "redisops", "
 atexit.register(shutil.rmtree, _COLLECTIONS, True)
 COLLECTIONS_PATH = _COLLECTIONS
 ANSIBLE_PLAYBOOK = os.path.join(os.path.dirname(sys.executable), "ansible-playbook")
+ANSIBLE = os.path.join(os.path.dirname(sys.executable), "ansible")
+_RECAP = re.compile(r"^(\S+)\s+:\s+ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)", re.MULTILINE)
 
 
 @dataclasses.dataclass
@@ -47,6 +50,26 @@ def ansible_env(extra=None) -> dict:
     })
     env.update(extra or {})
     return env
+
+
+@dataclasses.dataclass
+class InventoryRun:
+    rc: int
+    output: str
+    # host -> {"ok": n, "changed": n, "unreachable": n, "failed": n}, from the play recap
+    recap: dict
+
+
+def run_playbook(playbook: str, inventory: str, extra_vars=None, env=None, timeout: float = 1200) -> InventoryRun:
+    """ansible-playbook over an inventory of remote hosts (their own Python, their own connection)."""
+    args = [ANSIBLE_PLAYBOOK, "-i", inventory, playbook]
+    if extra_vars:
+        args += ["--extra-vars", json.dumps(extra_vars)]
+    proc = subprocess.run(args, env=ansible_env(dict({"ANSIBLE_PIPELINING": "1"}, **(env or {}))),
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=timeout, check=False)
+    recap = {match.group(1): dict(zip(("ok", "changed", "unreachable", "failed"), map(int, match.groups()[1:])))
+             for match in _RECAP.finditer(proc.stdout)}
+    return InventoryRun(rc=proc.returncode, output=proc.stdout, recap=recap)
 
 
 def run_tasks(tasks, check: bool = False, diff: bool = False, env=None, verbosity: int = 0,

@@ -1,0 +1,249 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) redisops.cluster contributors
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""redis_node and redis_cluster_agent under a real systemd (PID 1), applied over SSH, on Debian 12 and 13.
+
+Per release, two booted hosts (tests/lib/nspawn_hosts.py) share this machine's network, each with
+its own three ports; the roles are applied once and the tests below run in order on that deployment
+(the last ones change it: a setting of one instance, then a cluster over both hosts).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import subprocess
+import time
+
+import pytest
+import redis
+
+import nspawn_hosts
+from ansible_runner import ANSIBLE, ansible_env, run_module, run_playbook
+from redis_harness import wait_converged
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+CONVERGE = os.path.join(ROOT, "extensions", "molecule", "debian_systemd", "converge.yml")
+FACTS_FILE = "/etc/ansible/facts.d/redis_cluster.fact"
+PORTS_PER_HOST = 3
+BUS_OFFSET = 10000
+# REDISOPS_SYSTEMD_RELEASES=12 runs one release only.
+RELEASES = os.environ.get("REDISOPS_SYSTEMD_RELEASES", "12 13").split()
+
+pytestmark = pytest.mark.skipif(nspawn_hosts.unavailable_reason() is not None,
+                                reason=str(nspawn_hosts.unavailable_reason()))
+
+
+class Deployment:
+    """Booted hosts with both roles applied, and what the tests need to reach them."""
+
+    def __init__(self, hosts: nspawn_hosts.Hosts, ports: dict, password: str, inventory: str):
+        self.hosts = hosts
+        self.ports = ports
+        self.password = password
+        self.inventory = inventory
+
+    def converge(self, extra_vars=None):
+        run = run_playbook(CONVERGE, self.inventory, extra_vars=extra_vars)
+        assert run.rc == 0, run.output[-6000:] + self.journals()
+        return run
+
+    def journals(self) -> str:
+        """The hosts' warnings and the roles' units' logs, to tell why a run failed."""
+        command = ("journalctl --no-pager -o short-precise -n 60 -p warning; "
+                   "journalctl --no-pager -o short-precise -n 60 -u 'redis-cluster*'")
+        return "".join("\n--- %s:\n%s" % (host.name, host.run(command, check=False).stdout) for host in self.hosts)
+
+    def client(self, port: int) -> redis.Redis:
+        return redis.Redis(host="127.0.0.1", port=port, password=self.password, socket_timeout=5)
+
+    def run_agent(self, host: nspawn_hosts.Host) -> None:
+        """One run of the agent's service now (as its timer would start it)."""
+        proc = host.run("systemctl start redis-cluster-agent.service", timeout=60, check=False)
+        assert proc.returncode == 0, proc.stderr + self.journals()
+
+    def facts(self, host: nspawn_hosts.Host) -> dict:
+        return json.loads(host.run("cat %s" % FACTS_FILE).stdout)
+
+
+@pytest.fixture(scope="module", params=RELEASES, ids=["debian%s" % release for release in RELEASES])
+def deployment(request, tmp_path_factory):
+    release = request.param
+    inventory = str(tmp_path_factory.mktemp("debian%s" % release) / "inventory.json")
+    names = ["redisops-d%s-a" % release, "redisops-d%s-b" % release]
+    with nspawn_hosts.Hosts(release, names) as hosts:
+        taken = []
+        ports = {}
+        for host in hosts:
+            ports[host.name] = []
+            for _index in range(PORTS_PER_HOST):
+                port = nspawn_hosts.free_port_pair(BUS_OFFSET, avoid=taken)
+                taken += [port, port + BUS_OFFSET]
+                ports[host.name].append(port)
+        password = secrets.token_hex(16)
+        hosts.write_inventory(inventory, group_vars={
+            # Loopback only: these hosts share this machine's network.
+            "redis_node_bind": "127.0.0.1",
+            "redis_node_password": password,
+            "redis_node_cluster_node_timeout": 2000,
+            "redis_node_appendonly": False,
+        }, host_vars={host.name: {"redis_node_ports": ports[host.name]} for host in hosts})
+        deployed = Deployment(hosts, ports, password, inventory)
+        deployed.first_run = deployed.converge()
+        yield deployed
+
+
+def instance_units(deployment: Deployment, host) -> list:
+    return ["redis-cluster@%d.service" % port for port in deployment.ports[host.name]]
+
+
+def unit_property(host, unit: str, name: str) -> str:
+    return host.run("systemctl show --property %s --value %s" % (name, unit)).stdout.strip()
+
+
+def test_booted_with_systemd_as_pid_1(deployment):
+    for host in deployment.hosts:
+        assert host.run("cat /proc/1/comm").stdout.strip() == "systemd"
+        assert host.system_state in ("running", "degraded"), host.failed_units
+        release = host.run(". /etc/os-release && echo $VERSION_ID").stdout.strip()
+        assert release == host.release
+
+
+def test_every_instance_active_and_answering(deployment):
+    assert deployment.first_run.recap, deployment.first_run.output[-3000:]
+    for host in deployment.hosts:
+        assert deployment.first_run.recap[host.name]["failed"] == 0
+        for unit, port in zip(instance_units(deployment, host), deployment.ports[host.name]):
+            assert host.run("systemctl is-active %s" % unit, check=False).stdout.strip() == "active", unit
+            assert deployment.client(port).ping() is True
+            assert unit_property(host, unit, "Type") == "notify"
+            # The answer comes from the unit's own process: its main PID is the server's.
+            assert unit_property(host, unit, "MainPID") == str(deployment.client(port).info("server")["process_id"])
+        # The distribution's own instance on 6379 neither runs nor comes back at boot.
+        assert host.run("systemctl is-active redis-server.service", check=False).stdout.strip() != "active"
+        assert host.run("systemctl is-enabled redis-server.service", check=False).stdout.strip() in (
+            "masked", "disabled")
+
+
+def test_systemd_analyze_verify_prints_nothing(deployment):
+    for host in deployment.hosts:
+        units = instance_units(deployment, host) + ["redis-cluster-agent.service", "redis-cluster-agent.timer"]
+        for unit in units:
+            proc = host.run("systemd-analyze verify %s" % unit, check=False)
+            assert (proc.returncode, proc.stdout + proc.stderr) == (0, ""), unit
+
+
+def test_second_run_reports_no_change(deployment):
+    again = deployment.converge()
+    for host in deployment.hosts:
+        assert again.recap[host.name]["changed"] == 0, again.output[-6000:]
+
+
+def test_facts_file_lists_every_instance_and_holds_no_password(deployment):
+    for host in deployment.hosts:
+        deployment.run_agent(host)
+        facts = deployment.facts(host)
+        assert sorted(facts["instances"]) == sorted(str(port) for port in deployment.ports[host.name])
+        assert facts["host"] == host.name and facts["interval"] == 30
+        for port, entry in facts["instances"].items():
+            assert entry["error"] is None, (port, entry["error"])
+            assert entry["node"]["port"] == int(port)
+        raw = host.run("cat %s" % FACTS_FILE).stdout
+        assert deployment.password not in raw
+        mode = host.run("stat -c %%a:%%U %s" % FACTS_FILE).stdout.strip()
+        assert mode == "644:root" or mode.startswith("644:"), mode
+        # Nor is it on a command line or in the environment of the agent's unit.
+        for unit in ("redis-cluster-agent.service",) + tuple(instance_units(deployment, host)):
+            shown = host.run("systemctl show %s" % unit).stdout
+            assert deployment.password not in shown, unit
+
+
+def test_ansible_setup_shows_the_local_facts(deployment):
+    proc = subprocess.run([ANSIBLE, "all", "-i", deployment.inventory, "-m", "ansible.builtin.setup",
+                           "-a", "filter=ansible_local", "--one-line"],
+                          env=ansible_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                          timeout=300, check=False)
+    assert proc.returncode == 0, proc.stdout
+    reported = {}
+    for line in proc.stdout.splitlines():
+        name, separator, result = line.partition(" | SUCCESS => ")
+        if separator:
+            reported[name] = sorted(json.loads(result)["ansible_facts"]["ansible_local"]["redis_cluster"]["instances"])
+    assert reported == {host.name: sorted(str(port) for port in deployment.ports[host.name])
+                        for host in deployment.hosts}, proc.stdout
+
+
+def test_timer_refreshes_the_facts_twice_within_70_seconds(deployment):
+    host = deployment.hosts[0]
+    assert host.run("systemctl is-active redis-cluster-agent.timer", check=False).stdout.strip() == "active"
+    seen = [deployment.facts(host)["collected_at"]]
+    deadline = time.monotonic() + 70
+    while time.monotonic() < deadline and len(seen) < 3:
+        time.sleep(1)
+        collected_at = deployment.facts(host)["collected_at"]
+        if collected_at != seen[-1]:
+            seen.append(collected_at)
+    assert len(seen) >= 3, "facts written at %s only" % seen
+    # Written by the timer's runs, by the unprivileged user.
+    assert unit_property(host, "redis-cluster-agent.service", "User") not in ("", "root")
+
+
+def test_changed_setting_restarts_only_its_instance(deployment):
+    host = deployment.hosts[0]
+    target = deployment.ports[host.name][1]
+    pids_before = {(other.name, unit): unit_property(other, unit, "MainPID")
+                   for other in deployment.hosts for unit in instance_units(deployment, other)}
+    run = deployment.converge({"redis_node_instance_config": {target: {"maxmemory": "64mb"}}})
+    assert run.recap[host.name]["changed"] > 0
+    pids_after = {(other.name, unit): unit_property(other, unit, "MainPID")
+                  for other in deployment.hosts for unit in instance_units(deployment, other)}
+    restarted = sorted(key for key in pids_before if pids_before[key] != pids_after[key])
+    assert restarted == [(host.name, "redis-cluster@%d.service" % target)]
+    assert deployment.client(target).config_get("maxmemory") == {"maxmemory": str(64 * 1024 * 1024)}
+    # Rewritten settings stay the role's: the next run changes nothing again.
+    again = deployment.converge({"redis_node_instance_config": {target: {"maxmemory": "64mb"}}})
+    assert all(counts["changed"] == 0 for counts in again.recap.values()), again.output[-6000:]
+
+
+def test_cluster_over_two_hosts_reported_ok_by_both_agents(deployment):
+    specs = [{"host": "127.0.0.1", "port": port, "hostname": host.name}
+             for host in deployment.hosts for port in deployment.ports[host.name]]
+    created = run_module("redis_cluster_create", {"nodes": specs, "replicas": 1, "login_password": deployment.password})
+    assert created["changed"] is True and not created.get("failed"), created.get("msg")
+    assert created["after"]["slots_covered"] == 16384
+    wait_converged([_Node(deployment, port) for host in deployment.hosts for port in deployment.ports[host.name]])
+    reported = {}
+    for host in deployment.hosts:
+        deployment.run_agent(host)
+        facts = deployment.facts(host)
+        states = {port: entry["cluster"]["state"] for port, entry in facts["instances"].items()}
+        assert states == {str(port): "ok" for port in deployment.ports[host.name]}, facts
+        reported.update({entry["node"]["id"]: (host.name, entry["node"]) for entry in facts["instances"].values()})
+    masters = [node for _name, node in reported.values() if node["role"] == "master"]
+    assert len(reported) == 6 and len(masters) == 3 and sum(node["slot_count"] for node in masters) == 16384
+    # Placed by hostname label: every replica on the other host than its master.
+    for name, node in reported.values():
+        if node["role"] != "master":
+            assert reported[node["master_id"]][0] != name, node
+
+
+class _Node:
+    """What redis_harness.wait_converged reads of a node, for an instance the roles run."""
+
+    def __init__(self, deployment: Deployment, port: int):
+        self.port = port
+        self.password = deployment.password
+
+    def call(self, *args):
+        with redis.Redis(host="127.0.0.1", port=self.port, password=self.password, socket_timeout=5) as conn:
+            return conn.execute_command(*args)
+
+    def cluster_nodes(self) -> str:
+        conn = redis.Connection(host="127.0.0.1", port=self.port, password=self.password)
+        try:
+            conn.send_command("CLUSTER", "NODES")
+            return conn.read_response().decode()
+        finally:
+            conn.disconnect()
