@@ -22,7 +22,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from redisops_cluster._client import ConnectionOptions, observe_nodes  # noqa: E402  (needs the path above)
+from redisops_cluster._client import ConnectionOptions, fan_out, observe_node  # noqa: E402  (needs the path above)
 from redisops_cluster._facts import node_facts  # noqa: E402
 from redisops_cluster._topology import ClusterState, NodeAddress, state_id  # noqa: E402
 
@@ -82,22 +82,29 @@ def own_view(observation) -> dict:
     }
 
 
-def instance_entry(observation, previous: dict, now: str) -> dict:
+def instance_entry(address: NodeAddress, options: ConnectionOptions, previous: dict, now: str) -> dict:
     """The report of one instance; when it cannot be read, its error beside the last good data and its time."""
-    if observation.reachable and observation.myself is not None:
-        return dict(own_view(observation), collected_at=now, error=None, error_at=None)
-    error = observation.error or "the node does not list itself in CLUSTER NODES"
+    try:
+        observation = observe_node(address, options)
+        if observation.reachable and observation.myself is not None:
+            return dict(own_view(observation), collected_at=now, error=None, error_at=None)
+        error = observation.error or "the node does not list itself in CLUSTER NODES"
+    except Exception as exc:  # pylint: disable=broad-except
+        # A reply this code cannot read (an instance in a state never met before) must not cost the other instances
+        # their facts: it is reported as this instance's error.
+        error = "%s: %s" % (type(exc).__name__, exc)
     return {"node": previous.get("node"), "cluster": previous.get("cluster"),
             "collected_at": previous.get("collected_at"), "error": error, "error_at": now}
 
 
 def collect(settings: dict, password: str | None, previous: dict, now: str) -> dict:
     host = settings.get("host", "127.0.0.1")
-    ports = [int(port) for port in settings["ports"]]
-    state = observe_nodes([NodeAddress(host, port) for port in ports], connection_options(settings, password))
+    options = connection_options(settings, password)
     before = previous.get("instances") or {}
-    instances = {str(obs.address.port): instance_entry(obs, before.get(str(obs.address.port)) or {}, now)
-                 for obs in state.observations}
+    ports = [str(int(port)) for port in settings["ports"]]
+    entries = fan_out(lambda port: instance_entry(NodeAddress(host, int(port)), options, before.get(port) or {}, now),
+                      ports)
+    instances = dict(zip(ports, entries))
     return {"schema": SCHEMA, "collected_at": now, "interval": settings.get("interval"),
             "host": socket.gethostname(), "instances": instances}
 
