@@ -14,7 +14,7 @@ from ._planner import (
     FAILOVER, MEET, REMOVE_NODE, REPLICATE, WAIT_CONVERGED, WAIT_SYNCED, PlanError, Step, candidate,
 )
 from ._slots import count_slots
-from ._topology import ClusterState, Node, NodeObservation, format_address, split_address
+from ._topology import ClusterState, Node, NodeObservation, format_address, named_nodes
 
 # Fault-domain levels, most important first: a replica in its master's host shares the worst failure.
 _LEVEL_WEIGHT = {"host": 4, "rack": 2, "zone": 1}
@@ -23,18 +23,11 @@ _LEVEL_WEIGHT = {"host": 4, "rack": 2, "zone": 1}
 def find_node(state: ClusterState, name: str):
     """The node a name means (node id, id prefix of 8+ characters, or host:port), None when no node is named so;
     PlanError when the name fits several."""
-    found = [node for node in state.nodes if node.id == name or (len(name) >= 8 and node.id.startswith(name))]
-    if not found and ":" in name:
-        host, port = split_address(name)
-        found = [node for node in state.nodes if node.port == port and host in (node.host, _observed_host(node))]
+    found = named_nodes(state.nodes, name)
     if len(found) > 1:
         named = ", ".join(node.describe() for node in found)
         raise PlanError("%r names %d nodes (%s); give a full node id" % (name, len(found), named))
     return found[0] if found else None
-
-
-def _observed_host(node: Node) -> str:
-    return node.observation.address.host if node.observation is not None else ""
 
 
 def refuse_unfit(joining: NodeObservation, state: ClusterState) -> None:

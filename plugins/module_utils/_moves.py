@@ -20,7 +20,7 @@ from ._planner import Plan, PlanError, handed_over, plan_moves, refuse_unsound
 from ._repair import plan_open_slots
 from ._shares import SLOT_CHOICES, Move, SharesError, apply_moves
 from ._findings import assess
-from ._topology import split_address
+from ._topology import named_nodes
 
 
 # Seconds clients get to learn a master that serves no slot once it has its first slots (client_grace).
@@ -180,15 +180,6 @@ def _finish_open_slots(state, plan, options, settings, wait_timeout) -> list:
                             changed=exc.wrote, completed=exc.completed) from None
 
 
-def named_nodes(nodes, name: str) -> list:
-    """The nodes a name means: node id, id prefix (8+ characters) or host:port."""
-    found = [node for node in nodes if node.id == name or (len(name) >= 8 and node.id.startswith(name))]
-    if not found and ":" in name:
-        host, port = split_address(name)
-        found = [node for node in nodes if node.port == port and host in (node.host, _observed_host(node))]
-    return found
-
-
 def resolve_node(state, name: str, option: str):
     """A master named by id, id prefix (8+ characters) or host:port."""
     masters = [node for node in state.masters if not node.entry.failed]
@@ -198,7 +189,3 @@ def resolve_node(state, name: str, option: str):
                             % (option, name, "no" if not found else "more than one",
                                ", ".join(node.address for node in masters)))
     return found[0]
-
-
-def _observed_host(node) -> str:
-    return node.observation.address.host if node.observation is not None else ""

@@ -14,7 +14,7 @@ from ._change import apply_plan
 from ._client import observe_cluster, require_usable
 from ._failover import plan_master_failover, plan_promotion, plan_restore
 from ._module import ModuleFailure, connection_options, seed_addresses
-from ._moves import named_nodes
+from ._topology import named_nodes
 
 
 def run_failover(module) -> dict:

@@ -327,6 +327,19 @@ class Node:
         return "%s (%s)" % (self.address, self.id[:8])
 
 
+def named_nodes(nodes, name: str) -> list:
+    """The nodes a name means: node id, id prefix (8+ characters) or host:port."""
+    found = [node for node in nodes if node.id == name or (len(name) >= 8 and node.id.startswith(name))]
+    if not found and ":" in name:
+        host, port = split_address(name)
+        found = [node for node in nodes if node.port == port and host in (node.host, _observed_host(node))]
+    return found
+
+
+def _observed_host(node) -> str:
+    return node.observation.address.host if node.observation is not None else ""
+
+
 @dataclasses.dataclass(frozen=True)
 class ClusterState:
     """Every observation made in one pass, in a stable order; all else is derived from it."""

@@ -165,7 +165,8 @@ elapsed_ms:
 
 from ansible_collections.redisops.cluster.plugins.module_utils._change import change_argument_spec
 from ansible_collections.redisops.cluster.plugins.module_utils._module import ModuleFailure, run_module
-from ansible_collections.redisops.cluster.plugins.module_utils._moves import move_argument_spec, named_nodes, resolve_node, run_moves
+from ansible_collections.redisops.cluster.plugins.module_utils._moves import move_argument_spec, resolve_node, run_moves
+from ansible_collections.redisops.cluster.plugins.module_utils._topology import named_nodes
 from ansible_collections.redisops.cluster.plugins.module_utils._shares import rebalance
 
 
