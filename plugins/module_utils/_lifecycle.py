@@ -19,7 +19,7 @@ from ._membership import (
 )
 from ._module import ModuleFailure, connection_options, seed_addresses
 from ._moves import executor_settings, run_moves
-from ._planner import Plan, PlanError
+from ._planner import Plan
 from ._repair import FixOptions, fix_key_count_slots, plan_fix
 from ._shares import DEFAULT_THRESHOLD, rebalance
 from ._topology import LABEL_KEYS, ClusterState, NodeAddress, TopologyError, split_address
@@ -104,13 +104,6 @@ def _labelled(params: dict) -> NodeAddress:
     return NodeAddress(address.host, address.port, tuple(sorted(labels.items())))
 
 
-def _planned(call):
-    try:
-        return call()
-    except PlanError as exc:
-        raise ModuleFailure(str(exc)) from None
-
-
 def _with_node(result: dict, node, role: str = "") -> dict:
     result["node"] = {"id": node.id, "address": node.address, "role": role or node.role} if node else None
     result.setdefault("moves", [])
@@ -124,10 +117,10 @@ def _with_node(result: dict, node, role: str = "") -> dict:
 def _remove(module) -> dict:
     params = module.params
     options, state = _options_and_state(module)
-    node = _planned(lambda: find_node(state, params["node"]))
+    node = find_node(state, params["node"])
     if node is None:
         return _with_node(_apply(module, options, state, Plan()), None)
-    _planned(lambda: refuse_removal(state, node, params["force"], params["min_replicas"], params["allow_data_loss"]))
+    refuse_removal(state, node, params["force"], params["min_replicas"], params["allow_data_loss"])
     if node.role == "master" and node.entry.slots and node.reachable:
         return _with_node(_drain_and_remove(module, node.id), node)
     steps = []
@@ -135,7 +128,7 @@ def _remove(module) -> dict:
         # Unreachable, no replica took over, and allow_data_loss: its replica takes over if one answers, else the
         # other masters cover its slots, as redis_cluster_fix does with allow_unreachable_masters.
         counts = count_keys(state, options, fix_key_count_slots(state))
-        steps += _planned(lambda: plan_fix(state, counts, FixOptions(allow_unreachable_masters=True))).steps
+        steps += plan_fix(state, counts, FixOptions(allow_unreachable_masters=True)).steps
     elif node.role == "master":
         steps += rehome_steps(state, node)
     steps += removal_steps(node)
@@ -166,7 +159,7 @@ def _replace(module, options, state, new) -> dict:
     """The new node takes the old one's place without moving a slot: as a replica of the old master that then takes
     over, or as a replica of the old replica's master; then the old node leaves."""
     params = module.params
-    old = _planned(lambda: find_node(state, params["replace"]))
+    old = find_node(state, params["replace"])
     if old is None:
         if new is None:
             raise ModuleFailure("replace: %r is no node of the cluster; to add %s, leave replace out"
@@ -176,14 +169,19 @@ def _replace(module, options, state, new) -> dict:
         raise ModuleFailure("replace: %s is node itself; give the node that takes its place as node" % old.describe())
     steps = []
     if new is None:
-        joining = observe_node(_labelled(params), options)
-        _planned(lambda: refuse_unfit(joining, state))
-        state = ClusterState(state.observations + (joining,))
+        state, joining, steps = _joining(params, options, state)
         new = state.by_id[joining.myself.id]
-        steps += meet_steps(state, joining)
-    steps += _planned(lambda: replacement_steps(state, old, new)) + removal_steps(old)
+    steps += replacement_steps(state, old, new) + removal_steps(old)
     role = "master" if old.role == "master" and old.entry.slots else "replica"
     return _with_node(_apply(module, options, state, Plan(tuple(steps))), new, role)
+
+
+def _joining(params: dict, options, state: ClusterState) -> tuple:
+    """The node to add, refused unless empty and alone: (the state with it, its observation, the steps that join it)."""
+    joining = observe_node(_labelled(params), options)
+    refuse_unfit(joining, state)
+    state = ClusterState(state.observations + (joining,))
+    return state, joining, meet_steps(state, joining)
 
 
 # --- present --------------------------------------------------------------------------------------------------
@@ -191,15 +189,12 @@ def _replace(module, options, state, new) -> dict:
 def _add(module) -> dict:
     params = module.params
     options, state = _options_and_state(module)
-    member = _planned(lambda: find_node(state, params["node"]))
+    member = find_node(state, params["node"])
     if params["replace"]:
         return _replace(module, options, state, member)
     if member is None:
-        joining = observe_node(_labelled(params), options)
-        _planned(lambda: refuse_unfit(joining, state))
-        state = ClusterState(state.observations + (joining,))
+        state, joining, before = _joining(params, options, state)
         member = state.by_id[joining.myself.id]
-        before = meet_steps(state, joining)
     else:
         joining, before = None, []
     if params["role"] == "master":
@@ -230,14 +225,14 @@ def _as_replica(module, options, state, node, before) -> dict:
     params = module.params
     masters = serving_masters(state, leaving=(node.id,))
     if params["master"]:
-        master = _planned(lambda: find_node(state, params["master"]))
+        master = find_node(state, params["master"])
         if master is None or master not in masters:
             raise ModuleFailure("master: %r names no master that serves slots; give a node id or host:port of one of "
                                 "%s" % (params["master"], ", ".join(m.address for m in masters)))
     elif node.role == "replica":
         master = state.by_id.get(node.entry.master_id)
     else:
-        master = _planned(lambda: best_master(state, node, masters))
+        master = best_master(state, node, masters)
     if node.role == "master" and node.entry.slots:
         raise ModuleFailure("node: %s is a master serving slots; move them away first (redis_cluster_rebalance with "
                             "weight 0) or use replace" % node.describe())
