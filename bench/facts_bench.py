@@ -47,7 +47,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "tests", "lib"))
 
 import redis  # noqa: E402
-from ansible_runner import COLLECTIONS_PATH, run_module  # noqa: E402
+from playbook_runs import COLLECTIONS_PATH, run_module  # noqa: E402
 from redis_harness import REDIS_CLI, REDIS_SERVER, RedisNodes, form_cluster  # noqa: E402
 from bench_docs import DOCS, run_main, versions, write_section  # noqa: E402
 

@@ -52,7 +52,7 @@ import hiredis
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "tests", "lib"))
 
-from ansible_runner import ANSIBLE_PLAYBOOK, COLLECTIONS_PATH, ansible_env  # noqa: E402
+from playbook_runs import ANSIBLE_PLAYBOOK, COLLECTIONS_PATH, ansible_env  # noqa: E402
 from redis_harness import REDIS_CLI, REDIS_SERVER, RedisNodes, form_cluster, wait_converged  # noqa: E402
 from bench_docs import DOCS, run_main, versions, write_section  # noqa: E402
 

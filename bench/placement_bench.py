@@ -24,7 +24,7 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "tests", "lib"))
 
-from ansible_runner import COLLECTIONS_PATH  # noqa: E402  (puts the collection on a collections path)
+from playbook_runs import COLLECTIONS_PATH  # noqa: E402  (puts the collection on a collections path)
 
 sys.path.insert(0, COLLECTIONS_PATH)
 

@@ -13,7 +13,7 @@ import pytest
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "lib"))
 
-from ansible_runner import COLLECTIONS_PATH  # noqa: E402  (needs the path above)
+from playbook_runs import COLLECTIONS_PATH  # noqa: E402  (needs the path above)
 from redis_harness import RedisNodes, form_cluster  # noqa: E402
 
 sys.path.insert(0, COLLECTIONS_PATH)

@@ -18,7 +18,7 @@ import time
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tests", "lib"))
 
 import redis  # noqa: E402
-from ansible_runner import run_module  # noqa: E402
+from playbook_runs import run_module  # noqa: E402
 from redis_harness import RedisNodes  # noqa: E402
 
 KEYS = 1000

@@ -6,7 +6,7 @@
 
 from __future__ import annotations
 
-from ansible_runner import run_module, run_tasks
+from playbook_runs import run_module, run_tasks
 from cluster_checks import (
     assert_healthy, cluster_nodes_fields, cluster_writes, own_ranges, raw, reset_stats, wait_for,
 )

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 
-from ansible_runner import run_module, run_tasks
+from playbook_runs import run_module, run_tasks
 from cluster_checks import (
     facts_of, findings, node_ids, redis_cli_check, seed, slot_owner, write_into_foreign_slot, write_keys,
 )

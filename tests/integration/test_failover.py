@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 
-from ansible_runner import run_module, run_tasks
+from playbook_runs import run_module, run_tasks
 from cluster_checks import (
     all_keys, assert_healthy, clients_writing, cluster_nodes_fields, cluster_writes, command_counts, masters,
     reset_stats, seed, wait_for, write_keys,

@@ -10,7 +10,7 @@ import redis
 import time
 
 import pytest
-from ansible_runner import run_module, run_tasks
+from playbook_runs import run_module, run_tasks
 from cluster_checks import (
     Writer, all_keys, assert_healthy, cluster_nodes_fields, cluster_writes, masters, owner_id, raw, reset_stats,
     seed, slot_owner, wait_for, write_into_foreign_slot, write_keys,

@@ -12,7 +12,7 @@ import socket
 import tempfile
 import time
 
-from ansible_runner import run_tasks
+from playbook_runs import run_tasks
 from cluster_checks import (
     all_keys, assert_healthy, clients_writing, cluster_nodes_fields, cluster_writes, masters, own_ranges, reset_stats,
     seed, wait_for, write_keys,

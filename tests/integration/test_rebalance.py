@@ -15,7 +15,7 @@ import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-from ansible_runner import ANSIBLE_PLAYBOOK, ansible_env, run_module, run_tasks
+from playbook_runs import ANSIBLE_PLAYBOOK, ansible_env, run_module, run_tasks
 from cluster_checks import (
     all_keys, assert_healthy, clients_writing, cluster_client, cluster_nodes_fields, cluster_writes, command_counts, masters,
     owner_id, own_ranges, raw, reset_stats,

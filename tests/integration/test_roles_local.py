@@ -24,7 +24,7 @@ import time
 
 import pytest
 import redis
-from ansible_runner import ANSIBLE_PLAYBOOK, ansible_env
+from playbook_runs import ANSIBLE_PLAYBOOK, ansible_env
 from redis_harness import REDIS_CLI, TlsFiles
 
 PASSWORD = 'role "test" pässword'

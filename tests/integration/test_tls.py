@@ -7,7 +7,7 @@
 from __future__ import annotations
 
 import pytest
-from ansible_runner import run_module
+from playbook_runs import run_module
 from cluster_checks import all_keys, assert_healthy, cluster_nodes_fields, facts_of, own_ranges, owner_id, write_keys
 from redis.crc import key_slot
 from redis_harness import TlsFiles

@@ -27,7 +27,7 @@ import subprocess
 import time
 
 import redis
-from ansible_runner import run_tasks
+from playbook_runs import run_tasks
 from cluster_checks import redis_cli_check
 from redis.crc import key_slot
 from redis_harness import REDIS_CLI, RedisNodes

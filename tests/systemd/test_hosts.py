@@ -12,7 +12,7 @@ import os
 import pytest
 
 import nspawn_hosts
-from ansible_runner import run_playbook
+from playbook_runs import run_playbook
 
 RELEASES = os.environ.get("REDISOPS_SYSTEMD_RELEASES", "12 13").split()
 

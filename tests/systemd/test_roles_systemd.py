@@ -21,7 +21,7 @@ import pytest
 import redis
 
 import nspawn_hosts
-from ansible_runner import ANSIBLE, ansible_env, run_module, run_playbook
+from playbook_runs import ANSIBLE, ansible_env, run_module, run_playbook
 from redis_harness import wait_converged
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
