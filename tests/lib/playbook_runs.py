@@ -115,3 +115,47 @@ def run_tasks(tasks, check: bool = False, diff: bool = False, env=None, verbosit
 def run_module(module: str, args: dict, **kwargs) -> dict:
     """One task of redisops.cluster.<module>; its result."""
     return run_tasks([{"redisops.cluster." + module: args}], **kwargs).result
+
+
+def local_inventory(groups: dict, **all_vars) -> dict:
+    """An inventory whose hosts all run on this machine: {group: {host: {variables}}} -> the YAML inventory form,
+    every host reached by the local connection with this Python; all_vars apply to every host."""
+    base = {"ansible_connection": "local", "ansible_python_interpreter": sys.executable}
+    return {"all": {"vars": dict(base, **all_vars),
+                    "children": {group: {"hosts": hosts} for group, hosts in groups.items()}}}
+
+
+def nodes_inventory(nodes, zones=("a", "b", "c"), group: str = "redis_cluster", **all_vars) -> dict:
+    """Test nodes spread over len(zones) inventory hosts, one per zone (node i on host i mod len(zones))."""
+    hosts = {}
+    for index, node in enumerate(nodes):
+        zone = zones[index % len(zones)]
+        host = hosts.setdefault("host-" + zone, {"redis_cluster_address": node.host, "redis_cluster_zone": zone,
+                                                  "redis_node_ports": []})
+        host["redis_node_ports"].append(node.port)
+    return local_inventory({group: hosts}, **all_vars)
+
+
+def run_collection_playbook(name: str, inventory: dict, extra_vars=None, check: bool = False, env=None,
+                            verbosity: int = 0, timeout: float = 900) -> InventoryRun:
+    """ansible-playbook redisops.cluster.<name>, as users run the collection's playbooks, over an inventory given
+    as a dict (see local_inventory)."""
+    workdir = tempfile.mkdtemp(prefix="redisops-inventory-")
+    try:
+        path = os.path.join(workdir, "inventory.json")
+        with open(path, "w") as handle:
+            json.dump(inventory, handle)
+        args = [ANSIBLE_PLAYBOOK, "-i", path, "redisops.cluster." + name]
+        if extra_vars:
+            args += ["--extra-vars", json.dumps(extra_vars)]
+        if check:
+            args.append("--check")
+        if verbosity:
+            args.append("-" + "v" * verbosity)
+        proc = subprocess.run(args, env=ansible_env(env), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                              text=True, timeout=timeout, check=False)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    recap = {match.group(1): dict(zip(("ok", "changed", "unreachable", "failed"), map(int, match.groups()[1:])))
+             for match in _RECAP.finditer(proc.stdout)}
+    return InventoryRun(rc=proc.returncode, output=proc.stdout, recap=recap)
