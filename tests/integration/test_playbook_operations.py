@@ -109,13 +109,18 @@ def _pid_files(root: str) -> list:
 def site():
     root = tempfile.mkdtemp(prefix="redisops-playbooks-")
     nodes = RedisNodes(6)
+    spare = None
     try:
+        spare = RedisNodes(1)
         form_cluster(nodes.nodes, replicas=1)
         made = Site(nodes, root)
+        made.spare = spare[0]
         yield made
         made.stop_deployed()
     finally:
         nodes.close()
+        if spare:
+            spare.close()
         shutil.rmtree(root, ignore_errors=True)
 
 
@@ -133,7 +138,10 @@ def topology(nodes) -> dict:
 
 def run(name: str, inventory: dict, extra_vars=None, check: bool = False):
     """ansible-playbook redisops.cluster.NAME; the run, once it succeeded."""
-    done = run_collection_playbook(name, inventory, extra_vars=extra_vars, check=check)
+    import time as _t; _s = _t.monotonic()
+    done = run_collection_playbook(name, inventory, extra_vars=extra_vars, check=check, verbosity=0)
+    print("TIMING", name, check, round(_t.monotonic() - _s, 1))
+    open("/tmp/opsplay/out-%s-%s.txt" % (name, check), "a").write(done.output)
     assert done.rc == 0, done.output
     return done
 
@@ -285,3 +293,72 @@ def test_scale_out_deploys_joins_and_rebalances(site):
     # The operator then moves the new hosts into the cluster's group.
     site.hosts.update(new_hosts(site))
     changes_nothing_again("scale_out", site.inventory(redis_cluster_new=new_hosts(site)))
+
+
+# --- scale_in ------------------------------------------------------------------------------------------------------
+
+
+def test_scale_in_refuses_bad_input(site):
+    refused_before_any_write("scale_in", site.inventory(), site.live(), {"redis_cluster_scale_in_nodes": ["host-d"]},
+                             "redis_cluster_scale_in_nodes must be a list of host:port or node ids")
+
+
+def test_scale_in_drains_removes_and_stops_a_group(site):
+    leaving = {name: site.hosts[name] for name in ("host-d", "host-e")}
+    inventory = site.inventory(redis_cluster_leaving=leaving)
+    removed = [node for node in site.nodes if isinstance(node, DeployedNode)]
+    removed_ids = [node.node_id() for node in removed]
+    extra = {"redis_cluster_scale_in_group": "redis_cluster_leaving"}
+    planned = check_mode_changes_nothing("scale_in", inventory, site.live(), extra)
+    plan = shown(planned.output, "Show the removals")
+    assert "move " in plan and "slot(s)" in plan, planned.output
+    assert all(node.process.poll() is None for node in removed)
+
+    run("scale_in", inventory, extra)
+    assert all(node.process.poll() is not None for node in removed), "a removed instance still runs"
+    assert not _pid_files(site.root)
+    staying = site.live()
+    assert len(staying) == 6
+    assert sorted(slot_counts(staying[0]).values()) == [5461, 5461, 5462]
+    assert all(node_id not in node.cluster_nodes() for node in staying for node_id in removed_ids)
+    site.nodes = staying
+    for name in leaving:
+        del site.hosts[name]
+    assert_keys_kept(site)
+    # The hosts may stay in the inventory a while: a second run finds nothing to remove and nothing to stop.
+    changes_nothing_again("scale_in", site.inventory(redis_cluster_leaving=leaving), extra)
+
+
+# --- replace_node --------------------------------------------------------------------------------------------------
+
+
+def spare_inventory(site: Site) -> dict:
+    return site.inventory(redis_cluster_spare={"host-f": {"redis_cluster_address": site.spare.host,
+                                                          "redis_cluster_zone": "a", "redis_cluster_rack": "r1",
+                                                          "redis_node_ports": [site.spare.port]}})
+
+
+def test_replace_node_refuses_bad_input(site):
+    refused_before_any_write("replace_node", spare_inventory(site), site.live(),
+                             {"redis_cluster_replace_node_old": site.nodes[0].address,
+                              "redis_cluster_replace_node_new": "127.0.0.1:1"},
+                             "redis_cluster_replace_node_new must be the host:port of an instance")
+
+
+def test_replace_node_puts_a_spare_in_a_masters_place(site):
+    old = masters(site.nodes)[0]
+    old_id = old.node_id()
+    old_slots = slot_counts(old)[old_id]
+    inventory = spare_inventory(site)
+    extra = {"redis_cluster_replace_node_old": old.address, "redis_cluster_replace_node_new": site.spare.address}
+    planned = check_mode_changes_nothing("replace_node", inventory, site.live() + [site.spare], extra)
+    assert "failover" in shown(planned.output, "Show the plan").lower(), planned.output
+
+    run("replace_node", inventory, extra)
+    site.nodes = [site.spare if node is old else node for node in site.nodes]
+    assert site.spare.call("ROLE")[0] == b"master"
+    assert slot_counts(site.spare)[site.spare.node_id()] == old_slots
+    assert len(old.cluster_nodes().splitlines()) == 1, "the old node was not reset"
+    assert all(old_id not in node.cluster_nodes() for node in site.live() if node is not old)
+    assert_keys_kept(site)
+    changes_nothing_again("replace_node", inventory, extra)
