@@ -17,10 +17,10 @@ import tempfile
 
 import pytest
 from playbook_runs import local_inventory, run_collection_playbook, run_module
-from cluster_checks import all_keys, assert_healthy, masters, owner_id, raw, wait_for, write_keys
+from cluster_checks import all_keys, assert_healthy, masters, owner_id, raw, write_keys
 from redis.crc import key_slot
 from redis_harness import RedisNode, RedisNodes, form_cluster
-from test_node import cluster_ok, flags_of, master_of
+from test_node import master_of
 from test_rebalance import slot_counts
 from test_roles_local import BUS_OFFSET, free_instance_ports
 
@@ -138,10 +138,7 @@ def topology(nodes) -> dict:
 
 def run(name: str, inventory: dict, extra_vars=None, check: bool = False):
     """ansible-playbook redisops.cluster.NAME; the run, once it succeeded."""
-    import time as _t; _s = _t.monotonic()
-    done = run_collection_playbook(name, inventory, extra_vars=extra_vars, check=check, verbosity=0)
-    print("TIMING", name, check, round(_t.monotonic() - _s, 1))
-    open("/tmp/opsplay/out-%s-%s.txt" % (name, check), "a").write(done.output)
+    done = run_collection_playbook(name, inventory, extra_vars=extra_vars, check=check)
     assert done.rc == 0, done.output
     return done
 
