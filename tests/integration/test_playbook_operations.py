@@ -32,9 +32,12 @@ class Site:
     """A 3 masters + 3 replicas cluster over three inventory hosts (zones a, b, c), the keys written to it, and the
     hosts added later (deployed by scale_out, or a spare node for replace_node)."""
 
-    def __init__(self, nodes: RedisNodes, root: str):
+    def __init__(self, nodes: RedisNodes, spare: RedisNode, root: str):
         self.nodes = list(nodes)
+        self.spare = spare
         self.root = root
+        # The ports of the instances scale_out deploys on host-d and host-e.
+        self.new_ports = free_instance_ports(2)
         self.expected = write_keys(self.nodes, KEYS)
         self.hosts = {}
         for index, node in enumerate(self.nodes):
@@ -115,8 +118,7 @@ def site():
     try:
         spare = RedisNodes(1)
         form_cluster(nodes.nodes, replicas=1)
-        made = Site(nodes, root)
-        made.spare = spare[0]
+        made = Site(nodes, spare[0], root)
         yield made
         made.stop_deployed()
     finally:
@@ -244,9 +246,9 @@ def test_rebalance_applies_the_reviewed_moves(site):
     counts = sorted(slot_counts(site.nodes[0]).values())
     assert counts[-1] - counts[0] <= 1, counts
     assert_keys_kept(site)
-    stale = run_collection_playbook("rebalance", inventory, {"redis_cluster_expect_state_id": state_id,
-                                                             "redis_cluster_rebalance_threshold": 0})
-    assert stale.rc != 0 and "the cluster changed since the plan was approved" in stale.output, stale.output
+    refused_before_any_write("rebalance", inventory, site.nodes, {"redis_cluster_expect_state_id": state_id,
+                                                                  "redis_cluster_rebalance_threshold": 0},
+                             "the cluster changed since the plan was approved")
     changes_nothing_again("rebalance", inventory)
 
 
@@ -255,8 +257,6 @@ def test_rebalance_applies_the_reviewed_moves(site):
 
 def new_hosts(site: Site, **master_vars) -> dict:
     """host-d (a master, zone a) and host-e (a replica, zone b), deployed by the roles on fresh ports."""
-    if not hasattr(site, "new_ports"):
-        site.new_ports = free_instance_ports(2)
     return {"host-d": site.deployed_host("host-d", "a", site.new_ports[0], **master_vars),
             "host-e": site.deployed_host("host-e", "b", site.new_ports[1], redis_cluster_role="replica")}
 
