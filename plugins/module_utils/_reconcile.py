@@ -70,6 +70,12 @@ class InventoryInstance:
     def candidate(self) -> Candidate:
         return Candidate(key=self.key, host=self.hostname or self.address, rack=self.rack, zone=self.zone)
 
+    @property
+    def entry(self) -> dict:
+        """The instance as an entry of the modules' nodes option."""
+        labels = {"hostname": self.hostname, "rack": self.rack, "zone": self.zone}
+        return dict({label: value for label, value in labels.items() if value}, host=self.address, port=self.port)
+
 
 @dataclasses.dataclass(frozen=True)
 class HostReport:
@@ -130,13 +136,16 @@ class Decision:
     reason: str
     host: str | None = None  # start: the inventory host whose instances start
     nodes: tuple = ()  # create: every node; start: the instances; add: the node
+    node_ids: tuple = ()  # start: the ids the instances had when last read
+    entries: tuple = ()  # create: the nodes option of redis_cluster_create (addresses and labels)
     role: str | None = None  # add
     master: str | None = None  # add, as a replica: the master's address
     forget_failed: bool = False  # fix
 
     def as_dict(self) -> dict:
         return {"action": self.action, "reason": self.reason, "host": self.host, "nodes": list(self.nodes),
-                "role": self.role, "master": self.master, "forget_failed": self.forget_failed}
+                "node_ids": list(self.node_ids), "entries": list(self.entries), "role": self.role,
+                "master": self.master, "forget_failed": self.forget_failed}
 
     @property
     def line(self) -> str:
@@ -170,7 +179,8 @@ def refusal(report: HostReport, now: datetime.datetime, stale_intervals: int) ->
     """Why the host's facts cannot be decided from, or None when they are fresh."""
     facts = report.facts
     if not facts:
-        return "%s: no facts file (is redis_cluster_agent deployed and has it run?)" % report.name
+        return ("%s: no facts (is the host reachable, is redis_cluster_agent deployed there and has it run?)"
+                % report.name)
     if facts.get("schema") != SCHEMA:
         return "%s: facts of schema %r, this collection reads schema %d" % (report.name, facts.get("schema"), SCHEMA)
     try:
@@ -238,21 +248,26 @@ def decide(reports, now, settings: Settings) -> Reconciliation:
     reports = tuple(reports)
     refused = tuple(line for line in (refusal(report, now, settings.stale_intervals) for report in reports) if line)
     instances, notes = instances_of(reports)
-    record = topology_record(reports, instances)
     if refused:
-        return Reconciliation(refused=refused, decisions=(), notes=(), record=record)
+        return _reconciliation(reports, instances, refused=refused)
     down = [instance for instance in instances if not instance.live]
     decisions = _starts(down)
     members = [instance for instance in instances if instance.member]
     if not members:
         created, waiting = _create(instances, settings.min_nodes)
-        return Reconciliation(refused=(), decisions=tuple(decisions + created), notes=notes + waiting, record=record)
+        return _reconciliation(reports, instances, decisions=decisions + created, notes=notes + waiting)
     claims = _claims(instances)
     decisions += _fix(instances, down, claims)
     additions = _additions(instances, down, claims, settings.replicas)
     decisions += additions
     decisions += _rebalance(instances, down, claims, additions, settings.threshold)
-    return Reconciliation(refused=(), decisions=tuple(decisions), notes=notes, record=record)
+    return _reconciliation(reports, instances, decisions=decisions, notes=notes)
+
+
+def _reconciliation(reports, instances, refused=(), decisions=(), notes=()) -> Reconciliation:
+    record = dict(topology_record(reports, instances), refused=list(refused),
+                  decisions=[decision.line for decision in decisions])
+    return Reconciliation(refused=tuple(refused), decisions=tuple(decisions), notes=tuple(notes), record=record)
 
 
 def _starts(down) -> list:
@@ -262,7 +277,8 @@ def _starts(down) -> list:
     return [Decision(START, "%s on %s: the agent cannot read %s; start them (redis_node)" % (
                          ", ".join(instance.key for instance in group), host,
                          "; ".join("%s: %s" % (instance.key, instance.error) for instance in group)),
-                     host=host, nodes=tuple(instance.key for instance in group))
+                     host=host, nodes=tuple(instance.key for instance in group),
+                     node_ids=tuple(instance.node_id for instance in group if instance.node_id))
             for host, group in sorted(by_host.items())]
 
 
@@ -273,7 +289,8 @@ def _create(instances, min_nodes: int) -> tuple:
                     % (len(live), min_nodes),)
     reason = "no reporting instance is in a cluster and %d report (min_nodes %d): create the cluster from %s" % (
         len(live), min_nodes, ", ".join(instance.key for instance in live))
-    return [Decision(CREATE, reason, nodes=tuple(instance.key for instance in live))], ()
+    return [Decision(CREATE, reason, nodes=tuple(instance.key for instance in live),
+                     entries=tuple(instance.inventory.entry for instance in live))], ()
 
 
 def _fix(instances, down, claims: dict) -> list:

@@ -112,7 +112,7 @@ def test_stale_and_missing_facts_are_refused_naming_the_hosts_and_ages():
     assert len(plan["refused"]) == 2
     assert plan["refused"][0].startswith("host-b: facts collected %s are 91 s old, more than 3 intervals of 30 s"
                                          % ago(91))
-    assert plan["refused"][1].startswith("host-c: no facts file")
+    assert plan["refused"][1].startswith("host-c: no facts (is the host reachable")
 
 
 def test_facts_exactly_three_intervals_old_are_still_used():
