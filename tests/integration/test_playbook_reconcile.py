@@ -2,10 +2,10 @@
 # Copyright (c) redisops.cluster contributors
 # GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""ansible-playbook redisops.cluster.reconcile on three local hosts (127.0.0.2-4, zones a-c) that the roles deployed
-(redis_node and redis_cluster_agent, plain processes, every directory in a temporary one). The tests run in file
-order on one deployment: created by reconcile, left alone, refused on stale facts, repaired after a killed master
-and a half-moved slot, grown by an instance that is in no cluster.
+"""ansible-playbook redisops.cluster.reconcile on three local hosts (127.0.0.2-4, zones a-c, tests/lib/role_hosts) that
+the deploy playbook set up with the roles (plain processes) without forming a cluster. The tests run in file order
+on one deployment: created by reconcile, left alone, refused on stale facts, repaired after a killed master and a
+half-moved slot, grown by an instance that is in no cluster.
 """
 
 from __future__ import annotations
@@ -13,97 +13,40 @@ from __future__ import annotations
 import datetime
 import json
 import os
-import shutil
-import signal
-import socket
-import subprocess
-import sys
-import tempfile
 
 import pytest
 import redis
 from cluster_checks import wait_for
-from playbook_runs import ANSIBLE_PLAYBOOK, ansible_env, local_inventory, run_collection_playbook
-from redis_harness import free_ports
+from playbook_runs import run_collection_playbook
+from role_hosts import RoleHost, RoleHosts, free_instance_ports
 
-PASSWORD = "reconcile-pässword"
-ZONES = ("a", "b", "c")
+PASSWORD = "reconcile pässword 5"
 HASH_TAG = "{reconcile}"
 
 
-class Host:
-    """One inventory host: its loopback address, zone, ports and directories."""
-
-    def __init__(self, root: str, index: int, ports: list):
-        self.name = "host-" + ZONES[index]
-        self.zone = ZONES[index]
-        self.address = "127.0.0.%d" % (index + 2)
-        self.ports = list(ports)
-        self.root = os.path.join(root, self.name)
-        self.run_dir = os.path.join(self.root, "run")
-        self.facts_dir = os.path.join(self.root, "facts.d")
-
-    def variables(self) -> dict:
-        return {
-            "redis_cluster_zone": self.zone,
-            "redis_node_bind": self.address,
-            # Connections from any loopback address leave from 127.0.0.1 unless the node announces its own.
-            "redis_node_announce_ip": self.address,
-            "redis_node_ports": self.ports,
-            "redis_node_data_dir": os.path.join(self.root, "data"),
-            "redis_node_conf_dir": os.path.join(self.root, "conf"),
-            "redis_node_log_dir": os.path.join(self.root, "log"),
-            "redis_node_run_dir": self.run_dir,
-            "redis_cluster_agent_lib_dir": os.path.join(self.root, "agent"),
-            "redis_cluster_agent_conf_dir": os.path.join(self.root, "agent-conf"),
-            "redis_cluster_agent_facts_dir": self.facts_dir,
-        }
-
-    def pid(self, port: int):
-        try:
-            with open(os.path.join(self.run_dir, "redis-%d.pid" % port)) as handle:
-                return int(handle.read())
-        except (OSError, ValueError):
-            return None
-
-
 class Deployment:
-    def __init__(self, root: str, ports_per_host: int):
-        self.root = root
-        self.history_dir = os.path.join(root, "history")
-        self.hosts = []
-        for index in range(len(ZONES)):
-            address = "127.0.0.%d" % (index + 2)
-            self.hosts.append(Host(root, index, _instance_ports(address, ports_per_host)))
-        self.playbook = os.path.join(root, "deploy.yml")
-        with open(self.playbook, "w") as handle:
-            json.dump([{"hosts": "redis_cluster", "gather_facts": False,
-                        "roles": ["redisops.cluster.redis_node", "redisops.cluster.redis_cluster_agent"]}], handle)
+    """Three hosts (zones a, b, c, two instances each) that the deploy playbook set up without forming a cluster."""
 
-    def inventory(self) -> dict:
-        return local_inventory({"redis_cluster": {host.name: host.variables() for host in self.hosts}},
-                               redis_node_supervisor="none", redis_node_manage_package=False,
-                               redis_node_password=PASSWORD, redis_node_cluster_node_timeout=2000,
-                               redis_cluster_agent_manage_packages=False, redis_cluster_agent_python=sys.executable,
-                               redis_cluster_reconcile_history_dir=self.history_dir)
+    def __init__(self, hosts: RoleHosts):
+        self.role_hosts = hosts
+        self.history_dir = os.path.join(hosts.root, "history")
+        hosts.group_vars["redis_cluster_reconcile_history_dir"] = self.history_dir
+        self.hosts = [hosts.add("redis_cluster", zone, 2) for zone in ("a", "b", "c")]
 
     def deploy(self) -> None:
-        path = os.path.join(self.root, "inventory.json")
-        with open(path, "w") as handle:
-            json.dump(self.inventory(), handle)
-        proc = subprocess.run([ANSIBLE_PLAYBOOK, "-i", path, self.playbook], env=ansible_env(), text=True,
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=300, check=False)
-        assert proc.returncode == 0, proc.stdout
+        run = run_collection_playbook("deploy", self.role_hosts.inventory(),
+                                      extra_vars={"redis_cluster_deploy_create": False})
+        assert run.rc == 0, run.output
 
     def reconcile(self, check: bool = False, **extra_vars):
-        return run_collection_playbook("reconcile", self.inventory(), extra_vars=extra_vars or None, check=check,
-                                       timeout=600)
+        return run_collection_playbook("reconcile", self.role_hosts.inventory(), extra_vars=extra_vars or None,
+                                       check=check, timeout=600)
 
     @property
     def instances(self) -> list:
         return [(host, port) for host in self.hosts for port in host.ports]
 
-    def client(self, host: Host, port: int) -> redis.Redis:
+    def client(self, host: RoleHost, port: int) -> redis.Redis:
         return redis.Redis(host=host.address, port=port, password=PASSWORD, socket_timeout=5)
 
     def live(self) -> list:
@@ -116,39 +59,10 @@ class Deployment:
                 continue
         return live
 
-    def stop(self) -> None:
-        pids = [host.pid(port) for host, port in self.instances]
-        for pid in filter(None, pids):
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-
-
-def _instance_ports(address: str, count: int) -> list:
-    """Ports whose bus ports (port + 10000) are free too, on address."""
-    ports = []
-    while len(ports) < count:
-        for port in free_ports(count * 4, address):
-            if port + 10000 < 65536 and port not in ports and _free(address, port + 10000):
-                ports.append(port)
-            if len(ports) == count:
-                break
-    return ports
-
-
-def _free(address: str, port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        try:
-            sock.bind((address, port))
-        except OSError:
-            return False
-    return True
-
 
 # --- what the tests read from the cluster ------------------------------------------------------------------
 
-def cluster_nodes(deployment: Deployment, host: Host, port: int) -> list:
+def cluster_nodes(deployment: Deployment, host: RoleHost, port: int) -> list:
     """CLUSTER NODES of one instance, split, sorted, without the ping and pong times."""
     text = deployment.client(host, port).execute_command("CLUSTER", "NODES").decode()
     return sorted(fields[:4] + fields[6:] for fields in (line.split() for line in text.splitlines()))
@@ -160,7 +74,7 @@ def observed(deployment: Deployment) -> dict:
             for host, port in deployment.live()}
 
 
-def myself(deployment: Deployment, host: Host, port: int) -> list:
+def myself(deployment: Deployment, host: RoleHost, port: int) -> list:
     return next(fields for fields in cluster_nodes(deployment, host, port) if "myself" in fields[2])
 
 
@@ -216,14 +130,10 @@ def history(deployment: Deployment) -> list:
 
 @pytest.fixture(scope="module")
 def deployment():
-    root = tempfile.mkdtemp(prefix="redisops-reconcile-")
-    deployed = Deployment(root, ports_per_host=2)
-    try:
+    with RoleHosts(password=PASSWORD) as hosts:
+        deployed = Deployment(hosts)
         deployed.deploy()
         yield deployed
-    finally:
-        deployed.stop()
-        shutil.rmtree(root, ignore_errors=True)
 
 
 # --- the tests, in order, on one deployment ------------------------------------------------------------------
@@ -243,7 +153,7 @@ def test_check_mode_shows_the_creation_and_creates_nothing(deployment):
 def test_a_cluster_not_yet_created_is_created(deployment):
     run = deployment.reconcile()
     assert run.rc == 0, run.output
-    assert run.recap["host-a"]["changed"] == 1
+    assert run.recap["host-1"]["changed"] == 1
     assert sum(slot_counts(deployment).values()) == 16384 and len(slot_counts(deployment)) == 3
     zones = {"%s:%d" % (host.address, port): host.zone for host, port in deployment.instances}
     ids = {myself(deployment, host, port)[0]: "%s:%d" % (host.address, port) for host, port in deployment.instances}
@@ -255,7 +165,7 @@ def test_a_cluster_not_yet_created_is_created(deployment):
     wait_for(lambda: cluster_ok(deployment), message="cluster_state:ok")
     record = history(deployment)[-1]
     assert record["cluster"] == "redis_cluster" and record["decisions"][0].startswith("create: ")
-    assert set(record["hosts"]) == {"host-a", "host-b", "host-c"}
+    assert set(record["hosts"]) == {"host-1", "host-2", "host-3"}
     assert all(host["collected_at"] and host["interval"] == 30 for host in record["hosts"].values())
 
 
@@ -280,7 +190,7 @@ def test_a_run_with_nothing_to_do_changes_nothing(deployment):
     assert len(history(deployment)) == 2
 
 
-def _master_of(deployment: Deployment, host: Host, port: int) -> tuple:
+def _master_of(deployment: Deployment, host: RoleHost, port: int) -> tuple:
     master_id = myself(deployment, host, port)[3]
     return next((h, p) for h, p in deployment.live() if myself(deployment, h, p)[0] == master_id)
 
@@ -297,11 +207,11 @@ def test_stale_facts_are_refused_naming_the_host(deployment):
     before = observed(deployment)
     run = deployment.reconcile(redis_cluster_reconcile_refresh=False)
     assert run.rc != 0
-    assert "Refused, nothing decided: host-b: facts collected %s are " % facts["collected_at"] in run.output
+    assert "Refused, nothing decided: host-2: facts collected %s are " % facts["collected_at"] in run.output
     assert "more than 3 intervals of 30 s" in run.output
     assert "TASK [Show the decisions]" not in run.output
     assert observed(deployment) == before
-    assert history(deployment)[-1]["refused"][0].startswith("host-b: facts collected")
+    assert history(deployment)[-1]["refused"][0].startswith("host-2: facts collected")
 
 
 def test_a_killed_master_and_a_half_moved_slot_are_repaired_in_one_run(deployment):
@@ -316,7 +226,7 @@ def test_a_killed_master_and_a_half_moved_slot_are_repaired_in_one_run(deploymen
     victim_host, victim_port = next((h, p) for h, p in masters(deployment) if (h, p) != owner)
     victim_id = myself(deployment, victim_host, victim_port)[0]
     replica = next((h, p) for h, p in deployment.live() if myself(deployment, h, p)[3] == victim_id)
-    os.kill(victim_host.pid(victim_port), signal.SIGKILL)
+    deployment.role_hosts.kill("%s:%d" % (victim_host.address, victim_port))
     wait_for(lambda: "master" in myself(deployment, *replica)[2] and cluster_ok(deployment), timeout=60,
              message="the replica to take over")
     # Leave the tagged slot half-moved from its owner to the third master: both sides open, half the keys moved.
@@ -359,7 +269,7 @@ def test_a_killed_master_and_a_half_moved_slot_are_repaired_in_one_run(deploymen
     assert changed(run) == 0, run.output
 
 
-def _serves(deployment: Deployment, host: Host, port: int, slot: int) -> bool:
+def _serves(deployment: Deployment, host: RoleHost, port: int, slot: int) -> bool:
     for token in myself(deployment, host, port)[6:]:
         if token.startswith("["):
             continue
@@ -373,7 +283,7 @@ def test_an_instance_in_no_cluster_is_added_and_the_masters_rebalanced(deploymen
     keys = ["key:%d" % index for index in range(2000)] + ["%s:%d" % (HASH_TAG, index) for index in range(40)]
     values = read_keys(deployment, keys)
     host = deployment.hosts[2]
-    host.ports.append(_instance_ports(host.address, 1)[0])
+    host.ports.append(free_instance_ports(1, host.address)[0])
     deployment.deploy()
     new = "%s:%d" % (host.address, host.ports[-1])
     run = deployment.reconcile()
