@@ -261,7 +261,7 @@ def decide(reports, now, settings: Settings) -> Reconciliation:
     additions = _additions(instances, down, claims, settings.replicas)
     decisions += additions
     decisions += _rebalance(instances, down, claims, additions, settings.threshold)
-    return _reconciliation(reports, instances, decisions=decisions, notes=notes)
+    return _reconciliation(reports, instances, decisions=decisions, notes=notes + _crowded_zones(instances))
 
 
 def _reconciliation(reports, instances, refused=(), decisions=(), notes=()) -> Reconciliation:
@@ -274,9 +274,9 @@ def _starts(down) -> list:
     by_host = {}
     for instance in down:
         by_host.setdefault(instance.inventory.host, []).append(instance)
-    return [Decision(START, "%s on %s: the agent cannot read %s; start them (redis_node)" % (
-                         ", ".join(instance.key for instance in group), host,
-                         "; ".join("%s: %s" % (instance.key, instance.error) for instance in group)),
+    return [Decision(START, "%s: its agent cannot read %s; start %s again (redis_node)" % (
+                         host, ", ".join("%s (%s)" % (instance.key, instance.error) for instance in group),
+                         "it" if len(group) == 1 else "them"),
                      host=host, nodes=tuple(instance.key for instance in group),
                      node_ids=tuple(instance.node_id for instance in group if instance.node_id))
             for host, group in sorted(by_host.items())]
@@ -428,6 +428,20 @@ def _rebalance(instances, down, claims: dict, additions, threshold: float) -> li
     worst = ", ".join("%s holds %d, its share is %d (%.1f%%)" % (key, have[key], goal[key],
                                                               deviation(have[key], goal[key])) for key in over)
     return [Decision(REBALANCE, "beyond the threshold of %g%%: %s" % (threshold, worst))]
+
+
+def _crowded_zones(instances) -> tuple:
+    """A zone holding more serving masters than an even spread over the members' zones: a failover (a dead master's
+    replica took over) left it so. Not decided here: redis_cluster_failover with placement restore spreads them."""
+    zones = {instance.inventory.zone for instance in instances if instance.member and instance.inventory.zone}
+    serving = [instance.inventory.zone for instance in _live_masters(instances) if instance.slots]
+    if len(zones) < 2 or not serving:
+        return ()
+    even = -(-len(serving) // len(zones))
+    crowded = sorted(zone for zone in set(serving) if zone and serving.count(zone) > even)
+    return tuple("zone %s holds %d of the %d masters that serve slots (an even spread is %d at most): "
+                 "redis_cluster_failover with placement restore spreads them"
+                 % (zone, serving.count(zone), len(serving), even) for zone in crowded)
 
 
 # --- the history record ------------------------------------------------------------------------------------

@@ -130,6 +130,7 @@ def test_a_cluster_not_yet_created_is_created_from_every_reporting_instance():
     assert actions(plan) == [CREATE]
     assert sorted(plan["decisions"][0]["nodes"]) == sorted(cluster.key(h, p) for h in cluster.hosts for p in (7000, 7001))
     assert "min_nodes 6" in plan["decisions"][0]["reason"]
+    assert {"host": "127.0.0.2", "port": 7000, "hostname": "host-a", "zone": "a"} in plan["decisions"][0]["entries"]
 
 
 def test_creation_waits_for_min_nodes():
@@ -150,7 +151,9 @@ def test_an_unreachable_instance_is_started_on_its_host():
     assert actions(plan) == [START]
     start = plan["decisions"][0]
     assert start["host"] == "host-b" and start["nodes"] == [cluster.key("host-b", 7101)]
-    assert "Connection refused" in start["reason"]
+    assert start["node_ids"] == [node_id(cluster.key("host-b", 7101))]
+    assert start["reason"] == ("host-b: its agent cannot read 127.0.0.3:7101 (Error 111 connecting to 127.0.0.3:7101. "
+                               "Connection refused.); start it again (redis_node)")
 
 
 def test_a_killed_master_whose_replica_took_over_is_started_and_nothing_else():
@@ -314,3 +317,16 @@ def test_every_slot_of_the_healthy_builder_is_served_once():
         claimed = [slot for instances in healthy(masters).hosts.values() for entry in instances.values()
                    for first, last in entry["node"]["slots"] for slot in range(first, last + 1)]
         assert sorted(claimed) == list(range(SLOT_COUNT))
+
+
+def test_masters_crowded_into_one_zone_are_noted_and_left_alone():
+    cluster = healthy()
+    dead = node_id(cluster.key("host-a", 7000))
+    slots = cluster.hosts["host-a"][7000]["node"]["slots"]
+    replica = next(port for port, entry in cluster.hosts["host-b"].items() if entry["node"]["master_id"] == dead)
+    cluster.instance("host-b", replica, slots=tuple(map(tuple, slots)), known=6)
+    cluster.instance("host-a", 7000, role="replica", master=node_id(cluster.key("host-b", replica)), known=6)
+    plan = run(cluster)
+    assert plan["decisions"] == []
+    assert plan["notes"] == ["zone b holds 2 of the 3 masters that serve slots (an even spread is 1 at most): "
+                             "redis_cluster_failover with placement restore spreads them"]
