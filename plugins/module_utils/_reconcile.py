@@ -112,10 +112,14 @@ class Instance:
         return self.error is None and self.node is not None and self.cluster is not None
 
     @property
+    def was_member(self) -> bool:
+        """In a cluster when last read: knew another node, served slots or replicated."""
+        return bool(self.node and self.cluster and ((self.cluster.get("known_nodes") or 0) > 1
+                                                    or self.node.get("slot_count") or self.node.get("role") == "replica"))
+
+    @property
     def member(self) -> bool:
-        """In a cluster: knows another node, serves slots or replicates."""
-        return bool(self.live and ((self.cluster.get("known_nodes") or 0) > 1 or self.node.get("slot_count")
-                                   or self.node.get("role") == "replica"))
+        return self.live and self.was_member
 
     @property
     def node_id(self) -> str | None:
@@ -252,10 +256,13 @@ def decide(reports, now, settings: Settings) -> Reconciliation:
         return _reconciliation(reports, instances, refused=refused)
     down = [instance for instance in instances if not instance.live]
     decisions = _starts(down)
-    members = [instance for instance in instances if instance.member]
-    if not members:
+    if not any(instance.was_member for instance in instances):
         created, waiting = _create(instances, settings.min_nodes)
         return _reconciliation(reports, instances, decisions=decisions + created, notes=notes + waiting)
+    if not any(instance.member for instance in instances):
+        # Every member is down: a cluster exists, and only its own instances can bring it back.
+        return _reconciliation(reports, instances, decisions=decisions, notes=notes + (
+            "no member of the cluster answers its agent: nothing but starting them is decided",))
     claims = _claims(instances)
     decisions += _fix(instances, down, claims)
     additions = _additions(instances, down, claims, settings.replicas)

@@ -330,3 +330,15 @@ def test_masters_crowded_into_one_zone_are_noted_and_left_alone():
     assert plan["decisions"] == []
     assert plan["notes"] == ["zone b holds 2 of the 3 masters that serve slots (an even spread is 1 at most): "
                              "redis_cluster_failover with placement restore spreads them"]
+
+
+def test_fresh_instances_never_make_a_second_cluster_while_the_members_are_down():
+    cluster = healthy()
+    for instances in cluster.hosts.values():
+        for entry in instances.values():
+            entry["error"] = "Connection refused"
+    for host in cluster.hosts:
+        cluster.instance(host, 7300, known=1)
+    plan = run(cluster, min_nodes=3)
+    assert actions(plan) == [START, START, START]
+    assert plan["notes"] == ["no member of the cluster answers its agent: nothing but starting them is decided"]
