@@ -281,12 +281,15 @@ def _starts(down) -> list:
     by_host = {}
     for instance in down:
         by_host.setdefault(instance.inventory.host, []).append(instance)
-    return [Decision(START, "%s: its agent cannot read %s; start %s again (redis_node)" % (
-                         host, ", ".join("%s (%s)" % (instance.key, instance.error) for instance in group),
-                         "it" if len(group) == 1 else "them"),
-                     host=host, nodes=tuple(instance.key for instance in group),
-                     node_ids=tuple(instance.node_id for instance in group if instance.node_id))
-            for host, group in sorted(by_host.items())]
+    return [_start(host, group) for host, group in sorted(by_host.items())]
+
+
+def _start(host: str, group: list) -> Decision:
+    errors = ", ".join("%s (%s)" % (instance.key, instance.error) for instance in group)
+    reason = "%s: its agent cannot read %s; start %s again (redis_node)" % (
+        host, errors, "it" if len(group) == 1 else "them")
+    return Decision(START, reason, host=host, nodes=tuple(instance.key for instance in group),
+                    node_ids=tuple(instance.node_id for instance in group if instance.node_id))
 
 
 def _create(instances, min_nodes: int) -> tuple:
@@ -432,8 +435,8 @@ def _rebalance(instances, down, claims: dict, additions, threshold: float) -> li
     if not over:
         return []
     have = {key: count_slots(ranges) for key, ranges in holdings.items()}
-    worst = ", ".join("%s holds %d, its share is %d (%.1f%%)" % (key, have[key], goal[key],
-                                                              deviation(have[key], goal[key])) for key in over)
+    worst = ", ".join("%s holds %d, its share is %d (%.1f%%)" % (key, have[key], goal[key], deviation(have[key], goal[key]))
+                      for key in over)
     return [Decision(REBALANCE, "beyond the threshold of %g%%: %s" % (threshold, worst))]
 
 
