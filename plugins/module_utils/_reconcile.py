@@ -319,7 +319,7 @@ def _fix(instances, down, claims: dict) -> list:
 
 def _open_slots(instances) -> list:
     return ["%s has slot(s) %s open" % (instance.key, summarize_ranges(ranges_from_slots(instance.cluster["open_slots"])))
-            for instance in instances if instance.member and (instance.cluster.get("open_slots") or ())]
+            for instance in instances if instance.member and instance.cluster.get("open_slots")]
 
 
 def _unclaimed(down, claims: dict) -> list:
