@@ -53,8 +53,8 @@ class Demo:
         with open(log, "w") as handle:
             handle.write(run.output)
         changed = sum(recap["changed"] for recap in run.recap.values())
-        print("\n== %s: %s (%d changes, %.1f s)" % (name, "ok" if run.rc == 0 else "FAILED", changed,
-                                                   time.monotonic() - started))
+        print("\n== %s: %s (%d changes, %.1f s)"
+              % (name, "ok" if run.rc == 0 else "FAILED", changed, time.monotonic() - started))
         if run.rc != 0:
             print(run.output[-4000:])
             raise SystemExit("redisops.cluster.%s failed; its whole output is in %s" % (name, log))
@@ -120,7 +120,7 @@ class Demo:
         slots = []
         for item in fields[8:]:
             if not item.startswith("["):
-                first, _, last = item.partition("-")
+                first, _dash, last = item.partition("-")
                 slots.extend(range(int(first), int(last or first) + 1))
         return slots
 
