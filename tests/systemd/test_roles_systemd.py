@@ -247,3 +247,19 @@ class _Node:
             return conn.read_response().decode()
         finally:
             conn.disconnect()
+
+
+def test_reconcile_runs_each_agent_service_and_finds_nothing_to_do(deployment, tmp_path):
+    run = run_playbook("redisops.cluster.reconcile", deployment.inventory,
+                       extra_vars={"redis_cluster_group": "redis_hosts",
+                                   "redis_cluster_reconcile_history_dir": str(tmp_path)})
+    assert run.rc == 0, run.output[-6000:] + deployment.journals()
+    assert all(counts["changed"] == 0 for counts in run.recap.values()), run.output[-6000:]
+    refresh = run.output.split("Run the agent's service once and wait for it]", 1)[1].split("TASK [", 1)[0]
+    assert sorted(line.split("[")[1].rstrip("]") for line in refresh.splitlines() if line.startswith("ok: ")) \
+        == sorted(host.name for host in deployment.hosts), refresh
+    assert "nothing to do: every instance reports, the cluster is whole and balanced" in run.output
+    with open(tmp_path / "redis_hosts.jsonl") as handle:
+        record = json.loads(handle.read())
+    assert deployment.password not in json.dumps(record)
+    assert sorted(record["hosts"]) == sorted(host.name for host in deployment.hosts)
