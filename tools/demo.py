@@ -138,7 +138,8 @@ class Demo:
 
 def main() -> int:
     started = time.monotonic()
-    with RoleHosts(password=PASSWORD, node_timeout=3000, redis_cluster_replicas=2) as hosts:
+    with RoleHosts(password=PASSWORD, node_timeout=3000, redis_cluster_replicas=2,
+                   redis_cluster_scale_out_become=False, redis_cluster_scale_in_become=False) as hosts:
         for zone in ("a", "b", "c"):
             hosts.add(CLUSTER, zone, 3)
         print("redisops.cluster demo: 9 nodes on 3 local hosts (127.0.0.2-4) in zones a, b, c; files and playbook "
@@ -157,7 +158,7 @@ def main() -> int:
         demo.playbook("rebalance")
         demo.break_cluster()
         demo.show()
-        demo.playbook("reconcile", redis_cluster_reconcile_refresh=True)
+        demo.playbook("reconcile", redis_cluster_reconcile_history_dir=os.path.join(hosts.root, "history"))
         demo.show()
         demo.playbook("scale_in", redis_cluster_scale_in_nodes=new_master.addresses + new_replica.addresses)
         for host in (new_master, new_replica):

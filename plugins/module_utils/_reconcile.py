@@ -45,6 +45,7 @@ CREATE = "create"
 FIX = "fix"
 ADD = "add"
 REBALANCE = "rebalance"
+RESTORE_PLACEMENT = "restore_placement"
 
 
 class ReconcileError(ValueError):
@@ -268,7 +269,8 @@ def decide(reports, now, settings: Settings) -> Reconciliation:
     additions = _additions(instances, down, claims, settings.replicas)
     decisions += additions
     decisions += _rebalance(instances, down, claims, additions, settings.threshold)
-    return _reconciliation(reports, instances, decisions=decisions, notes=notes + _crowded_zones(instances))
+    decisions += _restore_placement(instances, down, claims)
+    return _reconciliation(reports, instances, decisions=decisions, notes=notes)
 
 
 def _reconciliation(reports, instances, refused=(), decisions=(), notes=()) -> Reconciliation:
@@ -440,18 +442,28 @@ def _rebalance(instances, down, claims: dict, additions, threshold: float) -> li
     return [Decision(REBALANCE, "beyond the threshold of %g%%: %s" % (threshold, worst))]
 
 
-def _crowded_zones(instances) -> tuple:
-    """A zone holding more serving masters than an even spread over the members' zones: a failover (a dead master's
-    replica took over) left it so. Not decided here: redis_cluster_failover with placement restore spreads them."""
+def _restore_placement(instances, down, claims: dict) -> list:
+    """Masters crowded into one zone, or a dead master whose replica took over and which comes back as a replica:
+    after a failover, promoting the right replicas (redis_cluster_failover, placement restore) spreads the masters
+    again; the module plans nothing when no promotion lowers its placement cost."""
     zones = {instance.inventory.zone for instance in instances if instance.member and instance.inventory.zone}
     serving = [instance.inventory.zone for instance in _live_masters(instances) if instance.slots]
-    if len(zones) < 2 or not serving:
-        return ()
-    even = -(-len(serving) // len(zones))
-    crowded = sorted(zone for zone in set(serving) if zone and serving.count(zone) > even)
-    return tuple("zone %s holds %d of the %d masters that serve slots (an even spread is %d at most): "
-                 "redis_cluster_failover with placement restore spreads them"
-                 % (zone, serving.count(zone), len(serving), even) for zone in crowded)
+    reasons = []
+    if len(zones) > 1 and serving:
+        even = -(-len(serving) // len(zones))
+        reasons += ["zone %s holds %d of the %d masters that serve slots (an even spread is %d at most)"
+                    % (zone, serving.count(zone), len(serving), even)
+                    for zone in sorted({zone for zone in serving if serving.count(zone) > even})]
+    returning = {instance.key for instance in _returning_masters(down, claims)}
+    replaced = sorted(instance.key for instance in down
+                      if instance.role == "master" and instance.slots and instance.key not in returning)
+    if replaced:
+        reasons.append("%s served slots that a replica took over; it comes back as a replica"
+                       % ", ".join(replaced))
+    if not reasons:
+        return []
+    return [Decision(RESTORE_PLACEMENT, "; ".join(reasons)
+                     + ": fail over where promoting a synced replica spreads the masters (redis_cluster_failover)")]
 
 
 # --- the history record ------------------------------------------------------------------------------------

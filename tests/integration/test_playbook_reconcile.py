@@ -246,7 +246,7 @@ def test_a_killed_master_and_a_half_moved_slot_are_repaired_in_one_run(deploymen
     assert changed(run) == 0
     lines = decisions(run.output)
     victim = "%s:%d" % (victim_host.address, victim_port)
-    assert [line.split(":")[0] for line in lines] == ["start", "fix"], lines
+    assert [line.split(":")[0] for line in lines] == ["start", "fix", "restore_placement"], lines
     assert lines[0].startswith("start: %s: its agent cannot read %s (" % (victim_host.name, victim)), lines
     assert "has slot(s) %d open" % slot in lines[1]
     assert observed(deployment) == before
@@ -256,8 +256,9 @@ def test_a_killed_master_and_a_half_moved_slot_are_repaired_in_one_run(deploymen
     assert run.recap[victim_host.name]["changed"] > 0
     wait_for(lambda: cluster_ok(deployment), message="cluster_state:ok")
     assert len(deployment.live()) == len(deployment.instances)
-    back = myself(deployment, victim_host, victim_port)
-    assert "slave" in back[2] and back[3] == myself(deployment, *replica)[0]
+    # The old master came back as a replica; a failover spread the masters over the three zones again.
+    assert sorted(host.zone for host, _port in masters(deployment)) == ["a", "b", "c"]
+    assert "spread the masters" in lines[2] and "TASK [Spread the masters over the zones again]" in run.output
     for host, port in deployment.live():
         assert not any(token.startswith("[") for token in myself(deployment, host, port)), (host.name, port)
     assert _serves(deployment, *target, slot) or _serves(deployment, *owner, slot)

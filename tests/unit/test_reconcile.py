@@ -14,7 +14,7 @@ import pytest
 from hypothesis import given, settings as hypothesis_settings, strategies as st
 
 from ansible_collections.redisops.cluster.plugins.module_utils._reconcile import (
-    ADD, CREATE, FIX, REBALANCE, START, HostReport, InventoryInstance, ReconcileError, Settings, decide,
+    ADD, CREATE, FIX, REBALANCE, RESTORE_PLACEMENT, START, HostReport, InventoryInstance, ReconcileError, Settings, decide,
 )
 from ansible_collections.redisops.cluster.plugins.module_utils._shares import targets
 from ansible_collections.redisops.cluster.plugins.module_utils._slots import SLOT_COUNT
@@ -156,7 +156,7 @@ def test_an_unreachable_instance_is_started_on_its_host():
                                "Connection refused.); start it again (redis_node)")
 
 
-def test_a_killed_master_whose_replica_took_over_is_started_and_nothing_else():
+def test_a_killed_master_whose_replica_took_over_is_started_and_the_masters_spread_again():
     cluster = healthy()
     master_key = cluster.key("host-a", 7000)
     dead = node_id(master_key)
@@ -171,7 +171,10 @@ def test_a_killed_master_whose_replica_took_over_is_started_and_nothing_else():
                 entry["cluster"]["failing_nodes"] = [{"id": dead, "address": master_key, "flags": ["fail"]}]
     cluster.hosts["host-a"][7000]["error"] = "Connection refused"
     plan = run(cluster)
-    assert actions(plan) == [START], plan
+    assert actions(plan) == [START, RESTORE_PLACEMENT], plan
+    assert plan["decisions"][1]["reason"].startswith(
+        "zone b holds 2 of the 3 masters that serve slots (an even spread is 1 at most); %s served slots that a "
+        "replica took over; it comes back as a replica: fail over where" % master_key)
 
 
 def test_a_dead_master_not_yet_replaced_keeps_its_slots_claimed():
@@ -319,7 +322,7 @@ def test_every_slot_of_the_healthy_builder_is_served_once():
         assert sorted(claimed) == list(range(SLOT_COUNT))
 
 
-def test_masters_crowded_into_one_zone_are_noted_and_left_alone():
+def test_masters_crowded_into_one_zone_are_spread_again_by_failovers():
     cluster = healthy()
     dead = node_id(cluster.key("host-a", 7000))
     slots = cluster.hosts["host-a"][7000]["node"]["slots"]
@@ -327,9 +330,12 @@ def test_masters_crowded_into_one_zone_are_noted_and_left_alone():
     cluster.instance("host-b", replica, slots=tuple(map(tuple, slots)), known=6)
     cluster.instance("host-a", 7000, role="replica", master=node_id(cluster.key("host-b", replica)), known=6)
     plan = run(cluster)
-    assert plan["decisions"] == []
-    assert plan["notes"] == ["zone b holds 2 of the 3 masters that serve slots (an even spread is 1 at most): "
-                             "redis_cluster_failover with placement restore spreads them"]
+    assert plan["notes"] == []
+    assert [decision["action"] for decision in plan["decisions"]] == ["restore_placement"]
+    assert plan["decisions"][0]["reason"] == (
+        "zone b holds 2 of the 3 masters that serve slots (an even spread is 1 at most): fail over where promoting "
+        "a synced replica spreads the masters (redis_cluster_failover)")
+
 
 
 def test_fresh_instances_never_make_a_second_cluster_while_the_members_are_down():
