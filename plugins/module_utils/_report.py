@@ -137,14 +137,13 @@ def slot_runs(owners) -> list:
 
 
 def open_slots(raw_nodes, addresses: dict) -> list:
-    """(slot, text) of every slot some node has open, as 'slot 7: migrating from A to B'."""
+    """(slot, text) of every slot some node has open, as 'slot 7: migrating from A to B; importing into B from A'."""
     lines = {}
-    for raw in raw_nodes:
-        here = addresses.get(raw.get("id"), UNKNOWN)
-        for slot, other in raw.get("migrating") or ():
-            lines.setdefault(int(slot), []).append("migrating from %s to %s" % (here, addresses.get(other, other)))
-        for slot, other in raw.get("importing") or ():
-            lines.setdefault(int(slot), []).append("importing into %s from %s" % (here, addresses.get(other, other)))
+    for field, text in (("migrating", "migrating from %s to %s"), ("importing", "importing into %s from %s")):
+        for raw in raw_nodes:
+            here = addresses.get(raw.get("id"), UNKNOWN)
+            for slot, other in raw.get(field) or ():
+                lines.setdefault(int(slot), []).append(text % (here, addresses.get(other, other)))
     return [(slot, "slot %d: %s" % (slot, "; ".join(texts))) for slot, texts in sorted(lines.items())]
 
 
@@ -193,7 +192,7 @@ def _legend(masters, uncovered: int, opened: int) -> str:
 def slot_section(masters, raw_nodes, addresses: dict) -> str:
     opened = open_slots(raw_nodes, addresses)
     uncovered = slot_owners(masters).count(None)
-    opened_list = "".join('<li class="finding warning">%s</li>' % _e(text) for _, text in opened)
+    opened_list = "".join('<li class="finding warning open-slot">%s</li>' % _e(text) for _, text in opened)
     return ('<section><h2>Slots</h2><div class="columns"><div class="slotmap">%s</div><div>%s'
             '<h3>Open slots</h3><ul class="findings open-slots">%s</ul></div></div>'
             '<p class="sub">128 slots per row, slot 0 at the top left. Hover a cell for its owner.</p></section>'
@@ -225,7 +224,7 @@ def _node_line(node: Node, index_of: dict, addresses: dict, flagged: set) -> str
     what = ("master, %d slots" % count_slots(node.slots) if node.role == "master"
             else "replica of %s" % addresses.get(node.master_id, UNKNOWN))
     state = " (down)" if node.down else ""
-    return '<div class="%s">%s<span>%s</span><span>%s%s</span></div>' % (
+    return '<div class="%s">%s <span>%s</span> <span>%s%s</span></div>' % (
         " ".join(classes), _swatch(fill), _e(node.address), _e(what), state)
 
 
@@ -311,7 +310,7 @@ def _finding_item(finding: dict) -> str:
     css = severity if severity in SEVERITIES else "info"
     slots = finding.get("slots") or ()
     where = " (slots %s)" % _e(format_ranges(slots)) if slots else ""
-    return '<li class="finding %s"><span class="sev">%s</span><b>%s</b>: %s%s</li>' % (
+    return '<li class="finding %s"><span class="sev">%s</span> <b>%s</b>: %s%s</li>' % (
         css, _e(severity), _e(finding.get("kind")), _e(finding.get("message")), where)
 
 

@@ -55,7 +55,7 @@ def test_finding_messages_are_escaped_and_styled_by_severity():
     finding = {"kind": "open_slot", "severity": "critical", "message": "slot 7 <open> & stuck", "nodes": [MASTER_A],
                "slots": [[7, 7]]}
     page = render_report(facts(node(MASTER_A, 7000, slots=[(0, 16383)]), findings=[finding]))
-    assert ('<li class="finding critical"><span class="sev">critical</span><b>open_slot</b>: '
+    assert ('<li class="finding critical"><span class="sev">critical</span> <b>open_slot</b>: '
             "slot 7 &lt;open&gt; &amp; stuck (slots 7)</li>") in page
 
 
