@@ -48,7 +48,8 @@ h3 { font-size: 14px; margin: 8px 0 4px; }
 .swatch { display: inline-block; width: 12px; height: 12px; border-radius: 2px; border: 1px solid #0003; flex: none; }
 .note { color: var(--bad); font-size: 12px; }
 .columns { display: flex; flex-wrap: wrap; gap: 24px; align-items: flex-start; }
-.slotmap svg { width: 512px; max-width: 100%; height: auto; border: 1px solid var(--line); }
+.side { flex: 1 1 320px; }
+.slotmap svg { display: block; width: 512px; max-width: 100%; height: auto; border: 1px solid var(--line); }
 .legend { list-style: none; padding: 0; margin: 0; font-size: 12px; }
 .legend li { display: flex; gap: 6px; align-items: center; margin: 2px 0; font-family: ui-monospace, monospace; }
 table { border-collapse: collapse; font-size: 12px; }
@@ -163,11 +164,13 @@ def _run_rect(run: tuple, masters) -> str:
 
 def slot_map_svg(masters, open_slot_numbers) -> str:
     """The 16384 slots as a GRID x GRID picture: one colour per master, hatched when no master serves them, a black
-    frame around each open slot."""
+    ring around each open slot."""
     size = GRID * CELL
     rects = [_run_rect(run, masters) for run in slot_runs(slot_owners(masters))]
-    frames = [_cell_rect(slot, slot, 'fill="none" stroke="#000" stroke-width="1.5"')
-              + "<title>slot %d is open</title></rect>" % slot for slot in open_slot_numbers]
+    # One cell is too small to see: an open slot gets a ring around it.
+    frames = ['<circle cx="%.1f" cy="%.1f" r="7" fill="none" stroke="#000" stroke-width="2.5">'
+              '<title>slot %d is open</title></circle>' % ((slot % GRID + 0.5) * CELL, (slot // GRID + 0.5) * CELL, slot)
+              for slot in open_slot_numbers]
     pattern = ('<defs><pattern id="uncovered" width="4" height="4" patternUnits="userSpaceOnUse">'
                '<rect width="4" height="4" fill="#fff"/><path d="M0 4L4 0" stroke="#c62828" stroke-width="1"/>'
                '</pattern></defs>')
@@ -184,7 +187,7 @@ def _legend(masters, uncovered: int, opened: int) -> str:
     items = ["<li>%s%s %d slots</li>" % (_swatch(colour(index)), _e(master.address), count_slots(master.slots)) for index, master in enumerate(masters)]
     items.append('<li><span class="swatch" style="background:repeating-linear-gradient(45deg,#fff 0 2px,#c62828 2px 3px)">'
                  "</span>not served: %d slots</li>" % uncovered)
-    items.append('<li><span class="swatch" style="background:#fff;border:2px solid #000"></span>open: %d slots</li>'
+    items.append('<li><span class="swatch" style="background:#fff;border:2px solid #000;border-radius:50%%"></span>open: %d slots</li>'
                  % opened)
     return '<ul class="legend">%s</ul>' % "".join(items)
 
@@ -193,7 +196,7 @@ def slot_section(masters, raw_nodes, addresses: dict) -> str:
     opened = open_slots(raw_nodes, addresses)
     uncovered = slot_owners(masters).count(None)
     opened_list = "".join('<li class="finding warning open-slot">%s</li>' % _e(text) for _, text in opened)
-    return ('<section><h2>Slots</h2><div class="columns"><div class="slotmap">%s</div><div>%s'
+    return ('<section><h2>Slots</h2><div class="columns"><div class="slotmap">%s</div><div class="side">%s'
             '<h3>Open slots</h3><ul class="findings open-slots">%s</ul></div></div>'
             '<p class="sub">128 slots per row, slot 0 at the top left. Hover a cell for its owner.</p></section>'
             % (slot_map_svg(masters, [slot for slot, _ in opened]), _legend(masters, uncovered, len(opened)),
@@ -281,7 +284,7 @@ def balance_section(masters, threshold: float) -> str:
     keys = [master.keys or 0 for master in serving]
     even, even_keys = (SLOT_COUNT / len(serving), sum(keys) / len(serving)) if serving else (0.0, 0.0)
     rows = "".join(
-        '<tr><td class="mono">%s%s</td><td class="num">%d</td>%s<td>%s</td><td class="num">%s</td>%s<td>%s</td></tr>' % (
+        '<tr><td class="mono">%s %s</td><td class="num">%d</td>%s<td>%s</td><td class="num">%s</td>%s<td>%s</td></tr>' % (
             _swatch(colour(masters.index(master))), _e(master.address), count, _deviation(count, even, threshold),
             _bar(count, max(counts)), UNKNOWN if master.keys is None else master.keys,
             _deviation(master.keys or 0, even_keys), _bar(master.keys or 0, max(keys)))
