@@ -350,13 +350,13 @@ def history_point(record: dict) -> dict:
     (instances with an error, refused hosts, decisions)."""
     nodes = [node for node in record.get("nodes") or () if isinstance(node, dict)]
     masters = [node for node in nodes if node.get("role") == "master"]
-    covered = set()
+    covered = bytearray(SLOT_COUNT)
     for master in masters:
         for first, last in _ranges_of_text(master.get("slots")):
-            covered.update(range(first, last + 1))
+            covered[first:last + 1] = b"\x01" * (last - first + 1)
     problems = (sum(1 for node in nodes if node.get("error")) + len(record.get("refused") or ())
                 + len(record.get("decisions") or ()))
-    return {"at": str(record.get("collected_at") or UNKNOWN), "slots": len(covered),
+    return {"at": str(record.get("collected_at") or UNKNOWN), "slots": covered.count(1),
             "keys": sum(int(master.get("keys") or 0) for master in masters), "problems": problems}
 
 
