@@ -420,4 +420,3 @@ def render_report(facts: dict, history=(), cluster: str = "redis_cluster", gener
             '<meta name="viewport" content="width=device-width, initial-scale=1">'
             "<title>Redis Cluster %s</title><style>%s</style></head><body>%s"
             "</body></html>\n" % (_e(cluster), CSS, body))
-
