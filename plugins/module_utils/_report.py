@@ -195,11 +195,11 @@ def _legend(masters, uncovered: int, opened: int) -> str:
 def slot_section(masters, raw_nodes, addresses: dict) -> str:
     opened = open_slots(raw_nodes, addresses)
     uncovered = slot_owners(masters).count(None)
-    opened_list = "".join('<li class="finding warning open-slot">%s</li>' % _e(text) for _, text in opened)
+    opened_list = "".join('<li class="finding warning open-slot">%s</li>' % _e(text) for _slot, text in opened)
     return ('<section><h2>Slots</h2><div class="columns"><div class="slotmap">%s</div><div class="side">%s'
             '<h3>Open slots</h3><ul class="findings open-slots">%s</ul></div></div>'
             '<p class="sub">128 slots per row, slot 0 at the top left. Hover a cell for its owner.</p></section>'
-            % (slot_map_svg(masters, [slot for slot, _ in opened]), _legend(masters, uncovered, len(opened)),
+            % (slot_map_svg(masters, [slot for slot, _text in opened]), _legend(masters, uncovered, len(opened)),
                opened_list or "<li>none</li>"))
 
 

@@ -182,7 +182,7 @@ def test_a_healthy_cluster_shows_every_node_in_its_zone_and_the_history(cluster,
     assert dom.texts["findings open-slots"] == ["none"]
     assert "3 reconcile records from" in " ".join(dom.texts["sub"])
     assert len(dom.texts["chart"]) == 3
-    run, _ = report(inventory, workdir, "healthy")
+    run, _path = report(inventory, workdir, "healthy")
     assert all(recap["changed"] == 0 for recap in run.recap.values()), run.output
 
 

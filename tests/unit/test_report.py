@@ -71,8 +71,8 @@ def test_slot_runs_cover_every_slot_once_and_stop_at_each_row_of_the_grid():
     runs = slot_runs(owners)
     assert runs[:4] == [(0, 127, 0), (128, 129, 0), (130, 255, None), (256, 299, None)]
     assert runs[4] == (300, 383, 1)
-    assert sum(last - first + 1 for first, last, _ in runs) == 16384
-    assert all(first // GRID == last // GRID for first, last, _ in runs)
+    assert sum(last - first + 1 for first, last, _owner in runs) == 16384
+    assert all(first // GRID == last // GRID for first, last, _owner in runs)
     assert all(owners[slot] == owner for first, last, owner in runs for slot in range(first, last + 1))
 
 
