@@ -113,7 +113,7 @@ def _node(raw: dict) -> Node:
 
 
 def colour(index: int) -> str:
-    """A master's colour: hues a golden angle apart, so neighbours in the list never look alike."""
+    """A master's colour: hues a golden angle apart, so masters next to each other in the list get distant hues."""
     return "hsl(%d, 62%%, %d%%)" % (round(index * 137.508) % 360, 48 + 10 * (index % 3))
 
 
@@ -363,6 +363,8 @@ def history_point(record: dict) -> dict:
 def line_chart(title: str, times: list, values: list) -> str:
     """A small SVG line chart of values over the records (evenly spaced), with its first and last time."""
     width, height, pad = 420, 140, 28
+    if len(values) == 1:  # one record: a flat line across the chart rather than a point no polyline draws
+        times, values = times * 2, values * 2
     top = max(values) or 1
     step = (width - 2 * pad) / max(len(values) - 1, 1)
     points = " ".join("%.1f,%.1f" % (pad + index * step, height - pad - value / top * (height - 2 * pad))

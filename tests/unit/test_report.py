@@ -133,3 +133,10 @@ def test_the_history_is_drawn_as_three_line_charts():
                for index in range(3)]
     page = render_report(two_masters(), history=records, history_source="h.jsonl")
     assert page.count("<polyline") == 3 and "3 reconcile records from h.jsonl" in page
+
+
+def test_a_history_of_one_record_is_drawn_as_a_flat_line():
+    page = render_report(two_masters(), history=[{"collected_at": "t0", "nodes": [
+        {"role": "master", "slots": "0-16383", "keys": 4}]}], history_source="h.jsonl")
+    assert page.count('points="28.0,28.0 392.0,28.0"') == 2  # slots and keys at their top; no problems: at 0
+    assert page.count('points="28.0,112.0 392.0,112.0"') == 1
