@@ -7,7 +7,7 @@ STAMP := $(VENV)/.requirements-installed
 PYTEST := $(BIN)/python -m pytest
 CLIENTS_STAMP := tests/clients/node_modules/.installed
 
-.PHONY: test unit integration sanity lint demo bench fuzz deps redis roles-deps roles-rootfs roles-sample test-roles clean
+.PHONY: test unit integration sanity lint demo bench fuzz deps redis chromium roles-deps roles-rootfs roles-sample test-roles clean
 
 test: unit integration sanity lint roles-sample
 
@@ -40,6 +40,17 @@ redis:
 	    exit 1; \
 	  fi; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server redis-tools openssl >/dev/null; \
+	fi
+
+# Headless Chromium from the Debian package: the report playbook's tests open its page, read the DOM and take
+# screenshots.
+chromium:
+	@if ! command -v chromium >/dev/null; then \
+	  if [ "$$(id -u)" -ne 0 ]; then \
+	    echo "chromium is missing: run 'sudo apt-get install chromium', or run make as root" >&2; \
+	    exit 1; \
+	  fi; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
 	fi
 
 # Booting Debian hosts with systemd as PID 1 for the roles' tests: debootstrap builds their root file systems,
@@ -78,7 +89,7 @@ test-roles: roles-rootfs
 unit: deps
 	$(PYTEST) tests/unit
 
-integration: deps
+integration: deps chromium
 	$(PYTEST) tests/integration
 
 sanity: deps
