@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import random
 import re
 import shutil
 import signal
@@ -26,30 +25,10 @@ import pytest
 import redis
 from playbook_runs import ANSIBLE_PLAYBOOK, ansible_env
 from redis_harness import REDIS_CLI, TlsFiles
+from role_hosts import BUS_OFFSET, free_instance_ports, kill_process, wait_gone
 
 PASSWORD = 'role "test" pässword'
-BUS_OFFSET = 1000  # not the default, so that cluster-port is set
 RECAP = re.compile(r"^localhost\s*:\s*ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)", re.MULTILINE)
-
-
-def _bindable(port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
-
-
-def free_instance_ports(count: int) -> list:
-    """Ports below the ephemeral range whose bus port (port + BUS_OFFSET) is free too."""
-    ports = []
-    candidate = random.randrange(20000, 29000)
-    while len(ports) < count:
-        if _bindable(candidate) and _bindable(candidate + BUS_OFFSET):
-            ports.append(candidate)
-        candidate += 1
-    return ports
 
 
 class Deployment:
@@ -123,25 +102,8 @@ class Deployment:
             except (OSError, ValueError):
                 continue
         for pid in pids:
-            _signal(pid, signal.SIGKILL)
-        deadline = time.monotonic() + 10
-        while any(_alive(pid) for pid in pids) and time.monotonic() < deadline:
-            time.sleep(0.05)
-
-
-def _signal(pid: int, signum: int) -> None:
-    try:
-        os.kill(pid, signum)
-    except ProcessLookupError:
-        pass
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
+            kill_process(pid, signal.SIGKILL)
+        wait_gone(pids)
 
 
 def wait_cluster_ok(deployment: Deployment, timeout: float = 30.0) -> None:

@@ -1,0 +1,183 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) redisops.cluster contributors
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Inventory hosts on this machine that the roles deploy (redis_node_supervisor none): each host its own loopback
+address, zone and directories under one temporary root, so that placement and the playbooks see distinct hosts."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import random
+import shutil
+import signal
+import socket
+import sys
+import tempfile
+import time
+
+import redis
+from playbook_runs import local_inventory
+
+BUS_OFFSET = 1000  # not the default, so that the roles set cluster-port; ports below the ephemeral range
+
+
+def _bindable(address: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind((address, port))
+        except OSError:
+            return False
+    return True
+
+
+def free_instance_ports(count: int, address: str = "127.0.0.1", bus_offset: int = BUS_OFFSET) -> list:
+    """Ports below the ephemeral range, free with their bus port (port + bus_offset) on address and on the
+    wildcard address."""
+    ports = []
+    candidate = random.randrange(20000, 29000)
+    while len(ports) < count:
+        if all(_bindable(host, port) for host in {address, "0.0.0.0"} for port in (candidate, candidate + bus_offset)):
+            ports.append(candidate)
+        candidate += 1
+    return ports
+
+
+@dataclasses.dataclass
+class RoleHost:
+    name: str
+    address: str
+    ports: list
+    zone: str
+    root: str
+    variables: dict = dataclasses.field(default_factory=dict)  # more host variables, e.g. redis_cluster_role
+
+    @property
+    def run_dir(self) -> str:
+        return os.path.join(self.root, "run")
+
+    @property
+    def facts_dir(self) -> str:
+        return os.path.join(self.root, "facts.d")
+
+    @property
+    def addresses(self) -> list:
+        return ["%s:%d" % (self.address, port) for port in self.ports]
+
+    def host_vars(self) -> dict:
+        return dict({
+            "redis_cluster_zone": self.zone,
+            "redis_node_bind": self.address,
+            # Loopback connections leave from 127.0.0.1 whatever the bound address: without announcing it, the other
+            # nodes would learn this node's address from its bus connections as 127.0.0.1.
+            "redis_node_announce_ip": self.address,
+            "redis_node_ports": self.ports,
+            "redis_node_data_dir": os.path.join(self.root, "data"),
+            "redis_node_conf_dir": os.path.join(self.root, "conf"),
+            "redis_node_log_dir": os.path.join(self.root, "log"),
+            "redis_node_run_dir": self.run_dir,
+            "redis_cluster_agent_lib_dir": os.path.join(self.root, "agent"),
+            "redis_cluster_agent_conf_dir": os.path.join(self.root, "agent-conf"),
+            "redis_cluster_agent_facts_dir": self.facts_dir,
+        }, **self.variables)
+
+    def pid(self, port: int) -> int | None:
+        try:
+            with open(os.path.join(self.run_dir, "redis-%d.pid" % port)) as handle:
+                return int(handle.read())
+        except (OSError, ValueError):
+            return None
+
+
+class RoleHosts:
+    """Hosts named host-1, host-2, ... at 127.0.0.2, 127.0.0.3, ...; a context manager that kills every instance the
+    roles started and removes the root on exit. Add hosts with add(); inventory() lists them by group."""
+
+    def __init__(self, password: str | None = None, node_timeout: int = 2000, **group_vars):
+        self.root = tempfile.mkdtemp(prefix="redisops-hosts-")
+        self.password = password
+        self.hosts: dict = {}
+        self.groups: dict = {}
+        self.group_vars = dict({
+            "redis_node_supervisor": "none",
+            "redis_node_manage_package": False,
+            "redis_node_cluster_node_timeout": node_timeout,
+            "redis_node_bus_port_offset": BUS_OFFSET,
+            "redis_node_appendonly": True,
+            "redis_cluster_agent_manage_packages": False,
+            "redis_cluster_agent_python": sys.executable,
+        }, **group_vars)
+        if password:
+            self.group_vars["redis_node_password"] = password
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *_exc):
+        self.close()
+
+    def add(self, group: str, zone: str, ports: int, **variables) -> RoleHost:
+        index = len(self.hosts) + 1
+        address = "127.0.0.%d" % (index + 1)
+        host = RoleHost("host-%d" % index, address, free_instance_ports(ports, address), zone,
+                        os.path.join(self.root, "host-%d" % index), variables)
+        os.makedirs(host.root)
+        self.hosts[host.name] = host
+        self.groups.setdefault(group, []).append(host.name)
+        return host
+
+    def move(self, name: str, group: str) -> None:
+        """Put a host into another group (scale-out done: the new hosts join the cluster's group)."""
+        for members in self.groups.values():
+            if name in members:
+                members.remove(name)
+        self.groups.setdefault(group, []).append(name)
+
+    def inventory(self) -> dict:
+        return local_inventory({group: {name: self.hosts[name].host_vars() for name in names}
+                                for group, names in self.groups.items()}, **self.group_vars)
+
+    def client(self, address: str) -> redis.Redis:
+        host, port = address.rsplit(":", 1)
+        return redis.Redis(host=host, port=int(port), password=self.password, socket_timeout=5)
+
+    def host_of(self, address: str) -> RoleHost:
+        return next(host for host in self.hosts.values() if address in host.addresses)
+
+    def kill(self, address: str, signum: int = signal.SIGKILL) -> None:
+        """Kill the instance at address (its pid file stays, as after a crash)."""
+        host = self.host_of(address)
+        pid = host.pid(int(address.rsplit(":", 1)[1]))
+        if pid:
+            kill_process(pid, signum)
+            wait_gone([pid])
+
+    def close(self) -> None:
+        pids = [pid for host in self.hosts.values() for pid in map(host.pid, host.ports) if pid]
+        for pid in pids:
+            kill_process(pid, signal.SIGKILL)
+        wait_gone(pids)
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+def kill_process(pid: int, signum: int) -> None:
+    try:
+        os.kill(pid, signum)
+    except ProcessLookupError:
+        pass
+
+
+def wait_gone(pids, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        alive = []
+        for pid in pids:
+            try:
+                os.kill(pid, 0)
+                alive.append(pid)
+            except ProcessLookupError:
+                pass
+        if not alive:
+            return
+        time.sleep(0.05)
