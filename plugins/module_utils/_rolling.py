@@ -102,9 +102,9 @@ def plan_rolling_restart(facts: dict, node_hosts: dict, allow_unprotected: bool 
     by_id = {node["id"]: node for node in nodes}
     missing = [address(node) for node in nodes if address(node) not in node_hosts]
     if missing:
+        listed = ", ".join(sorted(node_hosts)) or "none"
         blockers.append("no inventory host of the group runs %s (redis_cluster_node_hosts lists %s); add the hosts "
-                        "that run every node of the cluster to the group" % (", ".join(missing),
-                                                                            ", ".join(sorted(node_hosts)) or "none"))
+                        "that run every node of the cluster to the group" % (", ".join(missing), listed))
     masters = [node for node in nodes if node["role"] == "master"]
     replicas = {master["id"]: [node for node in nodes if node.get("master_id") == master["id"]] for master in masters}
     steps, warnings = [], []
