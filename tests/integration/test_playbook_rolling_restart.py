@@ -149,6 +149,14 @@ def test_a_shard_without_a_synced_replica_stops_it_before_any_restart(hosts):
         assert "redis_cluster_rolling_restart_allow_unprotected" in run.output
         assert all(counts["changed"] == 0 for counts in run.recap.values()), run.recap
         assert (run_ids(hosts), cluster_nodes_without_timing(hosts), key_counts(hosts)) == before
+        # Accepting the window: that master would restart in place, without a failover (check mode shows it).
+        run = run_collection_playbook("rolling_restart", hosts.inventory(), check=True,
+                                      extra_vars={"redis_cluster_rolling_restart_allow_unprotected": True})
+        assert run.rc == 0, run.output
+        assert re.search(r"restart master %s \(\d+ slots, no failover\)" % re.escape(master), run.output), run.output
+        assert "its master restarts in place, and its slots are not served meanwhile" in run.output
+        assert "fail master %s" % master not in run.output
+        assert (run_ids(hosts), cluster_nodes_without_timing(hosts), key_counts(hosts)) == before
     finally:
         for address in replicas:
             hosts.client(address).config_set("masterauth", PASSWORD)
