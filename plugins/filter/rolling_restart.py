@@ -11,10 +11,12 @@ from ansible.errors import AnsibleFilterError
 from ansible_collections.redisops.cluster.plugins.module_utils._rolling import plan_rolling_restart, step_pending
 
 
-def rolling_restart_plan(facts, node_hosts, allow_unprotected: bool = False, failback: bool = True) -> dict:
-    """redis_cluster_facts' facts -> {steps, blockers, warnings} of a rolling restart of every node."""
+def rolling_restart_plan(facts, node_hosts, allow_unprotected: bool = False, failback: bool = True,
+                         hosts=None) -> dict:
+    """redis_cluster_facts' facts -> {steps, blockers, warnings} of a rolling restart of every node (of the hosts)."""
     try:
-        return plan_rolling_restart(facts, dict(node_hosts), bool(allow_unprotected), bool(failback)).as_dict()
+        return plan_rolling_restart(facts, dict(node_hosts), bool(allow_unprotected), bool(failback),
+                                    None if hosts is None else list(hosts)).as_dict()
     except (KeyError, TypeError, AttributeError) as error:
         raise AnsibleFilterError("rolling_restart_plan expects the facts of redis_cluster_facts and "
                                  "redis_cluster_node_hosts (%s: %s)" % (type(error).__name__, error)) from None

@@ -90,11 +90,12 @@ def replica_problem(node: dict) -> str:
     return ""
 
 
-def plan_rolling_restart(facts: dict, node_hosts: dict, allow_unprotected: bool = False,
-                         failback: bool = True) -> RollingPlan:
+def plan_rolling_restart(facts: dict, node_hosts: dict, allow_unprotected: bool = False, failback: bool = True,
+                         hosts=None) -> RollingPlan:
     """Every node of the cluster restarted once, replicas first, then shard by shard (see the module docstring).
-    node_hosts maps host:port to the inventory host that runs the instance. A shard whose master has no synced replica
-    is a blocker, or with allow_unprotected a warning and a restart of its master in place."""
+    node_hosts maps host:port to the inventory host that runs the instance; with hosts (inventory host names, the
+    play's hosts) only the nodes those hosts run restart. A shard whose master restarts but has no synced replica is a
+    blocker, or with allow_unprotected a warning and a restart of its master in place."""
     blockers = gate_problems(facts)
     if facts.get("state") == "not_configured":
         return RollingPlan(blockers=tuple(blockers))
@@ -105,8 +106,10 @@ def plan_rolling_restart(facts: dict, node_hosts: dict, allow_unprotected: bool 
         listed = ", ".join(sorted(node_hosts)) or "none"
         blockers.append("no inventory host of the group runs %s (redis_cluster_node_hosts lists %s); add the hosts "
                         "that run every node of the cluster to the group" % (", ".join(missing), listed))
+    replicas = {node["id"]: [other for other in nodes if other.get("master_id") == node["id"]] for node in nodes}
+    if hosts is not None:
+        nodes = [node for node in nodes if node_hosts.get(address(node)) in set(hosts)]
     masters = [node for node in nodes if node["role"] == "master"]
-    replicas = {master["id"]: [node for node in nodes if node.get("master_id") == master["id"]] for master in masters}
     steps, warnings = [], []
     # A replica not synced before its restart is not waited for to sync after it.
     for replica in sorted((node for node in nodes if node["role"] == "replica"),

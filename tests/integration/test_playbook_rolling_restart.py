@@ -23,6 +23,9 @@ PASSWORD = "rolling-restart-secret"
 KEYS = 3000
 # Extra variables of every run: a setting the role applies (with apply_role) that the restarts put into effect.
 NEW_SETTINGS = {"redis_node_extra_config": {"repl-diskless-sync-delay": 0, "slowlog-max-len": 200}}
+# One line of the order the playbook prints: what, and the node's host:port.
+ORDER_LINE = re.compile(r'^\s+"(restart replica|restart master|restart|fail master|fail back: promote) (\S+?),? ',
+                        re.MULTILINE)
 
 
 @dataclasses.dataclass
@@ -117,16 +120,25 @@ def test_check_mode_shows_the_order_and_restarts_nothing(hosts):
     assert PASSWORD not in run.output
     assert (run_ids(hosts), cluster_nodes_without_timing(hosts), key_counts(hosts)) == before
     # The order: the 6 replicas, then per shard a failover, the old master's restart and the failback.
-    order = re.findall(r'"(restart replica \S+|fail master \S+|restart \S+, now a replica|fail back: promote \S+)',
-                       run.output)
-    assert len(order) == 15, run.output
-    assert all(step.startswith("restart replica") for step in order[:6])
-    assert [step.split()[0] for step in order[6:]] == ["fail", "restart", "fail"] * 3
+    layout = topology(hosts)
+    order = ORDER_LINE.findall(run.output)
+    assert [what for what, _node in order] == ["restart replica"] * 6 + ["fail master", "restart",
+                                                                         "fail back: promote"] * 3, run.output
+    assert sorted(node for _what, node in order[:6]) == sorted(node for node in layout if layout[node][0] == "replica")
+    shards = [order[index:index + 3] for index in range(6, 15, 3)]
+    assert sorted(shard[0][1] for shard in shards) == sorted(node for node in layout if layout[node][0] == "master")
+    assert all(len({node for _what, node in shard}) == 1 for shard in shards)
     # Each shard's failover as redis_cluster_failover plans it, and the settings the role would write.
     assert len(re.findall(r"fail over from master \S+ \(\w+\) \(\d+ bytes behind\)", run.output)) == 3, run.output
     assert re.search(r"TASK \[redisops\.cluster\.redis_node : Write each instance's settings\].*?changed: ",
                      run.output, re.DOTALL), run.output
     assert all(slowlog_len(hosts, address) == "128" for address in addresses(hosts))
+    # --limit narrows the restarts to the instances of the hosts it names.
+    limited = run_collection_playbook("rolling_restart", hosts.inventory(), check=True, limit="host-2")
+    assert limited.rc == 0, limited.output
+    assert sorted({node for _what, node in ORDER_LINE.findall(limited.output)}) == sorted(
+        hosts.hosts["host-2"].addresses), limited.output
+    assert (run_ids(hosts), cluster_nodes_without_timing(hosts), key_counts(hosts)) == before
 
 
 def test_a_shard_without_a_synced_replica_stops_it_before_any_restart(hosts):

@@ -81,6 +81,18 @@ def test_without_failback_the_masters_stay_replicas():
                              (FAILOVER, 7001), (RESTART, 7001), (FAILOVER, 7002), (RESTART, 7002)]
 
 
+def test_hosts_narrow_the_restarts_to_their_nodes():
+    facts = cluster(replicas=1)
+    hosts = hosts_of(facts)  # host-1 runs the master 7000 and the replica 7003 (of 7000)
+    plan = plan_rolling_restart(facts, hosts, hosts=["host-1"])
+    assert actions(plan) == [(RESTART, 7003), (FAILOVER, 7000), (RESTART, 7000), (FAILBACK, 7000)]
+    assert plan_rolling_restart(facts, hosts, hosts=[]).steps == ()
+    # A shard without a synced replica blocks only a restart of its master.
+    unsynced = edited(facts, 7005, master_link_status="down")  # the replica of 7002, both on host-0
+    assert plan_rolling_restart(unsynced, hosts, hosts=["host-1"]).blockers == ()
+    assert "the shard of 127.0.0.1:7002" in plan_rolling_restart(unsynced, hosts, hosts=["host-0"]).blockers[0]
+
+
 def test_a_shard_without_synced_replica_blocks_and_is_named():
     facts = edited(cluster(replicas=1), 7004, master_link_status="down")
     plan = plan_rolling_restart(facts, hosts_of(facts))
