@@ -130,8 +130,8 @@ def nodes_inventory(nodes, zones=("a", "b", "c"), group: str = "redis_cluster", 
     hosts = {}
     for index, node in enumerate(nodes):
         zone = zones[index % len(zones)]
-        host = hosts.setdefault("host-" + zone, {"redis_cluster_address": node.host, "redis_cluster_zone": zone,
-                                                  "redis_node_ports": []})
+        host = hosts.setdefault("host-" + zone, {
+            "redis_cluster_address": node.host, "redis_cluster_zone": zone, "redis_node_ports": []})
         host["redis_node_ports"].append(node.port)
     return local_inventory({group: hosts}, **all_vars)
 

@@ -38,7 +38,7 @@ def free_instance_ports(count: int, address: str = "127.0.0.1", bus_offset: int 
     ports = []
     candidate = random.randrange(20000, 29000)
     while len(ports) < count:
-        if all(_bindable(host, port) for host in {address, "0.0.0.0"} for port in (candidate, candidate + bus_offset)):
+        if all(_bindable(host, port) for host in (address, "0.0.0.0") for port in (candidate, candidate + bus_offset)):
             ports.append(candidate)
         candidate += 1
     return ports
