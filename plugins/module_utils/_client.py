@@ -54,7 +54,7 @@ SEND_WORDS = 1024
 MAX_PARALLEL = 64
 # A discovery pass per hop; real clusters need two (seeds, then everyone they know).
 MAX_DISCOVERY_ROUNDS = 8
-INFO_SECTIONS = ("server", "memory", "replication", "keyspace")
+INFO_SECTIONS = ("server", "memory", "persistence", "replication", "keyspace")
 
 
 def _lean_connect_kwargs() -> dict:

@@ -46,6 +46,12 @@ def node_facts(node: Node) -> dict:
         "keys": node.observation.keys if node.reachable else None,
         "used_memory": info.get("used_memory"),
         "redis_version": info.get("redis_version"),
+        "cluster_state": node.observation.cluster_info.get("cluster_state") if node.reachable else None,
+        "loading": bool(info.get("loading")) if node.reachable else None,
+        # A replica's own account of its link; null for masters and unreachable nodes.
+        "master_link_status": info.get("master_link_status") if node.role == "replica" else None,
+        "master_sync_in_progress": (bool(info.get("master_sync_in_progress"))
+                                    if node.role == "replica" and node.reachable else None),
     }
 
 

@@ -198,6 +198,20 @@ ansible_facts:
             redis_version:
               description: Server version (null when not reachable).
               type: str
+            cluster_state:
+              description: C(cluster_state) of the node's own C(CLUSTER INFO) (null when not reachable).
+              type: str
+            loading:
+              description: Whether the node is still loading its data set from disk (null when not reachable).
+              type: bool
+            master_link_status:
+              description: A replica's link to its master as the replica reports it, V(up) or V(down) (null for
+                masters and unreachable replicas).
+              type: str
+            master_sync_in_progress:
+              description: Whether a replica is in a full sync from its master (null for masters and unreachable
+                replicas).
+              type: bool
         findings:
           description:
             - Health findings, most serious first. C(kind) is one of V(node_unreachable),

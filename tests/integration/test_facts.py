@@ -40,8 +40,12 @@ def test_healthy_cluster_from_one_seed(cluster6):
     assert sum(node["keys"] for node in masters) == 500
     for node in normal["nodes"]:
         assert node["reachable"] and node["redis_version"].startswith("7.") and node["used_memory"] > 0
+        assert node["cluster_state"] == "ok" and node["loading"] is False
         if node["role"] == "replica":
             assert node["master_id"] in {m["id"] for m in masters} and node["slots"] == []
+            assert node["master_link_status"] == "up" and node["master_sync_in_progress"] is False
+        else:
+            assert node["master_link_status"] is None and node["master_sync_in_progress"] is None
     # The reference tool agrees: all covered, no open slot.
     assert "[OK] All 16384 slots covered." in redis_cli_check(cluster6[0])
     # Check mode reads the same cluster the same way.

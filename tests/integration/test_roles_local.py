@@ -177,6 +177,19 @@ def test_a_changed_setting_restarts_only_its_instance(deployment):
     assert deployment.client(deployment.ports[0]).config_get("slowlog-max-len") == {"slowlog-max-len": "256"}
 
 
+def test_restart_changed_false_writes_settings_and_restarts_nothing(deployment):
+    target = deployment.ports[2]
+    before = run_ids(deployment)
+    changed, output = deployment.apply(redis_node_instance_config={target: {"maxmemory": "32mb"}},
+                                       redis_node_restart_changed=False)
+    assert changed > 0
+    assert run_ids(deployment) == before, output
+    with open(os.path.join(deployment.variables["redis_node_conf_dir"], "%d.conf" % target)) as handle:
+        assert re.search(r"(?m)^maxmemory 32mb$", handle.read())
+    # The instance still runs with what it started with: the restart is left to a rolling restart.
+    assert deployment.client(target).config_get("maxmemory") == {"maxmemory": "0"}
+
+
 def facts_file(deployment: Deployment) -> str:
     return os.path.join(deployment.facts_dir, "redis_cluster.fact")
 

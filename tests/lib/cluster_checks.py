@@ -89,9 +89,9 @@ def assert_healthy(node) -> None:
 
 
 def cluster_client(nodes) -> redis.RedisCluster:
-    """A redis-py cluster client seeded with the first node (its password and TLS files)."""
+    """A redis-py cluster client seeded with the first node (its address, password and TLS files)."""
     tls = nodes[0].tls.client_kwargs() if nodes[0].tls else {}
-    return redis.RedisCluster(host="127.0.0.1", port=nodes[0].port, password=nodes[0].password, **tls)
+    return redis.RedisCluster(host=nodes[0].host, port=nodes[0].port, password=nodes[0].password, **tls)
 
 
 def write_keys(nodes, count: int, prefix: str = "key", size: int = 0) -> dict:
@@ -215,7 +215,7 @@ class NodeWriter:
         env = dict(os.environ, REDIS_PASSWORD=nodes[0].password) if nodes[0].password else None
         self.prefix = prefix
         self.process = subprocess.Popen(
-            ["node", os.path.join(CLIENTS_DIR, "writer.js"), "127.0.0.1", str(nodes[0].port), prefix,
+            ["node", os.path.join(CLIENTS_DIR, "writer.js"), nodes[0].host, str(nodes[0].port), prefix,
              str(NODE_WRITER_SECONDS)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
         self.acknowledged = {}
         self.errors = []

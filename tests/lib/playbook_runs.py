@@ -137,9 +137,9 @@ def nodes_inventory(nodes, zones=("a", "b", "c"), group: str = "redis_cluster", 
 
 
 def run_collection_playbook(name: str, inventory: dict, extra_vars=None, check: bool = False, env=None,
-                            verbosity: int = 0, timeout: float = 900) -> InventoryRun:
+                            verbosity: int = 0, timeout: float = 900, limit: str | None = None) -> InventoryRun:
     """ansible-playbook redisops.cluster.<name>, as users run the collection's playbooks, over an inventory given
-    as a dict (see local_inventory)."""
+    as a dict (see local_inventory); limit is --limit's pattern."""
     workdir = tempfile.mkdtemp(prefix="redisops-inventory-")
     try:
         path = os.path.join(workdir, "inventory.json")
@@ -150,6 +150,8 @@ def run_collection_playbook(name: str, inventory: dict, extra_vars=None, check: 
             args += ["--extra-vars", json.dumps(extra_vars)]
         if check:
             args.append("--check")
+        if limit:
+            args += ["--limit", limit]
         if verbosity:
             args.append("-" + "v" * verbosity)
         proc = subprocess.run(args, env=ansible_env(env), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
