@@ -141,8 +141,9 @@ def topology(nodes) -> dict:
 
 
 def run(name: str, inventory: dict, extra_vars=None, check: bool = False):
-    """ansible-playbook redisops.cluster.NAME; the run, once it succeeded."""
-    done = run_collection_playbook(name, inventory, extra_vars=extra_vars, check=check)
+    """ansible-playbook redisops.cluster.NAME (with the stats it hands on shown); the run, once it succeeded."""
+    done = run_collection_playbook(name, inventory, extra_vars=extra_vars, check=check,
+                                   env={"ANSIBLE_SHOW_CUSTOM_STATS": "1"})
     assert done.rc == 0, done.output
     return done
 
@@ -239,6 +240,8 @@ def test_rebalance_applies_the_reviewed_moves(site):
     moves = shown(planned.output, "Show the moves")
     assert "move " in moves, planned.output
     state_id = moves.split("state_id ")[1].split()[0]
+    # An AWX workflow's next job receives the reviewed state_id from these stats.
+    assert '"redis_cluster_expect_state_id": "%s"' % state_id in planned.output.split("CUSTOM STATS")[1]
     # The reviewed moves are applied only while the cluster is still the one reviewed.
     applied = run("rebalance", inventory, {"redis_cluster_expect_state_id": state_id})
     assert "slot(s) and" in shown(applied.output, "Show what moved")
@@ -295,7 +298,7 @@ def test_scale_out_deploys_joins_and_rebalances(site):
 
 def test_scale_in_refuses_bad_input(site):
     refused_before_any_write("scale_in", site.inventory(), site.live(), {"redis_cluster_scale_in_nodes": ["host-d"]},
-                             "redis_cluster_scale_in_nodes must be a list of host:port or node ids")
+                             "redis_cluster_scale_in_nodes must be a list (or a string) of host:port or node ids")
 
 
 def test_scale_in_drains_removes_and_stops_a_group(site):
