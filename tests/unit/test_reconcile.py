@@ -337,7 +337,6 @@ def test_masters_crowded_into_one_zone_are_spread_again_by_failovers():
         "a synced replica spreads the masters (redis_cluster_failover)")
 
 
-
 def test_fresh_instances_never_make_a_second_cluster_while_the_members_are_down():
     cluster = healthy()
     for instances in cluster.hosts.values():
