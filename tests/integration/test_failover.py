@@ -10,11 +10,11 @@ import re
 
 from playbook_runs import run_module, run_tasks
 from cluster_checks import (
-    all_keys, assert_healthy, clients_writing, cluster_nodes_fields, cluster_writes, command_counts, masters,
+    all_keys, assert_clients_kept_working, assert_healthy, client_keys, clients_writing, cluster_nodes_fields, cluster_writes, command_counts, masters,
     reset_stats, seed, wait_for, write_keys,
 )
 from redis_harness import wait_converged
-from test_rebalance import assert_clients_kept_working, client_keys, ok
+from test_rebalance import ok
 
 MODULE = "redis_cluster_failover"
 

@@ -17,7 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from playbook_runs import ANSIBLE_PLAYBOOK, ansible_env, run_module, run_tasks
 from cluster_checks import (
-    all_keys, assert_healthy, clients_writing, cluster_client, cluster_nodes_fields, cluster_writes, command_counts, masters,
+    all_keys, assert_clients_kept_working, assert_healthy, client_keys, clients_writing, cluster_client, cluster_nodes_fields, cluster_writes, command_counts, masters,
     owner_id, own_ranges, raw, reset_stats,
     seed, slot_owner, wait_for, write_into_foreign_slot, write_keys,
 )
@@ -54,21 +54,6 @@ def joined_empty_master(nodes, fresh_nodes) -> tuple:
 def ok(result: dict) -> dict:
     assert not result.get("failed"), result.get("msg")
     return result
-
-
-def client_keys(stored: dict) -> dict:
-    """stored without the keys the online clients wrote."""
-    return {key: value for key, value in stored.items() if not key.startswith((b"online:", b"ioredis:"))}
-
-
-def assert_clients_kept_working(writers, stored: dict) -> None:
-    """No client raised anything, and every write a client saw acknowledged is there with its value."""
-    for writer in writers:
-        assert writer.errors == [], "%s: %d error(s): %s" % (writer.name_shown, len(writer.errors), writer.errors[:5])
-        assert writer.acknowledged, "%s wrote nothing" % writer.name_shown
-        missing = [key for key, value in writer.acknowledged.items() if stored.get(key) != value]
-        assert missing == [], "%s: %d acknowledged write(s) missing, e.g. %s" % (writer.name_shown, len(missing),
-                                                                                 missing[:5])
 
 
 def test_rebalance_onto_a_new_master_while_clients_write(cluster6, fresh_nodes):

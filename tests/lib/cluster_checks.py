@@ -255,3 +255,18 @@ def clients_writing(nodes):
     finally:
         for writer in started:
             writer.stop()
+
+
+def client_keys(stored: dict) -> dict:
+    """stored without the keys the online clients wrote."""
+    return {key: value for key, value in stored.items() if not key.startswith((b"online:", b"ioredis:"))}
+
+
+def assert_clients_kept_working(writers, stored: dict) -> None:
+    """No client raised anything, and every write a client saw acknowledged is there with its value."""
+    for writer in writers:
+        assert writer.errors == [], "%s: %d error(s): %s" % (writer.name_shown, len(writer.errors), writer.errors[:5])
+        assert writer.acknowledged, "%s wrote nothing" % writer.name_shown
+        missing = [key for key, value in writer.acknowledged.items() if stored.get(key) != value]
+        assert missing == [], "%s: %d acknowledged write(s) missing, e.g. %s" % (writer.name_shown, len(missing),
+                                                                                 missing[:5])

@@ -14,10 +14,9 @@ import re
 import time
 
 import pytest
-from cluster_checks import clients_writing, wait_for, write_keys
+from cluster_checks import assert_clients_kept_working, client_keys, clients_writing, wait_for, write_keys
 from playbook_runs import run_collection_playbook
 from role_hosts import RoleHosts
-from test_rebalance import assert_clients_kept_working, client_keys
 
 PASSWORD = "rolling-restart-secret"
 KEYS = 3000
