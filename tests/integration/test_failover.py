@@ -10,8 +10,8 @@ import re
 
 from playbook_runs import run_module, run_tasks
 from cluster_checks import (
-    all_keys, assert_clients_kept_working, assert_healthy, client_keys, clients_writing, cluster_nodes_fields, cluster_writes, command_counts, masters,
-    reset_stats, seed, wait_for, write_keys,
+    all_keys, assert_clients_kept_working, assert_healthy, client_keys, clients_writing, cluster_nodes_fields,
+    cluster_writes, command_counts, masters, reset_stats, seed, wait_for, write_keys,
 )
 from redis_harness import wait_converged
 from test_rebalance import ok

@@ -14,8 +14,8 @@ import time
 
 from playbook_runs import run_tasks
 from cluster_checks import (
-    all_keys, assert_clients_kept_working, assert_healthy, client_keys, clients_writing, cluster_nodes_fields, cluster_writes, masters, own_ranges, reset_stats,
-    seed, wait_for, write_keys,
+    all_keys, assert_clients_kept_working, assert_healthy, client_keys, clients_writing, cluster_nodes_fields,
+    cluster_writes, masters, own_ranges, reset_stats, seed, wait_for, write_keys,
 )
 from redis_harness import RedisNode, free_ports
 from test_rebalance import ok, slot_counts

@@ -17,9 +17,9 @@ from concurrent.futures import ThreadPoolExecutor
 
 from playbook_runs import ANSIBLE_PLAYBOOK, ansible_env, run_module, run_tasks
 from cluster_checks import (
-    all_keys, assert_clients_kept_working, assert_healthy, client_keys, clients_writing, cluster_client, cluster_nodes_fields, cluster_writes, command_counts, masters,
-    owner_id, own_ranges, raw, reset_stats,
-    seed, slot_owner, wait_for, write_into_foreign_slot, write_keys,
+    all_keys, assert_clients_kept_working, assert_healthy, client_keys, clients_writing, cluster_client,
+    cluster_nodes_fields, cluster_writes, command_counts, masters, owner_id, own_ranges, raw, reset_stats, seed,
+    slot_owner, wait_for, write_into_foreign_slot, write_keys,
 )
 from redis.crc import key_slot
 from redis_harness import form_cluster
