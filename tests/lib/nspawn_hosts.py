@@ -29,11 +29,12 @@ import os
 import random
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
+
+from redis_harness import port_free
 
 CACHE_DIR = os.environ.get("REDISOPS_ROOTFS_CACHE", "/var/cache/redisops-tests")
 MIRROR = os.environ.get("REDISOPS_DEBIAN_MIRROR", "http://deb.debian.org/debian")
@@ -143,17 +144,8 @@ def free_port_pair(offset: int = 0, host: str = "127.0.0.1", avoid=()) -> int:
         port = random.choice(candidates)
         if port in avoid or port + offset in avoid:
             continue
-        if _port_free(port, host) and (not offset or _port_free(port + offset, host)):
+        if port_free(port, host) and (not offset or port_free(port + offset, host)):
             return port
-
-
-def _port_free(port: int, host: str) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        try:
-            probe.bind((host, port))
-        except OSError:
-            return False
-    return True
 
 
 @dataclasses.dataclass(eq=False)

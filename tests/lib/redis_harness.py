@@ -31,6 +31,16 @@ REDIS_CLI = os.environ.get("REDIS_CLI", "redis-cli")
 _LIVE = set()
 
 
+def port_free(port: int, host: str = "127.0.0.1") -> bool:
+    """Whether port can be bound on host right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        try:
+            probe.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
 def free_ports(count: int, host: str = "127.0.0.1") -> list:
     """Distinct ports that are free right now (held open together so none repeats)."""
     sockets = []

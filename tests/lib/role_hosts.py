@@ -12,24 +12,15 @@ import os
 import random
 import shutil
 import signal
-import socket
 import sys
 import tempfile
 import time
 
 import redis
 from playbook_runs import local_inventory
+from redis_harness import port_free
 
 BUS_OFFSET = 1000  # not the default, so that the roles set cluster-port; ports below the ephemeral range
-
-
-def _bindable(address: str, port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        try:
-            sock.bind((address, port))
-        except OSError:
-            return False
-    return True
 
 
 def free_instance_ports(count: int, address: str = "127.0.0.1", bus_offset: int = BUS_OFFSET) -> list:
@@ -38,7 +29,7 @@ def free_instance_ports(count: int, address: str = "127.0.0.1", bus_offset: int 
     ports = []
     candidate = random.randrange(20000, 29000)
     while len(ports) < count:
-        if all(_bindable(host, port) for host in (address, "0.0.0.0") for port in (candidate, candidate + bus_offset)):
+        if all(port_free(port, host) for host in (address, "0.0.0.0") for port in (candidate, candidate + bus_offset)):
             ports.append(candidate)
         candidate += 1
     return ports
