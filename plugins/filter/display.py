@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 from ansible.errors import AnsibleFilterError
+from ansible_collections.redisops.cluster.plugins.module_utils._topology import format_address
 
 COLUMNS = ("node", "role", "master", "zone", "rack", "host", "slots", "keys", "memory", "flags")
 
@@ -17,8 +18,7 @@ def _ranges_text(ranges) -> str:
 
 
 def _address(node: dict) -> str:
-    host = node["host"]
-    return "[%s]:%d" % (host, node["port"]) if ":" in host else "%s:%d" % (host, node["port"])
+    return format_address(node["host"], node["port"])
 
 
 def _row(node: dict, addresses: dict) -> tuple:
