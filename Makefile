@@ -7,9 +7,9 @@ STAMP := $(VENV)/.requirements-installed
 PYTEST := $(BIN)/python -m pytest
 CLIENTS_STAMP := tests/clients/node_modules/.installed
 
-.PHONY: test unit integration test-playbooks sanity lint demo bench fuzz deps redis chromium roles-deps roles-rootfs roles-sample test-roles clean
+.PHONY: test unit integration reliability-sample test-reliability test-playbooks sanity lint demo bench fuzz deps redis chromium roles-deps roles-rootfs roles-sample test-roles clean
 
-test: unit integration sanity lint roles-sample
+test: unit integration reliability-sample sanity lint roles-sample
 
 $(STAMP): requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -91,6 +91,15 @@ unit: deps
 
 integration: deps chromium
 	$(PYTEST) tests/integration
+
+# The reliability suites' fast cases (marked sample); test-reliability runs every case, sample or not.
+reliability-sample: deps
+	$(PYTEST) tests/reliability -m sample
+
+# Faults during moves, partitions, bad input, check mode, secrets, TLS with ACL, other server versions; CI runs
+# it after make test. Figures in docs/reliability.md.
+test-reliability: deps
+	$(PYTEST) tests/reliability
 
 # The deploy, rolling_restart and reconcile playbooks on local hosts the roles deploy (about 10 minutes; CI's 45
 # minutes leave no room for them next to make test, which runs the other playbooks' tests in tests/integration).

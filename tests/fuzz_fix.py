@@ -33,6 +33,8 @@ from breakage import BrokenState, StateSupply, Verdict, check_repair, run_ours, 
 from redis_harness import REDIS_SERVER  # noqa: E402
 
 DOCS = os.path.join(ROOT, "docs", "reliability.md")
+SECTION_START = "<!-- written by make fuzz: start -->"
+SECTION_END = "<!-- written by make fuzz: end -->"
 STATE_TIMEOUT_S = 300
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
@@ -198,13 +200,13 @@ def report(outcomes: list, elapsed: float) -> str:
     failures = [line for outcome in outcomes for line in outcome.failure_lines()]
     notes = ["seed %d: %s" % (o.seed, note) for o in outcomes for note in o.notes]
     text = [
-        "# Repair reliability",
+        "## Repair of seeded broken states",
         "",
         "Written by `make fuzz` (`tests/fuzz_fix.py`, `FUZZ_STATES` states, %d here): `redis_cluster_fix` and" % len(
             outcomes),
         "`redis-cli --cluster fix` on seeded broken clusters, each tool on its own twin of the state.",
         "",
-        "## How the states are made",
+        "### How the states are made",
         "",
         "`tests/lib/breakage.py` draws everything from the seed before a node is touched. A cluster of 3 to 5",
         "masters (a replica for about half of them) on fresh `redis-server` processes with",
@@ -223,7 +225,7 @@ def report(outcomes: list, elapsed: float) -> str:
         "second run must also report `changed: false`. A key lost is one that no live master holds any more",
         "with its value.",
         "",
-        "## Results",
+        "### Results",
         "",
         "Run %s UTC, %.0f s, %s." % (datetime.datetime.utcnow().strftime("%Y-%m-%d %H:%M"), elapsed, versions()),
         "",
@@ -231,13 +233,22 @@ def report(outcomes: list, elapsed: float) -> str:
         "| --- | ---: |",
     ] + ["| %s | %d |" % row for row in rows]
     text += ["", "By the commands that took effect in a state (a state counts once under each kind it holds):", ""]
-    text += kinds_table(outcomes) + ["", "## Failures", ""]
+    text += kinds_table(outcomes) + ["", "### Failures", ""]
     text += ["- " + line for line in failures] or ["None."]
     if any(not outcome.ours.repaired for outcome in outcomes):
         text += ["", "redis_cluster_fix's failures grouped by their first reason:", ""] + failure_kinds(outcomes)
     if notes:
-        text += ["", "## Notes on the states", ""] + ["- " + note for note in notes]
+        text += ["", "### Notes on the states", ""] + ["- " + note for note in notes]
     return "\n".join(text) + "\n"
+
+
+def write_section(text: str) -> None:
+    """Replace the fuzz section of docs/reliability.md, leaving the other suites' sections alone."""
+    with open(DOCS) as handle:
+        current = handle.read()
+    start, end = current.index(SECTION_START), current.index(SECTION_END)
+    with open(DOCS, "w") as handle:
+        handle.write(current[:start + len(SECTION_START)] + "\n" + text + current[end:])
 
 
 def main() -> int:
@@ -278,8 +289,7 @@ def main() -> int:
     if options.seed is not None or options.no_docs:
         print(text)
     else:
-        with open(DOCS, "w") as handle:
-            handle.write(text)
+        write_section(text)
         print("wrote %s" % DOCS, file=sys.stderr)
     return 0
 
