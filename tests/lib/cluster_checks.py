@@ -88,10 +88,11 @@ def assert_healthy(node) -> None:
     assert "[ERR]" not in report and "[WARNING]" not in report, report
 
 
-def cluster_client(nodes) -> redis.RedisCluster:
-    """A redis-py cluster client seeded with the first node (its address, password and TLS files)."""
+def cluster_client(nodes, **kwargs) -> redis.RedisCluster:
+    """A redis-py cluster client seeded with the first node (its address, password and TLS files); kwargs go to
+    redis.RedisCluster (timeouts, for one)."""
     tls = nodes[0].tls.client_kwargs() if nodes[0].tls else {}
-    return redis.RedisCluster(host=nodes[0].host, port=nodes[0].port, password=nodes[0].password, **tls)
+    return redis.RedisCluster(host=nodes[0].host, port=nodes[0].port, password=nodes[0].password, **tls, **kwargs)
 
 
 def write_keys(nodes, count: int, prefix: str = "key", size: int = 0) -> dict:
@@ -172,15 +173,17 @@ def reset_stats(nodes) -> None:
 
 class Writer(threading.Thread):
     """An unpatched redis-py cluster client writing and reading back keys until stopped; records acknowledged writes
-    and errors (anything the client raised, whatever its class: it reaches the application)."""
+    and errors (anything the client raised, whatever its class: it reaches the application), each acknowledgement
+    with its time.monotonic(); client_kwargs go to redis.RedisCluster."""
 
     name_shown = "redis-py %s" % redis.__version__
 
-    def __init__(self, nodes, prefix: str = "online"):
+    def __init__(self, nodes, prefix: str = "online", **client_kwargs):
         super().__init__(daemon=True)
-        self.client = cluster_client(nodes)
+        self.client = cluster_client(nodes, **client_kwargs)
         self.prefix = prefix
         self.acknowledged = {}
+        self.acknowledged_at = {}
         self.errors = []
         self._stop_event = threading.Event()
 
@@ -191,6 +194,7 @@ class Writer(threading.Thread):
             try:
                 self.client.set(key, value)
                 self.acknowledged[key.encode()] = value.encode()
+                self.acknowledged_at[key.encode()] = time.monotonic()
                 if self.client.get(key) != value.encode():
                     self.errors.append("read back mismatch for %s" % key)
             except Exception as exc:  # pylint: disable=broad-except

@@ -1,0 +1,201 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) redisops.cluster contributors
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Partitions between test hosts in network namespaces (tests/lib/netns_hosts): a master's host cut off while clients
+write, and a host cut off in the middle of a rebalance; the modules bring the cluster back to full health afterwards.
+Figures (printed with -s) go to docs/reliability.md, Partitions."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import tempfile
+import threading
+import time
+
+import pytest
+from cluster_checks import all_keys, assert_healthy, cluster_nodes_fields, masters, wait_for, write_keys, Writer
+from netns_hosts import HostWriter, NetnsHost, NetnsHosts, unavailable_reason
+from playbook_runs import run_module
+from redis.crc import key_slot
+from redis_harness import RedisNode, RedisNodes, wait_converged
+
+pytestmark = pytest.mark.skipif(unavailable_reason() is not None, reason="partitions need network namespaces: %s"
+                                % unavailable_reason())
+
+CLIENT_TIMEOUTS = dict(socket_timeout=1, socket_connect_timeout=1)
+
+
+@dataclasses.dataclass
+class SpreadCluster:
+    """Redis nodes on namespace hosts; zone and host of each by its address."""
+
+    net: NetnsHosts
+    nodes: list
+    host_of: dict
+
+    def zone_of(self, node: RedisNode) -> str:
+        return self.host_of[node.address].zone
+
+    def on(self, host: NetnsHost) -> list:
+        return [node for node in self.nodes if self.host_of[node.address] is host]
+
+    def listed(self) -> list:
+        """Every node as the modules' nodes option takes it, with its zone."""
+        return [dict(host=node.host, port=node.port, zone=self.zone_of(node)) for node in self.nodes]
+
+    def seed(self, avoid: NetnsHost | None = None) -> dict:
+        node = next(node for node in self.nodes if self.host_of[node.address] is not avoid)
+        return {"login_host": node.host, "login_port": node.port}
+
+    def by_id(self) -> dict:
+        return {node.node_id(): node for node in self.nodes}
+
+    def master_of(self, replica: RedisNode) -> RedisNode:
+        return self.by_id()[next(f[3] for f in cluster_nodes_fields(replica) if "myself" in f[2])]
+
+
+@pytest.fixture
+def spread():
+    """Factory: per zone, count nodes on that zone's host (network namespaces), stopped and removed afterwards."""
+    made = []
+
+    def start(zones=("a", "b", "c"), count: int = 2) -> SpreadCluster:
+        net = NetnsHosts(zones)
+        made.append(net)
+        nodes, host_of = [], {}
+        for host in net:
+            group = RedisNodes(count, host=host.address, command_prefix=host.command_prefix)
+            made.append(group)
+            nodes += group.nodes
+            host_of.update((node.address, host) for node in group)
+        return SpreadCluster(net, nodes, host_of)
+
+    yield start
+    for thing in reversed(made):
+        thing.close()
+
+
+def ok(result: dict) -> dict:
+    assert not result.get("failed"), result.get("msg")
+    assert "Traceback" not in json.dumps(result), result
+    return result
+
+
+def role(node: RedisNode) -> bytes:
+    return node.call("ROLE")[0]
+
+
+def created(cluster: SpreadCluster, nodes=None) -> None:
+    """redis_cluster_create over nodes (all of them by default), one replica per master, zones from the hosts."""
+    listed = [entry for entry in cluster.listed() if nodes is None or
+              "%s:%d" % (entry["host"], entry["port"]) in {node.address for node in nodes}]
+    ok(run_module("redis_cluster_create", dict(nodes=listed, replicas=1)))
+    wait_converged(nodes or cluster.nodes)
+
+
+def assert_spread(cluster: SpreadCluster) -> None:
+    """One master per zone, and every replica in another zone than its master."""
+    serving = masters(cluster.nodes)
+    assert sorted(cluster.zone_of(node) for node in serving) == ["a", "b", "c"]
+    for node in cluster.nodes:
+        if role(node) == b"slave":
+            assert cluster.zone_of(cluster.master_of(node)) != cluster.zone_of(node), node.address
+
+
+def own_slots(node: RedisNode) -> set:
+    fields = next(f for f in cluster_nodes_fields(node) if "myself" in f[2])
+    slots = set()
+    for token in fields[8:]:
+        if not token.startswith("["):
+            first, _sep, last = token.partition("-")
+            slots.update(range(int(first), int(last or first) + 1))
+    return slots
+
+
+def hash_tag_in(slots: set) -> str:
+    """A hash tag whose keys fall into one of slots."""
+    return next("{%d}" % index for index in range(100000) if key_slot(b"%d" % index) in slots)
+
+
+def timed(function, *args, **kwargs):
+    started = time.monotonic()
+    value = function(*args, **kwargs)
+    return value, time.monotonic() - started
+
+
+def test_a_master_cut_off_fails_over_and_fix_and_placement_restore_bring_it_back(spread):
+    cluster = spread()
+    created(cluster)
+    assert_spread(cluster)
+    expected = write_keys(cluster.nodes, 2000)
+    victim_host = cluster.net.hosts["host-a"]
+    victim = next(node for node in masters(cluster.nodes) if cluster.host_of[node.address] is victim_host)
+    replica = next(node for node in cluster.nodes if role(node) == b"slave" and cluster.master_of(node) is victim)
+    victim_slots = own_slots(victim)
+    observer = next(node for node in cluster.nodes if cluster.host_of[node.address] is not victim_host)
+
+    # One client beside the nodes of hosts b and c (the test process, through the uplink), writing keys of every
+    # slot; one on host a itself, writing keys of one slot of host a's master (a client of any other master would
+    # stall on it through the partition).
+    outside = Writer([observer], prefix="outside", **CLIENT_TIMEOUTS)
+    inside = HostWriter(victim_host, victim, prefix=hash_tag_in(victim_slots) + "inside")
+    outside.start()
+    inside.start()
+    try:
+        time.sleep(1)
+        cut_at = time.monotonic()
+        cluster.net.cut(victim_host)
+        cut_seconds = time.monotonic() - cut_at
+        wait_for(lambda: role(replica) == b"master", timeout=30, message="the replica to take over")
+        failover_seconds = time.monotonic() - cut_at
+        time.sleep(1)
+        healed_at = time.monotonic()
+        cluster.net.heal(victim_host)
+        wait_for(lambda: role(victim) == b"slave", timeout=30, message="the old master to turn replica")
+        rejoin_seconds = time.monotonic() - healed_at
+        time.sleep(1)
+    finally:
+        cluster.net.heal(victim_host)
+        outside.stop()
+        inside.stop()
+    wait_converged(cluster.nodes)
+
+    fixed, fix_seconds = timed(run_module, "redis_cluster_fix", cluster.seed())
+    ok(fixed)
+    restore = dict(nodes=cluster.listed(), placement="restore")
+    restored, restore_seconds = timed(run_module, "redis_cluster_failover", restore)
+    assert ok(restored)["changed"] is True
+    wait_converged(cluster.nodes)
+    assert role(victim) == b"master" and role(replica) == b"slave"
+    assert_spread(cluster)
+    assert_healthy(observer)
+    assert ok(run_module("redis_cluster_failover", restore))["changed"] is False
+
+    stored = all_keys(cluster.nodes)
+    assert {key: stored.get(key) for key in expected} == expected
+    lost_in_window, lost = [], []
+    for writer in (outside, inside):
+        for key, value in writer.acknowledged.items():
+            if stored.get(key) == value:
+                continue
+            in_window = key_slot(key) in victim_slots and cut_at <= writer.acknowledged_at[key] <= healed_at
+            (lost_in_window if in_window else lost).append(key)
+    # Only writes the cut-off master acknowledged while cut off may be gone (Redis' documented window).
+    assert lost == [], "%d acknowledged write(s) lost outside the partition's window: %s" % (len(lost), lost[:5])
+    assert not any(key.startswith(b"outside") for key in lost_in_window)
+    assert lost_in_window, "the master cut off lost nothing it acknowledged: was it cut off at all?"
+    after_heal = sum(1 for at in outside.acknowledged_at.values() if at > healed_at)
+    assert after_heal > 0, "the outside client wrote nothing after the heal"
+    print("\nPARTITION-FIGURES " + json.dumps({
+        "cut_command_seconds": round(cut_seconds, 3), "failover_seconds": round(failover_seconds, 2), "rejoin_seconds": round(rejoin_seconds, 2),
+        "fix_seconds": round(fix_seconds, 2), "fix_changed": fixed["changed"],
+        "restore_seconds": round(restore_seconds, 2),
+        "outside_acknowledged": len(outside.acknowledged), "outside_errors": len(outside.errors),
+        "inside_acknowledged": len(inside.acknowledged), "inside_errors": len(inside.errors),
+        "inside_acknowledged_in_window": sum(1 for key, at in inside.acknowledged_at.items()
+                                             if key_slot(key) in victim_slots and cut_at <= at <= healed_at),
+        "victim_accepted_writes_for_seconds": round(max(inside.acknowledged_at[key] for key in lost_in_window) - cut_at, 2),
+        "lost_in_window": len(lost_in_window), "lost_outside_window": len(lost)}))
