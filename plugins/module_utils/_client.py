@@ -214,9 +214,21 @@ class NodeConnection:
         # One reader for the connection's life: a read may take in replies of a pipeline sent after the one read.
         self._reader = None
 
+    def _connect(self) -> None:
+        """Connect unless connected; redis-py's own message for a connect timeout names no node."""
+        try:
+            self._conn.connect()
+        except RedisTimeoutError:
+            raise RedisTimeoutError("%s:%d did not accept a connection within %s s (connect_timeout)"
+                                    % (self.host, self.port, self._conn.socket_connect_timeout)) from None
+
     def call(self, *args):
-        self._conn.send_command(*args)
-        return self._conn.read_response()
+        self._connect()
+        try:
+            self._conn.send_command(*args)
+            return self._conn.read_response()
+        except RedisTimeoutError:
+            raise RedisTimeoutError("%s:%d did not answer in time" % (self.host, self.port)) from None
 
     def pipeline(self, commands) -> list:
         """Send all commands in one write, read every reply; error replies are returned, not raised."""
@@ -225,6 +237,7 @@ class NodeConnection:
     def send(self, commands) -> int:
         """Send commands without waiting, in writes of about SEND_WORDS arguments; the number sent, whose replies
         receive() reads later. The node starts on the first write while the next ones are packed."""
+        self._connect()
         sent, group, words = 0, [], 0
         for command in commands:
             if isinstance(command, Packed):

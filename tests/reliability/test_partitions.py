@@ -16,6 +16,7 @@ import threading
 import time
 
 import pytest
+import redis
 from cluster_checks import all_keys, assert_healthy, cluster_nodes_fields, masters, wait_for, write_keys, Writer
 from netns_hosts import HostWriter, NetnsHost, NetnsHosts, unavailable_reason
 from playbook_runs import run_module
@@ -59,15 +60,17 @@ class SpreadCluster:
 
 @pytest.fixture
 def spread():
-    """Factory: per zone, count nodes on that zone's host (network namespaces), stopped and removed afterwards."""
+    """Factory: per zone, nodes on that zone's host (network namespaces), stopped and removed afterwards."""
     made = []
 
-    def start(zones=("a", "b", "c"), count: int = 2) -> SpreadCluster:
-        net = NetnsHosts(zones)
+    def start(counts: dict = None) -> SpreadCluster:
+        """counts: nodes per zone (two on each of a, b and c by default)."""
+        counts = counts or {"a": 2, "b": 2, "c": 2}
+        net = NetnsHosts(tuple(counts))
         made.append(net)
         nodes, host_of = [], {}
         for host in net:
-            group = RedisNodes(count, host=host.address, command_prefix=host.command_prefix)
+            group = RedisNodes(counts[host.zone], host=host.address, command_prefix=host.command_prefix)
             made.append(group)
             nodes += group.nodes
             host_of.update((node.address, host) for node in group)
@@ -199,3 +202,72 @@ def test_a_master_cut_off_fails_over_and_fix_and_placement_restore_bring_it_back
                                              if key_slot(key) in victim_slots and cut_at <= at <= healed_at),
         "victim_accepted_writes_for_seconds": round(max(inside.acknowledged_at[key] for key in lost_in_window) - cut_at, 2),
         "lost_in_window": len(lost_in_window), "lost_outside_window": len(lost)}))
+
+
+def progress(path: str) -> int:
+    """Slots done, from the rebalance's progress file."""
+    with open(path) as handle:
+        lines = handle.read().splitlines()
+    return json.loads(lines[-1])["slots_done"] if lines else 0
+
+
+def no_failure_flags(nodes) -> bool:
+    """Every node answers and flags nobody as failing: the partition is over in everyone's view."""
+    try:
+        return all(not {"fail", "fail?"} & set(fields[2].split(",")) for node in nodes
+                   for fields in cluster_nodes_fields(node))
+    except (OSError, redis.RedisError):
+        return False
+
+
+def test_a_host_cut_off_in_the_middle_of_a_rebalance(spread):
+    cluster = spread({"a": 2, "b": 2, "c": 3})
+    host_c = cluster.net.hosts["host-c"]
+    empty = cluster.on(host_c)[-1]
+    created(cluster, [node for node in cluster.nodes if node is not empty])
+    expected = write_keys(cluster.nodes, 20000, size=64)
+    # The empty master joins on host c: the rebalance moves a quarter of the slots onto it, a share from each master.
+    cluster.nodes[0].call("CLUSTER", "MEET", empty.host, empty.port, empty.bus_port)
+    wait_converged(cluster.nodes)
+    progress_file = tempfile.NamedTemporaryFile(delete=False, prefix="redisops-rebalance-")
+    progress_file.close()
+    outcome = {}
+    rebalance = threading.Thread(target=lambda: outcome.update(run_module(
+        "redis_cluster_rebalance", dict(cluster.seed(avoid=host_c), progress_file=progress_file.name))))
+    rebalance.start()
+    try:
+        wait_for(lambda: progress(progress_file.name) >= 500 or not rebalance.is_alive(), timeout=300,
+                 interval=0.02, message="the rebalance to move 500 slots")
+        assert rebalance.is_alive(), "the rebalance finished before the cut: %s" % outcome
+        slots_at_cut = progress(progress_file.name)
+        cluster.net.cut(host_c)
+        time.sleep(6)  # three node timeouts: host c's master fails over to its replica on host a or b
+        cluster.net.heal(host_c)
+        rebalance.join(600)
+        assert not rebalance.is_alive()
+    finally:
+        cluster.net.heal(host_c)
+        os.unlink(progress_file.name)
+    assert "Traceback" not in json.dumps(outcome), outcome
+    if outcome.get("failed"):
+        # The message names the node that could not be reached (all of them are on host c).
+        assert host_c.address + ":" in outcome["msg"], outcome["msg"]
+    wait_for(lambda: no_failure_flags(cluster.nodes), timeout=60, message="the partition healed in every view")
+
+    fixed, fix_seconds = timed(run_module, "redis_cluster_fix", cluster.seed())
+    ok(fixed)
+    resumed, resume_seconds = timed(run_module, "redis_cluster_rebalance", cluster.seed())
+    ok(resumed)
+    wait_converged(cluster.nodes)
+    again = ok(run_module("redis_cluster_rebalance", cluster.seed()))
+    assert again["changed"] is False, again
+    assert_healthy(cluster.nodes[0])
+    assert sorted(len(own_slots(node)) for node in masters(cluster.nodes)) == [4096] * 4
+    stored = all_keys(cluster.nodes)
+    assert {key: stored.get(key) for key in expected} == expected
+    print("\nREBALANCE-PARTITION-FIGURES " + json.dumps({
+        "slots_at_cut": slots_at_cut, "interrupted_failed": bool(outcome.get("failed")),
+        "interrupted_msg": outcome.get("msg"), "interrupted_slots_moved": outcome.get("slots_moved"),
+        "fix_seconds": round(fix_seconds, 2), "fix_changed": fixed["changed"], "fix_actions": fixed.get("actions"),
+        "resume_seconds": round(resume_seconds, 2), "resume_changed": resumed["changed"],
+        "resume_slots_moved": resumed.get("slots_moved"), "keys": len(expected)}))
