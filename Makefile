@@ -7,7 +7,7 @@ STAMP := $(VENV)/.requirements-installed
 PYTEST := $(BIN)/python -m pytest
 CLIENTS_STAMP := tests/clients/node_modules/.installed
 
-.PHONY: test unit integration reliability-sample test-reliability test-playbooks sanity lint demo bench fuzz deps redis chromium roles-deps roles-rootfs roles-sample test-roles clean
+.PHONY: test unit integration reliability-sample test-reliability test-playbooks sanity lint demo bench fuzz deps redis chromium roles-deps netns-deps roles-rootfs roles-sample test-roles clean
 
 test: unit integration reliability-sample sanity lint roles-sample
 
@@ -64,6 +64,16 @@ roles-deps:
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq debootstrap systemd-container openssh-client >/dev/null; \
 	fi
 
+# ip (iproute2) for the partition tests, which put test hosts into network namespaces joined by a bridge.
+netns-deps:
+	@if ! command -v ip >/dev/null; then \
+	  if [ "$$(id -u)" -ne 0 ]; then \
+	    echo "ip is missing: run 'sudo apt-get install iproute2', or run make as root" >&2; \
+	    exit 1; \
+	  fi; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq iproute2 >/dev/null; \
+	fi
+
 # The Debian 12 and 13 root file systems, built side by side into REDISOPS_ROOTFS_CACHE (default
 # /var/cache/redisops-tests) unless already there.
 roles-rootfs: deps roles-deps
@@ -98,7 +108,7 @@ reliability-sample: deps
 
 # Faults during moves, partitions, bad input, check mode, secrets, TLS with ACL, other server versions; CI runs
 # it after make test. Figures in docs/reliability.md.
-test-reliability: deps
+test-reliability: deps netns-deps
 	$(PYTEST) tests/reliability
 
 # The deploy, rolling_restart and reconcile playbooks on local hosts the roles deploy (about 10 minutes; CI's 45
