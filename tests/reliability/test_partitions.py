@@ -17,7 +17,9 @@ import time
 
 import pytest
 import redis
-from cluster_checks import all_keys, assert_healthy, cluster_nodes_fields, masters, wait_for, write_keys, Writer
+from cluster_checks import (
+    all_keys, assert_healthy, cluster_nodes_fields, masters, own_ranges, wait_for, write_keys, Writer,
+)
 from netns_hosts import HostWriter, NetnsHost, NetnsHosts, unavailable_reason
 from playbook_runs import run_module
 from redis.crc import key_slot
@@ -110,12 +112,7 @@ def assert_spread(cluster: SpreadCluster) -> None:
 
 def own_slots(node: RedisNode) -> set:
     fields = next(f for f in cluster_nodes_fields(node) if "myself" in f[2])
-    slots = set()
-    for token in fields[8:]:
-        if not token.startswith("["):
-            first, _sep, last = token.partition("-")
-            slots.update(range(int(first), int(last or first) + 1))
-    return slots
+    return {slot for first, last in own_ranges(fields) for slot in range(first, last + 1)}
 
 
 def hash_tag_in(slots: set) -> str:
@@ -129,20 +126,32 @@ def timed(function, *args, **kwargs):
     return value, time.monotonic() - started
 
 
-def test_a_master_cut_off_fails_over_and_fix_and_placement_restore_bring_it_back(spread):
-    cluster = spread()
-    created(cluster)
-    assert_spread(cluster)
-    expected = write_keys(cluster.nodes, 2000)
-    victim_host = cluster.net.hosts["host-a"]
+@dataclasses.dataclass
+class Partition:
+    """A master's host cut off and healed while two clients wrote: what happened, when (time.monotonic())."""
+
+    victim: RedisNode
+    replica: RedisNode
+    victim_slots: set
+    outside: Writer
+    inside: HostWriter
+    cut_at: float
+    cut_seconds: float
+    failover_seconds: float
+    healed_at: float
+    rejoin_seconds: float
+
+
+def cut_a_master_off(cluster: SpreadCluster, victim_host: NetnsHost) -> Partition:
+    """Cut the host of a master off until its replica on another host took over (and a second more), heal, and
+    wait until the old master turned replica; two clients write throughout."""
     victim = next(node for node in masters(cluster.nodes) if cluster.host_of[node.address] is victim_host)
     replica = next(node for node in cluster.nodes if role(node) == b"slave" and cluster.master_of(node) is victim)
     victim_slots = own_slots(victim)
     observer = next(node for node in cluster.nodes if cluster.host_of[node.address] is not victim_host)
-
-    # One client beside the nodes of hosts b and c (the test process, through the uplink), writing keys of every
-    # slot; one on host a itself, writing keys of one slot of host a's master (a client of any other master would
-    # stall on it through the partition).
+    # One client beside the nodes of the other hosts (the test process, through the uplink), writing keys of every
+    # slot; one on the victim's host itself, writing keys of one slot of its master (a client of any other master
+    # would stall on it through the partition).
     outside = Writer([observer], prefix="outside", **CLIENT_TIMEOUTS)
     inside = HostWriter(victim_host, victim, prefix=hash_tag_in(victim_slots) + "inside")
     outside.start()
@@ -165,6 +174,47 @@ def test_a_master_cut_off_fails_over_and_fix_and_placement_restore_bring_it_back
         outside.stop()
         inside.stop()
     wait_converged(cluster.nodes)
+    return Partition(victim, replica, victim_slots, outside, inside, cut_at, cut_seconds, failover_seconds, healed_at,
+                     rejoin_seconds)
+
+
+def assert_writes_kept(cluster: SpreadCluster, partition: Partition, expected: dict) -> dict:
+    """Every key written before is there with its value, and so is every acknowledged write but those the master
+    cut off acknowledged while cut off (Redis' documented window); the figures."""
+    stored = all_keys(cluster.nodes)
+    assert {key: stored.get(key) for key in expected} == expected
+    lost_in_window, lost = [], []
+    for writer in (partition.outside, partition.inside):
+        for key, value in writer.acknowledged.items():
+            if stored.get(key) == value:
+                continue
+            at = writer.acknowledged_at[key]
+            in_window = key_slot(key) in partition.victim_slots and partition.cut_at <= at <= partition.healed_at
+            (lost_in_window if in_window else lost).append(key)
+    assert lost == [], "%d acknowledged write(s) lost outside the partition's window: %s" % (len(lost), lost[:5])
+    assert not any(key.startswith(b"outside") for key in lost_in_window)
+    assert lost_in_window, "the master cut off lost nothing it acknowledged: was it cut off at all?"
+    after_heal = sum(1 for at in partition.outside.acknowledged_at.values() if at > partition.healed_at)
+    assert after_heal > 0, "the outside client wrote nothing after the heal"
+    inside_in_window = [key for key, at in partition.inside.acknowledged_at.items()
+                        if partition.cut_at <= at <= partition.healed_at]
+    return {
+        "cut_command_seconds": round(partition.cut_seconds, 3),
+        "failover_seconds": round(partition.failover_seconds, 2), "rejoin_seconds": round(partition.rejoin_seconds, 2),
+        "outside_acknowledged": len(partition.outside.acknowledged), "outside_errors": len(partition.outside.errors),
+        "inside_acknowledged": len(partition.inside.acknowledged), "inside_errors": len(partition.inside.errors),
+        "inside_acknowledged_while_cut_off": len(inside_in_window),
+        "victim_accepted_writes_for_seconds": round(max(partition.inside.acknowledged_at[key]
+                                                        for key in lost_in_window) - partition.cut_at, 2),
+        "lost_in_window": len(lost_in_window), "lost_outside_window": len(lost)}
+
+
+def test_a_master_cut_off_fails_over_and_fix_and_placement_restore_bring_it_back(spread):
+    cluster = spread()
+    created(cluster)
+    assert_spread(cluster)
+    expected = write_keys(cluster.nodes, 2000)
+    partition = cut_a_master_off(cluster, cluster.net.hosts["host-a"])
 
     fixed, fix_seconds = timed(run_module, "redis_cluster_fix", cluster.seed())
     ok(fixed)
@@ -172,36 +222,14 @@ def test_a_master_cut_off_fails_over_and_fix_and_placement_restore_bring_it_back
     restored, restore_seconds = timed(run_module, "redis_cluster_failover", restore)
     assert ok(restored)["changed"] is True
     wait_converged(cluster.nodes)
-    assert role(victim) == b"master" and role(replica) == b"slave"
+    assert role(partition.victim) == b"master" and role(partition.replica) == b"slave"
     assert_spread(cluster)
-    assert_healthy(observer)
+    assert_healthy(cluster.nodes[-1])
     assert ok(run_module("redis_cluster_failover", restore))["changed"] is False
-
-    stored = all_keys(cluster.nodes)
-    assert {key: stored.get(key) for key in expected} == expected
-    lost_in_window, lost = [], []
-    for writer in (outside, inside):
-        for key, value in writer.acknowledged.items():
-            if stored.get(key) == value:
-                continue
-            in_window = key_slot(key) in victim_slots and cut_at <= writer.acknowledged_at[key] <= healed_at
-            (lost_in_window if in_window else lost).append(key)
-    # Only writes the cut-off master acknowledged while cut off may be gone (Redis' documented window).
-    assert lost == [], "%d acknowledged write(s) lost outside the partition's window: %s" % (len(lost), lost[:5])
-    assert not any(key.startswith(b"outside") for key in lost_in_window)
-    assert lost_in_window, "the master cut off lost nothing it acknowledged: was it cut off at all?"
-    after_heal = sum(1 for at in outside.acknowledged_at.values() if at > healed_at)
-    assert after_heal > 0, "the outside client wrote nothing after the heal"
-    print("\nPARTITION-FIGURES " + json.dumps({
-        "cut_command_seconds": round(cut_seconds, 3), "failover_seconds": round(failover_seconds, 2), "rejoin_seconds": round(rejoin_seconds, 2),
-        "fix_seconds": round(fix_seconds, 2), "fix_changed": fixed["changed"],
-        "restore_seconds": round(restore_seconds, 2),
-        "outside_acknowledged": len(outside.acknowledged), "outside_errors": len(outside.errors),
-        "inside_acknowledged": len(inside.acknowledged), "inside_errors": len(inside.errors),
-        "inside_acknowledged_in_window": sum(1 for key, at in inside.acknowledged_at.items()
-                                             if key_slot(key) in victim_slots and cut_at <= at <= healed_at),
-        "victim_accepted_writes_for_seconds": round(max(inside.acknowledged_at[key] for key in lost_in_window) - cut_at, 2),
-        "lost_in_window": len(lost_in_window), "lost_outside_window": len(lost)}))
+    figures = assert_writes_kept(cluster, partition, expected)
+    print("\nPARTITION-FIGURES " + json.dumps(dict(figures, fix_seconds=round(fix_seconds, 2),
+                                                     fix_changed=fixed["changed"],
+                                                     restore_seconds=round(restore_seconds, 2))))
 
 
 def progress(path: str) -> int:
