@@ -227,9 +227,9 @@ def test_a_master_cut_off_fails_over_and_fix_and_placement_restore_bring_it_back
     assert_healthy(cluster.nodes[-1])
     assert ok(run_module("redis_cluster_failover", restore))["changed"] is False
     figures = assert_writes_kept(cluster, partition, expected)
-    print("\nPARTITION-FIGURES " + json.dumps(dict(figures, fix_seconds=round(fix_seconds, 2),
-                                                     fix_changed=fixed["changed"],
-                                                     restore_seconds=round(restore_seconds, 2))))
+    figures.update(fix_seconds=round(fix_seconds, 2), fix_changed=fixed["changed"],
+                   restore_seconds=round(restore_seconds, 2))
+    print("\nPARTITION-FIGURES " + json.dumps(figures))
 
 
 def progress(path: str) -> int:
