@@ -23,8 +23,18 @@ def gather_facts(seeds, options: ConnectionOptions, deep_scan: bool = False, imb
     return cluster_facts(state, assess(state, imbalance_threshold))
 
 
+def server_identity(info: dict) -> tuple:
+    """(server name, its version) from INFO server. Valkey reports server_name and valkey_version, and keeps
+    redis_version at 7.2.4 for clients that test it; Redis reports only redis_version."""
+    if not info.get("redis_version"):
+        return None, None
+    name = info.get("server_name", "redis")
+    return name, str(info.get("%s_version" % name, info["redis_version"]))
+
+
 def node_facts(node: Node) -> dict:
     info = node.observation.info if node.reachable else {}
+    server_name, server_version = server_identity(info)
     entry = node.entry
     return {
         "id": node.id,
@@ -46,6 +56,8 @@ def node_facts(node: Node) -> dict:
         "keys": node.observation.keys if node.reachable else None,
         "used_memory": info.get("used_memory"),
         "redis_version": info.get("redis_version"),
+        "server_name": server_name,
+        "server_version": server_version,
         "cluster_state": node.observation.cluster_info.get("cluster_state") if node.reachable else None,
         "loading": bool(info.get("loading")) if node.reachable else None,
         # A replica's own account of its link; null for masters and unreachable nodes.
