@@ -12,7 +12,7 @@ from __future__ import annotations
 from ._client import ConnectionOptions, observe_cluster, require_usable, scan_foreign_keys
 from ._findings import assess, imbalance_pct, overall_state
 from ._slots import count_slots
-from ._topology import ClusterState, Node
+from ._topology import ClusterState, Node, server_identity
 
 
 def gather_facts(seeds, options: ConnectionOptions, deep_scan: bool = False, imbalance_threshold: float = 2.0) -> dict:
@@ -21,15 +21,6 @@ def gather_facts(seeds, options: ConnectionOptions, deep_scan: bool = False, imb
     if deep_scan:
         state = scan_foreign_keys(state, options)
     return cluster_facts(state, assess(state, imbalance_threshold))
-
-
-def server_identity(info: dict) -> tuple:
-    """(server name, its version) from INFO server. Valkey reports server_name and valkey_version, and keeps
-    redis_version at 7.2.4 for clients that test it; Redis reports only redis_version."""
-    if not info.get("redis_version"):
-        return None, None
-    name = info.get("server_name", "redis")
-    return name, str(info.get("%s_version" % name, info["redis_version"]))
 
 
 def node_facts(node: Node) -> dict:

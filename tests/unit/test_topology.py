@@ -10,11 +10,12 @@ import os
 
 import pytest
 
-from ansible_collections.redisops.cluster.plugins.module_utils._facts import cluster_facts, server_identity
+from ansible_collections.redisops.cluster.plugins.module_utils._facts import cluster_facts
 from ansible_collections.redisops.cluster.plugins.module_utils._findings import assess
 from ansible_collections.redisops.cluster.plugins.module_utils._topology import (
     ClusterState, NodeAddress, NodeObservation, TopologyError, next_addresses, observation_from_replies,
-    parse_cluster_nodes, parse_cluster_nodes_line, parse_info, parse_node_spec, parse_node_specs, split_address,
+    parse_cluster_nodes, parse_cluster_nodes_line, parse_info, parse_node_spec, parse_node_specs, server_identity,
+    split_address,
 )
 from ansible_collections.redisops.cluster.plugins.module_utils._planner import PlanError, refuse_unsound
 
