@@ -7,7 +7,7 @@ STAMP := $(VENV)/.requirements-installed
 PYTEST := $(BIN)/python -m pytest
 CLIENTS_STAMP := tests/clients/node_modules/.installed
 
-.PHONY: test unit integration reliability-sample test-reliability test-playbooks sanity lint demo bench fuzz deps redis chromium roles-deps netns-deps roles-rootfs roles-sample test-roles clean
+.PHONY: test unit integration reliability-sample test-reliability test-playbooks sanity lint demo bench fuzz deps redis chromium roles-deps netns-deps roles-rootfs versions-rootfs roles-sample test-roles clean
 
 test: unit integration reliability-sample sanity lint roles-sample
 
@@ -106,9 +106,14 @@ integration: deps chromium
 reliability-sample: deps
 	$(PYTEST) tests/reliability -m sample
 
+# Debian 13's Redis 8.0 and Valkey 8.1, installed in a Debian 13 root file system derived from roles-rootfs's,
+# which the version matrix runs its servers from (built into REDISOPS_ROOTFS_CACHE unless already there).
+versions-rootfs: deps roles-deps
+	$(BIN)/python tests/lib/nspawn_hosts.py build servers
+
 # Faults during moves, partitions, bad input, check mode, secrets, TLS with ACL, other server versions; CI runs
 # it after make test. Figures in docs/reliability.md.
-test-reliability: deps netns-deps
+test-reliability: deps netns-deps versions-rootfs
 	$(PYTEST) tests/reliability
 
 # The deploy, rolling_restart and reconcile playbooks on local hosts the roles deploy (about 10 minutes; CI's 45

@@ -17,7 +17,8 @@ import traceback
 from concurrent.futures import ThreadPoolExecutor
 
 from ._topology import (
-    ClusterState, NodeObservation, next_addresses, observation_from_replies, unserved_slots, with_key_counts,
+    ClusterState, NodeObservation, next_addresses, observation_from_replies, parse_info, server_identity,
+    unserved_slots, with_key_counts,
 )
 
 try:
@@ -213,6 +214,7 @@ class NodeConnection:
         self.port = port
         # One reader for the connection's life: a read may take in replies of a pipeline sent after the one read.
         self._reader = None
+        self._setslot_waits = None
 
     def _connect(self) -> None:
         """Connect unless connected; redis-py's own message for a connect timeout names no node."""
@@ -229,6 +231,15 @@ class NodeConnection:
             return self._conn.read_response()
         except RedisTimeoutError:
             raise RedisTimeoutError("%s:%d did not answer in time" % (self.host, self.port)) from None
+
+    def setslot_waits_for_replicas(self) -> bool:
+        """Whether the node is a server whose CLUSTER SETSLOT, on a master with replicas, waits for them to take it
+        before it applies (Valkey 8 and later): such a SETSLOT must not run inside MULTI, where Valkey 8.1 aborts on
+        an assertion. Asked once, with no reply pending on the connection."""
+        if self._setslot_waits is None:
+            name, version = server_identity(parse_info(self.call("INFO", "server").decode()))
+            self._setslot_waits = name == "valkey" and int(version.split(".")[0]) >= 8
+        return self._setslot_waits
 
     def pipeline(self, commands) -> list:
         """Send all commands in one write, read every reply; error replies are returned, not raised."""

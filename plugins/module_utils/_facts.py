@@ -12,7 +12,7 @@ from __future__ import annotations
 from ._client import ConnectionOptions, observe_cluster, require_usable, scan_foreign_keys
 from ._findings import assess, imbalance_pct, overall_state
 from ._slots import count_slots
-from ._topology import ClusterState, Node
+from ._topology import ClusterState, Node, server_identity
 
 
 def gather_facts(seeds, options: ConnectionOptions, deep_scan: bool = False, imbalance_threshold: float = 2.0) -> dict:
@@ -25,6 +25,7 @@ def gather_facts(seeds, options: ConnectionOptions, deep_scan: bool = False, imb
 
 def node_facts(node: Node) -> dict:
     info = node.observation.info if node.reachable else {}
+    server_name, server_version = server_identity(info)
     entry = node.entry
     return {
         "id": node.id,
@@ -46,6 +47,8 @@ def node_facts(node: Node) -> dict:
         "keys": node.observation.keys if node.reachable else None,
         "used_memory": info.get("used_memory"),
         "redis_version": info.get("redis_version"),
+        "server_name": server_name,
+        "server_version": server_version,
         "cluster_state": node.observation.cluster_info.get("cluster_state") if node.reachable else None,
         "loading": bool(info.get("loading")) if node.reachable else None,
         # A replica's own account of its link; null for masters and unreachable nodes.

@@ -414,16 +414,23 @@ def _hand_over_on_target(target, batch, target_id: str, then) -> None:
     receiver re-reads its whole slot table for each one: per slot, that storm costs more than the MIGRATEs.
     STABLE first makes SETSLOT NODE a plain assignment; the batch's last slot keeps the importing path, so the
     bump and one broadcast carrying the whole batch follow. MULTI/EXEC keeps any client from seeing a slot
-    between STABLE and NODE (neither importing nor owned).
+    between STABLE and NODE (neither importing nor owned). A target whose SETSLOT waits for its replicas (Valkey
+    8 and later) may not take it inside MULTI: there each slot takes SETSLOT NODE alone, as redis-cli does.
     """
-    commands = [("MULTI",), per_slot(batch[:-1], ("CLUSTER", "SETSLOT", SLOT, "STABLE"),
-                                     ("CLUSTER", "SETSLOT", SLOT, "NODE", target_id)),
-                ("CLUSTER", "SETSLOT", batch[-1], "NODE", target_id), ("EXEC",)]
+    transaction = not target.setslot_waits_for_replicas()
+    if transaction:
+        commands = [("MULTI",), per_slot(batch[:-1], ("CLUSTER", "SETSLOT", SLOT, "STABLE"),
+                                         ("CLUSTER", "SETSLOT", SLOT, "NODE", target_id)),
+                    ("CLUSTER", "SETSLOT", batch[-1], "NODE", target_id), ("EXEC",)]
+    else:
+        commands = _owned_by(batch, target_id)
     count = command_count(commands)
     replies = target.pipeline(commands + then)
-    outcome = replies[count - 1]
-    _check(replies[:count - 1], "handing slots to the target")
-    _check(outcome if isinstance(outcome, list) else [outcome], "handing slots to the target")
+    handed = replies[:count]
+    if transaction and isinstance(handed[-1], list):
+        # EXEC's reply holds the SETSLOT replies.
+        handed = handed[:-1] + handed[-1]
+    _check(handed, "handing slots to the target")
     _check(replies[count:], "opening slots on the target")
 
 

@@ -227,6 +227,15 @@ def parse_info(text: str) -> MappingProxyType:
     return MappingProxyType(fields)
 
 
+def server_identity(info: dict) -> tuple:
+    """(server name, its version) from INFO server. Valkey reports server_name and valkey_version, and keeps
+    redis_version at 7.2.4 for clients that test it; Redis reports only redis_version."""
+    if not info.get("redis_version"):
+        return None, None
+    name = info.get("server_name", "redis")
+    return name, str(info.get("%s_version" % name, info["redis_version"]))
+
+
 def _number(text: str):
     for kind in (int, float):
         try:

@@ -196,7 +196,16 @@ ansible_facts:
               description: C(used_memory) in bytes (null when not reachable).
               type: int
             redis_version:
-              description: Server version (null when not reachable).
+              description: C(redis_version) of the node's C(INFO server) (null when not reachable). Valkey reports
+                V(7.2.4) there whatever its own version; see RV(ansible_facts.redis_cluster.nodes[].server_version).
+              type: str
+            server_name:
+              description: The server, V(redis) or V(valkey) (C(server_name) of C(INFO server), which only Valkey
+                reports; null when not reachable).
+              type: str
+            server_version:
+              description: The server's own version, C(valkey_version) for Valkey and C(redis_version) for Redis
+                (null when not reachable).
               type: str
             cluster_state:
               description: C(cluster_state) of the node's own C(CLUSTER INFO) (null when not reachable).

@@ -38,8 +38,13 @@ def test_healthy_cluster_from_one_seed(cluster6):
     masters = [node for node in normal["nodes"] if node["role"] == "master"]
     assert sum(node["slot_count"] for node in masters) == 16384
     assert sum(node["keys"] for node in masters) == 500
+    # Valkey names itself and its version apart from the redis_version it keeps for old clients.
+    servers = {node.port: node.client().info("server") for node in cluster6}
     for node in normal["nodes"]:
-        assert node["reachable"] and node["redis_version"].startswith("7.") and node["used_memory"] > 0
+        info = servers[node["port"]]
+        expected = ("valkey", info["valkey_version"]) if "valkey_version" in info else ("redis", info["redis_version"])
+        assert (node["server_name"], node["server_version"]) == expected and node["redis_version"] == info["redis_version"]
+        assert node["reachable"] and node["used_memory"] > 0
         assert node["cluster_state"] == "ok" and node["loading"] is False
         if node["role"] == "replica":
             assert node["master_id"] in {m["id"] for m in masters} and node["slots"] == []

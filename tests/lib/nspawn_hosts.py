@@ -15,6 +15,7 @@ Command line, for playbooks that boot hosts and tear them down in separate proce
   python nspawn_hosts.py up STATE_DIR RELEASE NAME...   boot NAMEs, write STATE_DIR/hosts.json
   python nspawn_hosts.py down STATE_DIR                  stop them and remove STATE_DIR
   python nspawn_hosts.py build RELEASE...                build (or find) the cached root file systems
+                                                         ("servers": Debian 13 with SERVER_PACKAGES installed)
 """
 
 from __future__ import annotations
@@ -46,6 +47,8 @@ BASE_PACKAGES = ("systemd", "systemd-sysv", "dbus", "python3", "python3-apt", "o
 # Downloaded into apt's cache but not installed: the roles install them, as on a real host, without
 # fetching them again on every run.
 CACHED_PACKAGES = ("redis-server", "redis-tools", "python3-redis")
+# Installed in the servers tree (servers_rootfs): the other server versions the version matrix runs the tests on.
+SERVER_PACKAGES = ("redis-server", "redis-tools", "valkey-server", "valkey-tools")
 BOOT_TIMEOUT = 120.0
 STOP_TIMEOUT = 20.0
 _LIVE = set()
@@ -85,7 +88,19 @@ def _run(args, timeout: float, **kwargs) -> subprocess.CompletedProcess:
 def rootfs(release: str) -> str:
     """The cached root file system of Debian `release` ("12", "13"), built on first use."""
     codename = RELEASES[release]
-    name = "debian%s-%s" % (release, _recipe_digest(release))
+    return cached_tree("debian%s-%s" % (release, _recipe_digest(release)), lambda target: _build(codename, target))
+
+
+def servers_rootfs() -> str:
+    """The cached Debian 13 root file system with SERVER_PACKAGES installed, derived from rootfs("13")."""
+    base = rootfs("13")
+    digest = hashlib.sha256(json.dumps([os.path.basename(base), SERVER_PACKAGES]).encode()).hexdigest()[:10]
+    return cached_tree("debian13-servers-%s" % digest, lambda target: _build_servers(base, target))
+
+
+def cached_tree(name: str, build) -> str:
+    """CACHE_DIR/name, made by build(target) on first use: in a temporary directory renamed into place when
+    complete, under a lock, so parallel callers build it once and an interrupted build is never reused."""
     path = os.path.join(CACHE_DIR, name)
     if os.path.isdir(path):
         return path
@@ -100,7 +115,7 @@ def rootfs(release: str) -> str:
                 remove_tree(os.path.join(CACHE_DIR, entry))
         building = tempfile.mkdtemp(prefix=".%s.building-" % name, dir=CACHE_DIR)
         try:
-            _build(codename, os.path.join(building, "root"))
+            build(os.path.join(building, "root"))
             os.rename(os.path.join(building, "root"), path)
         finally:
             remove_tree(building)
@@ -130,6 +145,15 @@ def _build(codename: str, target: str) -> None:
         os.unlink(os.path.join(target, "etc/hostname"))
     # An empty machine-id gives every booted host its own transient id.
     open(os.path.join(target, "etc/machine-id"), "w").close()
+
+
+def _build_servers(base: str, target: str) -> None:
+    _run(["cp", "-a", "--reflink=auto", base, target], timeout=600)
+    _run(["systemd-nspawn", "--quiet", "--register=no", "--keep-unit", "--console=pipe", "-D", target,
+          "--setenv=DEBIAN_FRONTEND=noninteractive", "sh", "-c",
+          "apt-get update -qq && apt-get install --yes --no-install-recommends %s && apt-get clean"
+          % " ".join(SERVER_PACKAGES)],
+         timeout=900, stdin=subprocess.DEVNULL)
 
 
 def free_port_pair(offset: int = 0, host: str = "127.0.0.1", avoid=()) -> int:
@@ -368,7 +392,7 @@ def main(argv) -> int:
     command, args = argv[0], argv[1:]
     if command == "build":
         for release in args:
-            print(rootfs(release))
+            print(servers_rootfs() if release == "servers" else rootfs(release))
         return 0
     if command == "up":
         state_dir, release, names = args[0], args[1], args[2:]

@@ -14,7 +14,8 @@ from ansible_collections.redisops.cluster.plugins.module_utils._facts import clu
 from ansible_collections.redisops.cluster.plugins.module_utils._findings import assess
 from ansible_collections.redisops.cluster.plugins.module_utils._topology import (
     ClusterState, NodeAddress, NodeObservation, TopologyError, next_addresses, observation_from_replies,
-    parse_cluster_nodes, parse_cluster_nodes_line, parse_info, parse_node_spec, parse_node_specs, split_address,
+    parse_cluster_nodes, parse_cluster_nodes_line, parse_info, parse_node_spec, parse_node_specs, server_identity,
+    split_address,
 )
 from ansible_collections.redisops.cluster.plugins.module_utils._planner import PlanError, refuse_unsound
 
@@ -148,6 +149,13 @@ def test_address_and_flag_forms(line, host, port, bus, hostname, flags):
 def test_malformed_lines_raise_topology_error(line):
     with pytest.raises(TopologyError):
         parse_cluster_nodes_line(line)
+
+
+def test_server_identity_names_valkey_by_its_own_version():
+    valkey = parse_info("# Server\r\nredis_version:7.2.4\r\nserver_name:valkey\r\nvalkey_version:8.1.1\r\n")
+    assert server_identity(valkey) == ("valkey", "8.1.1")
+    assert server_identity(parse_info("# Server\r\nredis_version:8.0.2\r\n")) == ("redis", "8.0.2")
+    assert server_identity({}) == (None, None)
 
 
 def test_parse_info_keyspace_and_numbers():
