@@ -20,6 +20,7 @@ from playbook_runs import local_inventory, run_collection_playbook, run_module
 from cluster_checks import all_keys, assert_healthy, masters, owner_id, raw, wait_for, write_keys
 from redis.crc import key_slot
 from redis_harness import RedisNode, RedisNodes, form_cluster
+from role_hosts import DeployedNode
 from test_node import master_of
 from test_rebalance import slot_counts
 from test_roles_local import BUS_OFFSET, free_instance_ports
@@ -77,32 +78,6 @@ class Site:
                     os.kill(int(handle.read()), 9)
             except (OSError, ValueError):
                 continue
-
-
-class PidProcess:
-    """The process of a pid file, with the one question the harness asks of a process (poll)."""
-
-    def __init__(self, pid_file: str):
-        with open(pid_file) as handle:
-            self.pid = int(handle.read())
-
-    def poll(self):
-        """None while the process runs; a zombie (exited, its parent not yet told) has ended too."""
-        try:
-            with open("/proc/%d/stat" % self.pid) as handle:
-                state = handle.read().rsplit(")", 1)[1].split()[0]
-        except FileNotFoundError:
-            return -1
-        return -1 if state in ("Z", "X") else None
-
-
-class DeployedNode(RedisNode):
-    """An instance the roles started as a plain process: reached and read like a harness node, never stopped by it."""
-
-    def __init__(self, port: int, run_dir: str):  # pylint: disable=super-init-not-called
-        self.host, self.port, self.bus_port, self.password, self.tls = "127.0.0.1", port, port + BUS_OFFSET, None, None
-        self.dir = run_dir
-        self.process = PidProcess(os.path.join(run_dir, "redis-%d.pid" % port))
 
 
 def _pid_files(root: str) -> list:

@@ -56,16 +56,18 @@ def free_ports(count: int, host: str = "127.0.0.1") -> list:
 
 
 class TlsFiles:
-    """A throwaway CA and one certificate (for 127.0.0.1) that servers and clients both present, made by openssl."""
+    """A throwaway CA and one certificate (for 127.0.0.1 and any further addresses) that servers and clients both
+    present, made by openssl."""
 
-    def __init__(self, directory: str):
+    def __init__(self, directory: str, addresses=()):
         self.ca = os.path.join(directory, "ca.crt")
         self.cert = os.path.join(directory, "node.crt")
         self.key = os.path.join(directory, "node.key")
         os.makedirs(directory, exist_ok=True)
         ca_key, request, extensions = (os.path.join(directory, name) for name in ("ca.key", "node.csr", "san.cnf"))
         with open(extensions, "w") as handle:
-            handle.write("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
+            handle.write("subjectAltName=%s,DNS:localhost\n"
+                         % ",".join("IP:" + address for address in ("127.0.0.1",) + tuple(addresses)))
         for command in (
             ["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", ca_key, "-out", self.ca, "-days", "2",
              "-subj", "/CN=redisops test CA"],

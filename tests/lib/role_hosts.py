@@ -18,7 +18,7 @@ import time
 
 import redis
 from playbook_runs import local_inventory
-from redis_harness import port_free
+from redis_harness import RedisNode, TlsFiles, port_free
 
 BUS_OFFSET = 1000  # not the default, so that the roles set cluster-port; ports below the ephemeral range
 
@@ -33,6 +33,33 @@ def free_instance_ports(count: int, address: str = "127.0.0.1", bus_offset: int 
             ports.append(candidate)
         candidate += 1
     return ports
+
+
+class PidProcess:
+    """The process of a pid file, with the one question the harness asks of a process (poll)."""
+
+    def __init__(self, pid_file: str):
+        with open(pid_file) as handle:
+            self.pid = int(handle.read())
+
+    def poll(self):
+        """None while the process runs; a zombie (exited, its parent not yet told) has ended too."""
+        try:
+            with open("/proc/%d/stat" % self.pid) as handle:
+                state = handle.read().rsplit(")", 1)[1].split()[0]
+        except FileNotFoundError:
+            return -1
+        return -1 if state in ("Z", "X") else None
+
+
+class DeployedNode(RedisNode):
+    """An instance the roles started as a plain process: reached and read like a harness node, never stopped by it."""
+
+    def __init__(self, port: int, run_dir: str, host: str = "127.0.0.1",  # pylint: disable=super-init-not-called
+                 password: str | None = None, tls: TlsFiles | None = None):
+        self.host, self.port, self.bus_port, self.password, self.tls = host, port, port + BUS_OFFSET, password, tls
+        self.dir = run_dir
+        self.process = PidProcess(os.path.join(run_dir, "redis-%d.pid" % port))
 
 
 @dataclasses.dataclass
@@ -132,6 +159,11 @@ class RoleHosts:
     def client(self, address: str) -> redis.Redis:
         host, port = address.rsplit(":", 1)
         return redis.Redis(host=host, port=int(port), password=self.password, socket_timeout=5)
+
+    def nodes(self, names, password: str | None = None, tls: TlsFiles | None = None) -> list:
+        """The instances of the hosts named, as harness nodes reached with password and tls."""
+        return [DeployedNode(port, self.hosts[name].run_dir, self.hosts[name].address, password, tls)
+                for name in names for port in self.hosts[name].ports]
 
     def host_of(self, address: str) -> RoleHost:
         return next(host for host in self.hosts.values() if address in host.addresses)

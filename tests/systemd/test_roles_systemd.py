@@ -263,3 +263,12 @@ def test_reconcile_runs_each_agent_service_and_finds_nothing_to_do(deployment, t
         record = json.loads(handle.read())
     assert deployment.password not in json.dumps(record)
     assert sorted(record["hosts"]) == sorted(host.name for host in deployment.hosts)
+
+
+def test_journal_of_the_agent_and_the_instances_holds_no_password(deployment):
+    # Every field of every entry (the message, and what journald adds: _CMDLINE, _EXE, ...), as JSON.
+    for host in deployment.hosts:
+        agent = host.run("journalctl --no-pager -o json -u redis-cluster-agent.service").stdout
+        instances = host.run("journalctl --no-pager -o json -u 'redis-cluster@*'").stdout
+        assert agent.count("\n") >= 2 and instances.count("\n") >= len(deployment.ports[host.name]), host.name
+        assert deployment.password not in agent + instances, host.name
