@@ -136,9 +136,7 @@ def rebalance_done(nodes, args: dict) -> str:
 
 def reshard_done(nodes, args: dict) -> str:
     owners = slot_owners(members(nodes)[0])
-    if args["to"] not in owners:
-        return ""  # the target was failed over: the rerun names a replica (checked by its result)
-    left = slots_of(args["slot_list"]) - set(owners[args["to"]])
+    left = slots_of(args["slot_list"]) - set(owners.get(args["to"], ()))
     return "%d slot(s) not on %s, e.g. %s" % (len(left), args["to"], sorted(left)[:5]) if left else ""
 
 
@@ -168,6 +166,36 @@ def rejoin_removed(nodes, draw) -> None:
                                                           slots=200 + int(400 * draw.amount))}])
     for result in run.results:
         assert not result.get("failed"), result.get("msg")
+
+
+def serving(nodes, address: str):
+    """address if it is a master that serves slots, the master it replicates if it is a replica (a master that was
+    failed over is a replica of the one that took its slots); None while it is neither (a failed-over master that
+    has yet to learn it)."""
+    fields_by_id = {fields[0]: fields for fields in cluster_nodes_fields(members(nodes)[0])}
+    for fields in fields_by_id.values():
+        if fields[1].split("@")[0] == address:
+            if "slave" in fields[2]:
+                return fields_by_id[fields[3]][1].split("@")[0]
+            return address if own_ranges(fields) else None
+    return None
+
+
+def serving_when_settled(nodes, address: str) -> str:
+    wait_for(lambda: serving(nodes, address) is not None, timeout=30, message="%s a master or a replica" % address)
+    return serving(nodes, address)
+
+
+def after_failover(nodes, args: dict) -> dict:
+    """The operation's arguments as the operator gives them again: a master named that was failed over meanwhile is
+    named by the master that took its slots (the modules refuse to weigh or fill a replica, naming the masters)."""
+    renamed = dict(args)
+    if "weights" in args:
+        renamed["weights"] = {serving_when_settled(nodes, address): weight
+                              for address, weight in args["weights"].items()}
+    if "to" in args:
+        renamed["to"] = serving_when_settled(nodes, args["to"])
+    return renamed
 
 
 def pick_victim(trial: Trial, draw, nodes, line: dict):
@@ -244,8 +272,9 @@ def test_fault_during_move(trial: Trial, clusters):
         assert rc == 0 or first_message, "the interrupted run failed without a message:\n" + output
         wait_for(lambda: no_failure_flags(nodes), timeout=60, message="every node reachable, no fail flags")
         # What an operator does next: repair, then the operation again, then once more to see it is done.
+        args_again = after_failover(nodes, args)
         run = run_tasks([{"redisops.cluster.redis_cluster_fix": login(members(nodes)[0])},
-                         {"redisops.cluster." + module: args}, {"redisops.cluster." + module: args}])
+                         {"redisops.cluster." + module: args_again}, {"redisops.cluster." + module: args_again}])
     finally:
         for writer in writers:
             if writer in writing or isinstance(writer, NodeWriter):
@@ -256,7 +285,7 @@ def test_fault_during_move(trial: Trial, clusters):
     assert not rerun.get("failed"), rerun.get("msg")
     assert not again.get("failed"), again.get("msg")
     assert again["changed"] is False, again.get("plan")
-    assert undone(nodes, args) == "", (undone(nodes, args), fixed.get("plan"), rerun.get("plan"))
+    assert undone(nodes, args_again) == "", (undone(nodes, args_again), fixed.get("plan"), rerun.get("plan"))
     wait_converged(members(nodes))
     assert_healthy(members(nodes)[0])
     stored = all_keys(nodes)
@@ -271,7 +300,7 @@ def test_fault_during_move(trial: Trial, clusters):
         "at_slots": "%d/%d" % slots_done_at_fault, "first_run_slots": slots_done_by_first_run,
         "first_run": "ok" if rc == 0 else "failed: " + first_message.splitlines()[0][:160],
         "fix_changed": fixed["changed"], "rerun_changed": rerun["changed"], "failover": failover,
-        "fix_plan": fixed.get("plan"), "rerun_plan": rerun.get("plan"),
+        "fix_plan": fixed.get("plan"), "rerun_plan": rerun.get("plan"), "renamed": args_again != args,
         "keys_before": len(before), "acknowledged": {name: len(writer.acknowledged) for name, writer in
                                                      zip(lost, writers)},
         "client_errors": {writer.name_shown: len(writer.errors) for writer in writers},
