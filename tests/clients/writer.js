@@ -4,13 +4,14 @@
 //
 // An ioredis cluster client that writes and reads back keys until its standard input closes (or max_seconds pass),
 // then prints one JSON line: writes tried, keys acknowledged, errors (every error the client raised counts).
-// Usage: node writer.js <host> <port> <prefix> [max_seconds]; REDIS_PASSWORD in the environment if needed.
+// Usage: node writer.js <host> <port> <prefix> [max_seconds] [interval_ms]; REDIS_PASSWORD in the environment if
+// needed. interval_ms: a pause between writes (0, the default: as fast as it can).
 // It prints "ready" once its first key is written.
 "use strict";
 
 const Redis = require("ioredis");
 
-const [host, port, prefix, maxSeconds = "300"] = process.argv.slice(2);
+const [host, port, prefix, maxSeconds = "300", intervalMs = "0"] = process.argv.slice(2);
 const client = new Redis.Cluster([{ host, port: Number(port) }], {
   redisOptions: { password: process.env.REDIS_PASSWORD || undefined },
 });
@@ -39,6 +40,7 @@ async function main() {
       errors.push(`${key}: ${error.name}: ${error.message}`);
     }
     if (index === 0) process.stdout.write("ready\n");
+    if (Number(intervalMs) > 0) await new Promise((resolve) => setTimeout(resolve, Number(intervalMs)));
   }
   process.stdout.write(JSON.stringify({ client: `ioredis ${require("ioredis/package.json").version}`, writes,
     acknowledged, errors }) + "\n");

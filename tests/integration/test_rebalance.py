@@ -15,7 +15,7 @@ import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-from playbook_runs import ANSIBLE_PLAYBOOK, ansible_env, run_module, run_tasks
+from playbook_runs import run_module, run_tasks, start_module
 from cluster_checks import (
     all_keys, assert_clients_kept_working, assert_healthy, client_keys, clients_writing, cluster_client,
     cluster_nodes_fields, cluster_writes, command_counts, masters, owner_id, own_ranges, raw, reset_stats, seed,
@@ -320,13 +320,8 @@ def test_reshard_exactly_n_and_named_slots(cluster6):
 
 def start_reshard(nodes, to, slots, workdir: str, **args):
     """ansible-playbook moving slots slowly (one key per MIGRATE) in the background, in its own process group."""
-    playbook = os.path.join(workdir, "play.yml")
     task = dict(seed(nodes), to=to, slot_list=[str(slot) for slot in slots], pipeline=1, parallel=1, **args)
-    with open(playbook, "w") as handle:
-        json.dump([{"hosts": "localhost", "gather_facts": False, "tasks": [{"redisops.cluster.redis_cluster_reshard": task}]}],
-                  handle)
-    return subprocess.Popen([ANSIBLE_PLAYBOOK, "-i", "localhost,", "-c", "local", playbook], env=ansible_env(),
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    return start_module("redis_cluster_reshard", task, workdir)
 
 
 def heavy_slots(nodes, tags) -> tuple:

@@ -174,14 +174,16 @@ def reset_stats(nodes) -> None:
 class Writer(threading.Thread):
     """An unpatched redis-py cluster client writing and reading back keys until stopped; records acknowledged writes
     and errors (anything the client raised, whatever its class: it reaches the application), each acknowledgement
-    with its time.monotonic(); client_kwargs go to redis.RedisCluster."""
+    with its time.monotonic(); client_kwargs go to redis.RedisCluster. interval: seconds between writes (0: as fast
+    as it can)."""
 
     name_shown = "redis-py %s" % redis.__version__
 
-    def __init__(self, nodes, prefix: str = "online", **client_kwargs):
+    def __init__(self, nodes, prefix: str = "online", interval: float = 0.0, **client_kwargs):
         super().__init__(daemon=True)
         self.client = cluster_client(nodes, **client_kwargs)
         self.prefix = prefix
+        self.interval = interval
         self.acknowledged = {}
         self.acknowledged_at = {}
         self.errors = []
@@ -200,6 +202,7 @@ class Writer(threading.Thread):
             except Exception as exc:  # pylint: disable=broad-except
                 self.errors.append("%s: %r" % (key, exc))
             index += 1
+            self._stop_event.wait(self.interval)
 
     def stop(self) -> None:
         self._stop_event.set()
@@ -215,12 +218,12 @@ class NodeWriter:
     """ioredis (tests/clients, installed by make deps) writing and reading back keys in a node process until
     stopped (its standard input closed); the same record as Writer."""
 
-    def __init__(self, nodes, prefix: str = "ioredis"):
+    def __init__(self, nodes, prefix: str = "ioredis", interval: float = 0.0):
         env = dict(os.environ, REDIS_PASSWORD=nodes[0].password) if nodes[0].password else None
         self.prefix = prefix
         self.process = subprocess.Popen(
             ["node", os.path.join(CLIENTS_DIR, "writer.js"), nodes[0].host, str(nodes[0].port), prefix,
-             str(NODE_WRITER_SECONDS)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
+             str(NODE_WRITER_SECONDS), str(int(interval * 1000))], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
         self.acknowledged = {}
         self.errors = []
         self.name_shown = "ioredis"

@@ -117,6 +117,17 @@ def run_module(module: str, args: dict, **kwargs) -> dict:
     return run_tasks([{"redisops.cluster." + module: args}], **kwargs).result
 
 
+def start_module(module: str, args: dict, workdir: str) -> subprocess.Popen:
+    """One task of redisops.cluster.<module> through ansible-playbook in the background, in its own session (so
+    that it can be waited for or killed as a group); its output on the process's stdout."""
+    playbook = os.path.join(workdir, "play-%s.yml" % module)
+    with open(playbook, "w") as handle:
+        json.dump([{"hosts": "localhost", "gather_facts": False, "tasks": [{"redisops.cluster." + module: args}]}],
+                  handle)
+    return subprocess.Popen([ANSIBLE_PLAYBOOK, "-i", "localhost,", "-c", "local", playbook], env=ansible_env(),
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+
+
 def local_inventory(groups: dict, **all_vars) -> dict:
     """An inventory whose hosts all run on this machine: {group: {host: {variables}}} -> the YAML inventory form,
     every host reached by the local connection with this Python; all_vars apply to every host."""

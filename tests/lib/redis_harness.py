@@ -112,8 +112,8 @@ class RedisNode:
             args += ["--requirepass", password, "--masterauth", password]
         if tls:
             args += tls.server_args(port)
-        args = list(command_prefix) + args + list(extra_args)
-        self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.args = list(command_prefix) + args + list(extra_args)
+        self.process = subprocess.Popen(self.args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         _LIVE.add(self)
 
     @property
@@ -170,6 +170,13 @@ class RedisNode:
 
     def resume(self) -> None:
         self.process.send_signal(signal.SIGCONT)
+
+    def restart(self) -> None:
+        """The same server again, on the same directory and ports (after kill: it reloads its data and nodes.conf)."""
+        self.kill()
+        self.process = subprocess.Popen(self.args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        _LIVE.add(self)
+        self.wait_ready()
 
     def stop(self) -> None:
         if self.process.poll() is None:
