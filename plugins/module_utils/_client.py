@@ -340,6 +340,8 @@ def fan_out(function, items, max_workers: int = MAX_PARALLEL) -> list:
 
 
 AUTH_HINT = "authentication failed; check login_user and login_password (or REDIS_CLUSTER_USER / REDIS_CLUSTER_PASSWORD)"
+PERMISSION_HINT = ("the ACL user (login_user) lacks a permission; grant the command named with ACL SETUSER on every node, "
+                   "or log in as a user that has it")
 
 
 # What a TLS mismatch looks like from the client's side, and what to change.
@@ -355,11 +357,21 @@ TLS_HINTS = (
 )
 
 
-def describe_error(exc: Exception) -> str:
+# A TLS client on a port that speaks plain RESP gets no answer to its handshake: the node waits for a command.
+TLS_TIMEOUT_HINT = "with tls: true, a node that does not speak TLS on this port does not answer either; check tls and the port"
+
+
+def describe_error(exc: Exception, tls: bool = False) -> str:
+    """The error's text with what to do about it, where the text alone would not say."""
     text = str(exc) or exc.__class__.__name__
+    if tls and isinstance(exc, RedisTimeoutError):
+        return "%s (%s)" % (text, TLS_TIMEOUT_HINT)
     if "cluster support disabled" in text:
         return "cluster mode is off on this node (cluster-enabled no): %s" % text
-    if isinstance(exc, AuthenticationError) or any(code in text for code in ("NOAUTH", "WRONGPASS", "NOPERM")):
+    # redis-py drops the NOPERM code from the text it raises; the collection's own connection keeps it.
+    if "NOPERM" in text or "no permissions to" in text:
+        return "%s: %s" % (PERMISSION_HINT, text)
+    if isinstance(exc, AuthenticationError) or any(code in text for code in ("NOAUTH", "WRONGPASS")):
         return "%s: %s" % (AUTH_HINT, text)
     hints = [hint for marker, hint in TLS_HINTS if marker in text]
     return "%s (%s)" % (text, hints[0]) if hints else text
@@ -371,7 +383,7 @@ def observe_node(address, options: ConnectionOptions) -> NodeObservation:
             nodes, cluster_info, info = conn.pipeline(
                 [("CLUSTER", "NODES"), ("CLUSTER", "INFO"), ("INFO",) + INFO_SECTIONS])
     except (RedisError, OSError) as exc:
-        return NodeObservation(address=address, reachable=False, error=describe_error(exc))
+        return NodeObservation(address=address, reachable=False, error=describe_error(exc, options.tls))
     for reply in (nodes, cluster_info, info):
         if isinstance(reply, Exception):
             return NodeObservation(address=address, reachable=False, error=describe_error(reply))

@@ -15,7 +15,8 @@ import threading
 import time
 
 from ._client import (
-    SLOT, ClusterClientError, NodeConnection, RedisError, ResponseError, fan_out, observe_node, per_slot, resolve_ip,
+    SLOT, ClusterClientError, NodeConnection, RedisError, ResponseError, describe_error, fan_out, observe_node, per_slot,
+    resolve_ip,
 )
 from ._migrate import (
     DEFAULT_PIPELINE, DEFAULT_TIMEOUT_MS, KeyConflict, Patience, clients_at_work, cluster_down, hand_first_slots,
@@ -101,7 +102,9 @@ class Executor:
                         self.connection(node)
                     fan_out(self._run_node_steps, _by_node(batch))
                 completed.extend(step.description for step in batch)
-        except (RedisError, OSError, ClusterClientError, KeyConflict) as exc:
+        except (RedisError, OSError) as exc:
+            raise ExecutionError(describe_error(exc), completed, wrote) from None
+        except (ClusterClientError, KeyConflict) as exc:
             raise ExecutionError(str(exc), completed, wrote) from None
         except ExecutionError as exc:
             raise ExecutionError(str(exc), completed, wrote) from None
@@ -114,7 +117,7 @@ class Executor:
             try:
                 HANDLERS[step.action](self, step)
             except ResponseError as exc:
-                raise ExecutionError("%s failed: %s" % (step.description, exc), ()) from None
+                raise ExecutionError("%s failed: %s" % (step.description, describe_error(exc)), ()) from None
 
     # --- writes ---
 
@@ -340,7 +343,7 @@ class Executor:
                 self._in_flight.pop(step.description, None)
             return rest
         except ResponseError as exc:
-            raise ExecutionError("%s failed: %s" % (step.description, exc), ()) from None
+            raise ExecutionError("%s failed: %s" % (step.description, describe_error(exc)), ()) from None
         finally:
             for conn in conns:
                 conn.close()

@@ -11,6 +11,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from redis.connection import Connection
+from redis.exceptions import AuthenticationError, NoPermissionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from ansible_collections.redisops.cluster.plugins.module_utils._client import (
     SLOT, command_count, describe_error, pack_commands, per_slot,
@@ -77,3 +79,14 @@ def test_commands_per_slot_are_packed_as_each_command_would_be(slots, templates)
 ])
 def test_tls_errors_name_the_option_to_set(error, hint):
     assert hint in describe_error(ConnectionError(error))
+
+
+def test_a_missing_acl_permission_is_told_apart_from_a_wrong_password():
+    denied = describe_error(NoPermissionError("this user has no permissions to run the 'cluster|failover' command"))
+    assert "cluster|failover" in denied and "ACL SETUSER" in denied and "authentication failed" not in denied
+    assert "authentication failed" in describe_error(AuthenticationError("invalid username-password pair"))
+
+
+def test_a_timeout_with_tls_on_says_the_node_may_not_speak_tls():
+    assert "check tls" in describe_error(RedisTimeoutError("Timeout connecting to server"), tls=True)
+    assert "tls" not in describe_error(RedisTimeoutError("Timeout connecting to server"))
