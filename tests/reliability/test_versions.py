@@ -17,7 +17,7 @@ import os
 import signal
 import subprocess
 import sys
-import xml.etree.ElementTree as ElementTree
+from xml.etree import ElementTree
 
 import pytest
 
@@ -36,7 +36,7 @@ SUBSET = (
     "tests/integration/test_node.py::test_replace_a_replica",
     "tests/integration/test_failover.py::test_force_promotes_the_replica_of_a_killed_master",
 )
-SUBSET_TIMEOUT_S = 300
+SUBSET_TIMEOUT_S = 600
 
 
 @pytest.fixture(scope="module")
