@@ -86,12 +86,17 @@ def nothing(_site: Site):
     yield
 
 
+def owner_and_other(site: Site, slot: int) -> tuple:
+    """The master that serves slot, and another master."""
+    source = next(node for node in site.masters() if node.node_id() == owner_id(site.cluster[0], slot))
+    return source, next(node for node in site.masters() if node is not source)
+
+
 @contextlib.contextmanager
 def open_slot(site: Site):
     """A slot with keys left MIGRATING on its owner and IMPORTING on another master, as an interrupted move leaves it."""
     slot = key_slot(OPEN_TAG.encode())
-    source = next(node for node in site.masters() if node.node_id() == owner_id(site.cluster[0], slot))
-    target = next(node for node in site.masters() if node is not source)
+    source, target = owner_and_other(site, slot)
     raw(target, ("CLUSTER", "SETSLOT", slot, "IMPORTING", source.node_id()))
     raw(source, ("CLUSTER", "SETSLOT", slot, "MIGRATING", target.node_id()))
     try:
@@ -165,18 +170,19 @@ def spare(index: int) -> Callable[[Site], str]:
 CASES = [
     Case("redis_cluster_create", module("redis_cluster_create", replicas=0,
                                         nodes=lambda site: [node.address for node in site.spares])),
-    Case("redis_cluster_fix", module("redis_cluster_fix"), open_slot, sample=True),
+    Case("redis_cluster_fix", module("redis_cluster_fix"), open_slot),
     Case("redis_cluster_rebalance", module("redis_cluster_rebalance", weights=lambda site: {first_master(site): 3})),
     Case("redis_cluster_reshard", module("redis_cluster_reshard", to=first_master, slots=500)),
-    Case("redis_cluster_node-add-master", module("redis_cluster_node", node=spare(0), rebalance=True), sample=True),
+    Case("redis_cluster_node-add-master", module("redis_cluster_node", node=spare(0), rebalance=True)),
     Case("redis_cluster_node-add-replica", module("redis_cluster_node", node=spare(0), role="replica")),
-    Case("redis_cluster_node-remove-master", module("redis_cluster_node", node=first_master, state="absent")),
+    Case("redis_cluster_node-remove-master",
+         module("redis_cluster_node", node=first_master, state="absent"), sample=True),
     Case("redis_cluster_node-replace", module("redis_cluster_node", node=spare(0),
                                              replace=lambda site: site.replica().address)),
     Case("redis_cluster_failover", module("redis_cluster_failover", node=lambda site: site.replica().address)),
     Case("playbook-rebalance", playbook("rebalance", Site.inventory,
                                         {"redis_cluster_rebalance_weights": lambda site: {first_master(site): 3}})),
-    Case("playbook-fix", playbook("fix", Site.inventory), open_slot),
+    Case("playbook-fix", playbook("fix", Site.inventory), open_slot, sample=True),
     Case("playbook-scale_out", playbook(
         "scale_out", lambda site: site.inventory(redis_cluster_new=site.spare_host()),
         {"redis_cluster_scale_out_group": "redis_cluster_new", "redis_cluster_scale_out_deploy": False})),
@@ -189,7 +195,7 @@ CASES = [
         {"redis_cluster_replace_node_old": lambda site: site.replica().address,
          "redis_cluster_replace_node_new": spare(0)})),
     Case("playbook-rolling_restart", playbook("rolling_restart", Site.inventory, would="fail over")),
-    Case("playbook-reconcile", playbook("reconcile", reconcile_inventory, would="add"), sample=True),
+    Case("playbook-reconcile", playbook("reconcile", reconcile_inventory, would="add")),
 ]
 
 
