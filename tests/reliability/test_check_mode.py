@@ -178,7 +178,7 @@ CASES = [
     Case("redis_cluster_node-remove-master",
          module("redis_cluster_node", node=first_master, state="absent"), sample=True),
     Case("redis_cluster_node-replace", module("redis_cluster_node", node=spare(0),
-                                             replace=lambda site: site.replica().address)),
+                                              replace=lambda site: site.replica().address)),
     Case("redis_cluster_failover", module("redis_cluster_failover", node=lambda site: site.replica().address)),
     Case("playbook-rebalance", playbook("rebalance", Site.inventory,
                                         {"redis_cluster_rebalance_weights": lambda site: {first_master(site): 3}})),
