@@ -9,6 +9,8 @@ Pure code: no I/O and no Ansible imports. The node backend (_lifecycle) observes
 
 from __future__ import annotations
 
+import re
+
 from ._placement import shared_domains
 from ._planner import (
     FAILOVER, MEET, REMOVE_NODE, REPLICATE, WAIT_CONVERGED, WAIT_SYNCED, PlanError, Step, candidate,
@@ -20,9 +22,14 @@ from ._topology import ClusterState, Node, NodeObservation, format_address, name
 _LEVEL_WEIGHT = {"host": 4, "rack": 2, "zone": 1}
 
 
+NODE_ID = re.compile(r"[0-9a-f]{8,40}")
+
+
 def find_node(state: ClusterState, name: str):
     """The node a name means (node id, id prefix of 8+ characters, or host:port), None when no node is named so;
-    PlanError when the name fits several."""
+    PlanError when the name fits several, or is neither form (a typo must not read as a node that is absent)."""
+    if ":" not in name and not NODE_ID.fullmatch(name):
+        raise PlanError("%r is neither host:port nor a node id (8 to 40 hex digits); give one of those" % name)
     found = named_nodes(state.nodes, name)
     if len(found) > 1:
         named = ", ".join(node.describe() for node in found)

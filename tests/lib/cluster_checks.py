@@ -166,6 +166,74 @@ def cluster_writes(nodes) -> list:
     return seen
 
 
+def node_view(node):
+    """A node's CLUSTER NODES, each line split and sorted, without the ping-sent and pong-recv times (ids, addresses,
+    flags, masters, epochs, link states and slots stay); the error text for a node that is not in cluster mode."""
+    try:
+        text = node.cluster_nodes()
+    except redis.RedisError as error:
+        return str(error)
+    return sorted(fields[:4] + fields[6:] for fields in (line.split() for line in text.splitlines()))
+
+
+def node_keys(node) -> tuple:
+    """(key count, DEBUG DIGEST) of the node's whole data set: it changes with any key, value or type, and needs no
+    slot served (the node must run with enable-debug-command local or yes)."""
+    with node.client() as conn:
+        return conn.dbsize(), conn.execute_command("DEBUG", "DIGEST")
+
+
+def observed(nodes) -> dict:
+    """Every node's view and keys: what a refused or check-mode run must leave as it found it."""
+    return {node.address: (node_view(node), node_keys(node)) for node in nodes}
+
+
+def commands_received(node) -> dict:
+    """INFO commandstats as {command: calls}, counting calls the server rejected or that failed too (such a command
+    still reached the node)."""
+    stats = node.client().info("commandstats")
+    return {name[len("cmdstat_"):]: fields.get("calls", 0) + fields.get("rejected_calls", 0) + fields.get("failed_calls", 0)
+            for name, fields in stats.items()}
+
+
+# Read-only commands that Redis flags admin: a run that only observes may send these.
+READ_ONLY_ADMIN = ("config|get", "config|resetstat", "client|list", "client|info", "slowlog|get", "slowlog|len",
+                   "latency|latest", "acl|whoami", "acl|getuser", "acl|list", "acl|cat", "memory|stats")
+# What replicas send their masters on their own every second (REPLCONF ACK); the collection sends none of it.
+REPLICATION_TRAFFIC = ("replconf",)
+# Cluster subcommands that only read (Redis flags none of them write or admin; listed so that any cluster
+# subcommand outside them fails a check-mode test whatever its flags).
+CLUSTER_READS = ("nodes", "info", "myid", "myshardid", "slots", "shards", "countkeysinslot", "getkeysinslot",
+                 "keyslot", "links", "replicas", "slaves", "count-failure-reports", "help")
+_FLAGS = {}
+
+
+def command_flags(node, command: str) -> set:
+    """COMMAND INFO's flags of a commandstats name (``cluster|setslot`` form for subcommands)."""
+    if command not in _FLAGS:
+        entry = raw(node, ("COMMAND", "INFO", command))[0][0]
+        _FLAGS[command] = {flag.decode() for flag in entry[2]} if entry else {"unknown"}
+    return _FLAGS[command]
+
+
+def changing_commands(nodes) -> list:
+    """Commands any node received since CONFIG RESETSTAT that write keys or may change the server or the cluster:
+    those Redis flags write, admin or may_replicate (or does not know), bar READ_ONLY_ADMIN and REPLICATION_TRAFFIC,
+    and every CLUSTER subcommand outside CLUSTER_READS; as "address command xN"."""
+    seen = []
+    for node in nodes:
+        for command, calls in sorted(commands_received(node).items()):
+            container, _sep, sub = command.partition("|")
+            if container == "cluster":
+                changing = sub not in CLUSTER_READS
+            else:
+                changing = command not in READ_ONLY_ADMIN + REPLICATION_TRAFFIC and bool(
+                    command_flags(node, command) & {"write", "admin", "may_replicate", "unknown"})
+            if changing and calls:
+                seen.append("%s %s x%d" % (node.address, command, calls))
+    return seen
+
+
 def reset_stats(nodes) -> None:
     for node in nodes:
         node.call("CONFIG", "RESETSTAT")

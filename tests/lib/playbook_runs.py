@@ -52,6 +52,12 @@ def ansible_env(extra=None) -> dict:
     return env
 
 
+def play_recap(output: str) -> dict:
+    """host -> {"ok": n, "changed": n, "unreachable": n, "failed": n}, from ansible-playbook's play recap."""
+    return {match.group(1): dict(zip(("ok", "changed", "unreachable", "failed"), map(int, match.groups()[1:])))
+            for match in _RECAP.finditer(output)}
+
+
 @dataclasses.dataclass
 class InventoryRun:
     rc: int
@@ -67,9 +73,7 @@ def run_playbook(playbook: str, inventory: str, extra_vars=None, env=None, timeo
         args += ["--extra-vars", json.dumps(extra_vars)]
     proc = subprocess.run(args, env=ansible_env(dict({"ANSIBLE_PIPELINING": "1"}, **(env or {}))),
                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=timeout, check=False)
-    recap = {match.group(1): dict(zip(("ok", "changed", "unreachable", "failed"), map(int, match.groups()[1:])))
-             for match in _RECAP.finditer(proc.stdout)}
-    return InventoryRun(rc=proc.returncode, output=proc.stdout, recap=recap)
+    return InventoryRun(rc=proc.returncode, output=proc.stdout, recap=play_recap(proc.stdout))
 
 
 def run_tasks(tasks, check: bool = False, diff: bool = False, env=None, verbosity: int = 0,
@@ -169,6 +173,25 @@ def run_collection_playbook(name: str, inventory: dict, extra_vars=None, check: 
                               text=True, timeout=timeout, check=False)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
-    recap = {match.group(1): dict(zip(("ok", "changed", "unreachable", "failed"), map(int, match.groups()[1:])))
-             for match in _RECAP.finditer(proc.stdout)}
-    return InventoryRun(rc=proc.returncode, output=proc.stdout, recap=recap)
+    return InventoryRun(rc=proc.returncode, output=proc.stdout, recap=play_recap(proc.stdout))
+
+
+def run_roles(roles, variables: dict, check: bool = False, timeout: float = 300) -> InventoryRun:
+    """A play on localhost that applies the collection's roles (names without the collection prefix) with
+    variables given as extra variables, as a user's play would; its rc, output and recap."""
+    workdir = tempfile.mkdtemp(prefix="redisops-roles-")
+    try:
+        playbook, extra = os.path.join(workdir, "play.yml"), os.path.join(workdir, "vars.json")
+        with open(playbook, "w") as handle:
+            json.dump([{"hosts": "localhost", "gather_facts": False,
+                        "roles": ["redisops.cluster." + role for role in roles]}], handle)
+        with open(extra, "w") as handle:
+            json.dump(variables, handle)
+        args = [ANSIBLE_PLAYBOOK, "-i", "localhost,", "-c", "local", playbook, "-e", "@" + extra]
+        if check:
+            args.append("--check")
+        proc = subprocess.run(args, env=ansible_env({"ANSIBLE_PIPELINING": "1"}), stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, text=True, timeout=timeout, check=False)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    return InventoryRun(rc=proc.returncode, output=proc.stdout, recap=play_recap(proc.stdout))

@@ -79,7 +79,10 @@ def test_a_node_is_found_by_id_prefix_or_address_and_none_when_unknown():
     assert find_node(state, node_id("b")[:8]).id == node_id("b")
     assert find_node(state, "127.0.0.1:7004").id == node_id("rb")
     assert find_node(state, "127.0.0.1:7999") is None
-    assert find_node(state, node_id("b")[:6]) is None  # too short a prefix names nothing
+    # Too short a prefix, or an address without its port, is refused rather than read as a node that is absent.
+    for typo in (node_id("b")[:6], "127.0.0.1"):
+        with pytest.raises(PlanError, match="neither host:port nor a node id"):
+            find_node(state, typo)
 
 
 # --- joining -------------------------------------------------------------------------------------------------
