@@ -23,9 +23,13 @@ process.stdin.on("close", () => { stopping = true; });
 process.stdin.resume();
 const deadline = Date.now() + Number(maxSeconds) * 1000;
 
+const acknowledged = [];
+const errors = [];
+// ioredis can throw outside any command (e.g. "Connection is closed" while a node it reaches is killed): that reaches
+// the application too, so it counts as an error, and the writer goes on.
+process.on("uncaughtException", (error) => { errors.push(`uncaught: ${error.name}: ${error.message}`); });
+
 async function main() {
-  const acknowledged = [];
-  const errors = [];
   let writes = 0;
   for (let index = 0; !stopping && Date.now() < deadline; index++) {
     const key = `${prefix}:${index}`;

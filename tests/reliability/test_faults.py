@@ -288,7 +288,9 @@ def test_fault_during_move(trial: Trial, clusters):
     assert_healthy(members(nodes)[0])
     stored = all_keys(nodes)
     missing = sorted(key for key, value in before.items() if stored.get(key) != value)
-    assert missing == [], "%d key(s) stored before the trial missing or changed, e.g. %s" % (len(missing), missing[:5])
+    assert missing == [], "%d key(s) stored before the trial missing or changed, e.g. %s; victim %s, first run: %s; " \
+        "fix: %s; rerun: %s" % (len(missing), missing[:5], victim.address, first_message or "ok", fixed.get("plan"),
+                                rerun.get("plan"))
     failover = bool(master_addresses(nodes) - masters_before)
     lost = {writer.name_shown: sorted(key for key, value in writer.acknowledged.items() if stored.get(key) != value)
             for writer in writers}
