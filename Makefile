@@ -6,6 +6,9 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.requirements-installed
 PYTEST := $(BIN)/python -m pytest
 CLIENTS_STAMP := tests/clients/node_modules/.installed
+# The suites that wait on clusters (gossip, failovers, ansible-playbook runs) run a test file per worker, two at a
+# time: every test has its own ports, directories and namespaces. PARALLEL= runs them one by one.
+PARALLEL ?= -n 2 --dist loadfile
 
 .PHONY: test unit integration reliability-sample test-reliability test-playbooks sanity lint demo bench fuzz deps redis chromium roles-deps netns-deps roles-rootfs versions-rootfs roles-sample test-roles clean
 
@@ -100,12 +103,12 @@ unit: deps
 	$(PYTEST) tests/unit
 
 integration: deps chromium
-	$(PYTEST) tests/integration
+	$(PYTEST) $(PARALLEL) tests/integration
 
 # The reliability suites' fast cases (marked sample); test-reliability runs the others, so make test followed by
 # make test-reliability (what CI runs) runs every case once.
 reliability-sample: deps
-	$(PYTEST) tests/reliability -m sample
+	$(PYTEST) $(PARALLEL) tests/reliability -m sample
 
 # Debian 13's Redis 8.0 and Valkey 8.1, installed in a Debian 13 root file system derived from roles-rootfs's,
 # which the version matrix runs its servers from (built into REDISOPS_ROOTFS_CACHE unless already there).
@@ -115,7 +118,7 @@ versions-rootfs: deps roles-deps
 # Faults during moves, partitions, bad input, check mode, secrets, TLS with ACL, other server versions; CI runs
 # it after make test. Figures in docs/reliability.md.
 test-reliability: deps netns-deps versions-rootfs
-	$(PYTEST) tests/reliability -m "not sample"
+	$(PYTEST) $(PARALLEL) tests/reliability -m "not sample"
 
 # The deploy, rolling_restart and reconcile playbooks on local hosts the roles deploy (about 10 minutes; CI's 45
 # minutes leave no room for them next to make test, which runs the other playbooks' tests in tests/integration).
