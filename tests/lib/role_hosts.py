@@ -167,8 +167,8 @@ def _interpreter_inside(namespace: NetnsHost, directory: str) -> str:
     """A script that runs this Python inside namespace, for ansible_python_interpreter."""
     path = os.path.join(directory, "python")
     with open(path, "w") as handle:
-        handle.write("#!/bin/sh\nexec %s %s \"$@\"\n" % (" ".join(map(shlex.quote, namespace.command_prefix)),
-                                                       shlex.quote(sys.executable)))
+        command = " ".join(shlex.quote(part) for part in namespace.command_prefix + [sys.executable])
+        handle.write("#!/bin/sh\nexec %s \"$@\"\n" % command)
     os.chmod(path, 0o755)
     return path
 
