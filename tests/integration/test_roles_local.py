@@ -69,15 +69,19 @@ class Deployment:
             json.dump([{"hosts": "localhost", "gather_facts": False,
                         "roles": ["redisops.cluster.redis_node", "redisops.cluster.redis_cluster_agent"]}], handle)
 
-    def apply(self, **changes) -> tuple:
-        """Run the play; (changed tasks, output). Fails the test on any failed task."""
+    def run(self, **changes) -> subprocess.CompletedProcess:
+        """Run the play with these changes to the variables, whatever its outcome."""
         self.variables.update(changes)
         extra = os.path.join(self.root, "vars.json")
         with open(extra, "w") as handle:
             json.dump(self.variables, handle)
-        proc = subprocess.run([ANSIBLE_PLAYBOOK, "-i", "localhost,", "-c", "local", self.playbook, "-e", "@" + extra],
+        return subprocess.run([ANSIBLE_PLAYBOOK, "-i", "localhost,", "-c", "local", self.playbook, "-e", "@" + extra],
                               env=ansible_env({"ANSIBLE_PIPELINING": "1"}), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                               timeout=300, check=False)
+
+    def apply(self, **changes) -> tuple:
+        """Run the play; (changed tasks, output). Fails the test on any failed task."""
+        proc = self.run(**changes)
         recap = RECAP.search(proc.stdout)
         assert proc.returncode == 0 and recap and recap.group(4) == "0", proc.stdout
         assert PASSWORD not in proc.stdout
@@ -127,6 +131,21 @@ def deployment():
         shutil.rmtree(root, ignore_errors=True)
 
 
+@pytest.mark.parametrize("bind", ["127.0.0.1 192.0.2.10", "0.0.0.0"])
+def test_protected_mode_without_a_password_on_a_public_address_is_refused_before_any_change(bind):
+    root = tempfile.mkdtemp(prefix="redisops-roles-")
+    try:
+        refused = Deployment(root, free_instance_ports(1))
+        proc = refused.run(redis_node_password="", redis_node_bind=bind)
+        recap = RECAP.search(proc.stdout)
+        assert proc.returncode != 0 and recap and recap.group(4) == "1", proc.stdout
+        assert "redis_node_password" in proc.stdout and "redis_node_protected_mode" in proc.stdout, proc.stdout
+        assert not os.path.exists(refused.variables["redis_node_conf_dir"])
+        assert not os.path.exists(refused.variables["redis_node_data_dir"])
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
 def run_ids(deployment: Deployment) -> dict:
     return {port: deployment.client(port).info("server")["run_id"] for port in deployment.ports}
 
@@ -141,6 +160,7 @@ def test_first_run_starts_every_instance_and_they_form_a_cluster(deployment):
         myself = next(line for line in conn.execute_command("CLUSTER", "NODES").decode().splitlines() if "myself" in line)
         assert ":%d@%d " % (port, port + BUS_OFFSET) in myself
         assert conn.config_get("dbfilename") == {"dbfilename": "dump-%d.rdb" % port}
+        assert conn.config_get("protected-mode") == {"protected-mode": "yes"}
     with pytest.raises(redis.AuthenticationError):
         deployment.client(deployment.ports[0], password="wrong").ping()
     with pytest.raises(redis.ConnectionError):

@@ -76,8 +76,9 @@ def masters(nodes) -> list:
 
 def redis_cli_check(node) -> str:
     tls = node.tls.cli_args() if node.tls else []
+    env = dict(os.environ, REDISCLI_AUTH=node.password) if node.password else None
     return subprocess.run([REDIS_CLI] + tls + ["--cluster", "check", node.address], stdout=subprocess.PIPE,
-                          stderr=subprocess.STDOUT, text=True, check=False).stdout
+                          stderr=subprocess.STDOUT, text=True, check=False, env=env).stdout
 
 
 def assert_healthy(node) -> None:

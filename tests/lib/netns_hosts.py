@@ -15,7 +15,8 @@ Names carry the process id and a random part, so runs in parallel never share a 
 Everything is removed on exit (context manager, plus an atexit safety net), with any process still left inside.
 
 Run as a script inside a host (``ip netns exec NS python netns_hosts.py write HOST PORT PREFIX``), it is a client on
-that host: a cluster_checks.Writer that writes until its standard input closes, then prints what it recorded as JSON.
+that host: a cluster_checks.Writer that writes until its standard input closes, then prints what it recorded as JSON
+(the password, if any, in the environment variable REDIS_PASSWORD).
 """
 
 from __future__ import annotations
@@ -161,9 +162,11 @@ class HostWriter:
 
     def __init__(self, host: NetnsHost, seed, prefix: str):
         self.prefix = prefix
+        # The password goes through the environment, not the command line.
+        env = dict(os.environ, REDIS_PASSWORD=seed.password) if seed.password else None
         self.process = subprocess.Popen(
             host.command_prefix + [sys.executable, os.path.abspath(__file__), "write", seed.host, str(seed.port), prefix],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
         self.acknowledged = {}
         self.acknowledged_at = {}
         self.errors = []
@@ -191,7 +194,7 @@ def _write_until_stdin_closes(host: str, port: int, prefix: str) -> None:
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     from cluster_checks import Writer  # pylint: disable=import-outside-toplevel
 
-    seed = types.SimpleNamespace(host=host, port=port, password=None, tls=None)
+    seed = types.SimpleNamespace(host=host, port=port, password=os.environ.get("REDIS_PASSWORD"), tls=None)
     writer = Writer([seed], prefix=prefix, socket_timeout=1, socket_connect_timeout=1)
     writer.start()
     print("ready", flush=True)

@@ -151,6 +151,13 @@ def nodes_inventory(nodes, zones=("a", "b", "c"), group: str = "redis_cluster", 
     return local_inventory({group: hosts}, **all_vars)
 
 
+def reconcile_decisions(output: str) -> list:
+    """The lines the reconcile playbook printed under Show the decisions."""
+    block = output.split("TASK [Show the decisions]", 1)[1].split("TASK [", 1)[0]
+    return [json.loads(line.strip().rstrip(",")) for line in block.splitlines() if line.strip().startswith('"')
+            and not line.strip().startswith('"msg"')]
+
+
 def run_collection_playbook(name: str, inventory: dict, extra_vars=None, check: bool = False, env=None,
                             verbosity: int = 0, timeout: float = 900, limit: str | None = None) -> InventoryRun:
     """ansible-playbook redisops.cluster.<name>, as users run the collection's playbooks, over an inventory given

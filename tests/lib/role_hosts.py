@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import random
+import shlex
 import shutil
 import signal
 import sys
@@ -17,6 +18,7 @@ import tempfile
 import time
 
 import redis
+from netns_hosts import NetnsHost
 from playbook_runs import local_inventory
 from redis_harness import RedisNode, TlsFiles, port_free
 
@@ -135,12 +137,21 @@ class RoleHosts:
     def __exit__(self, *_exc):
         self.close()
 
-    def add(self, group: str, zone: str, ports: int, **variables) -> RoleHost:
+    def add(self, group: str, zone: str, ports: int, namespace: NetnsHost | None = None, **variables) -> RoleHost:
+        """A host at the next loopback address, or the host of a network namespace (tests/lib/netns_hosts): its
+        address, its name, and a Python interpreter that runs the modules inside it, so that what the roles start
+        runs there too."""
         index = len(self.hosts) + 1
-        address = "127.0.0.%d" % (index + 1)
-        host = RoleHost("host-%d" % index, address, free_instance_ports(ports, address), zone,
-                        os.path.join(self.root, "host-%d" % index), variables)
+        if namespace:
+            # Nothing else listens in the namespace: the first ports are free.
+            name, address, chosen = namespace.name, namespace.address, [7000 + offset for offset in range(ports)]
+        else:
+            name, address = "host-%d" % index, "127.0.0.%d" % (index + 1)
+            chosen = free_instance_ports(ports, address)
+        host = RoleHost(name, address, chosen, zone, os.path.join(self.root, name), variables)
         os.makedirs(host.root)
+        if namespace:
+            host.variables["ansible_python_interpreter"] = _interpreter_inside(namespace, host.root)
         self.hosts[host.name] = host
         self.groups.setdefault(group, []).append(host.name)
         return host
@@ -182,6 +193,45 @@ class RoleHosts:
             kill_process(pid, signal.SIGKILL)
         wait_gone(pids)
         shutil.rmtree(self.root, ignore_errors=True)
+
+
+def _interpreter_inside(namespace: NetnsHost, directory: str) -> str:
+    """A script that runs this Python inside namespace, for ansible_python_interpreter."""
+    path = os.path.join(directory, "python")
+    with open(path, "w") as handle:
+        command = " ".join(shlex.quote(part) for part in namespace.command_prefix + [sys.executable])
+        handle.write("#!/bin/sh\nexec %s \"$@\"\n" % command)
+    os.chmod(path, 0o755)
+    return path
+
+
+class RoleInstance(RedisNode):
+    """An instance the roles started, with the checks of a harness node (clients, ROLE, CLUSTER NODES); its process
+    is the one its pid file names."""
+
+    def __init__(self, host: RoleHost, port: int, password: str | None = None):  # pylint: disable=super-init-not-called
+        self.host, self.port, self.bus_port = host.address, port, port + BUS_OFFSET
+        self.dir, self.password, self.tls = host.root, password, None
+        self.role_host = host
+        self.process = _PidProcess(host, port)
+
+
+@dataclasses.dataclass
+class _PidProcess:
+    """poll() of a process known by its pid file: None while it runs."""
+
+    host: RoleHost
+    port: int
+
+    def poll(self) -> int | None:
+        pid = self.host.pid(self.port)
+        if not pid:
+            return -1
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return -1
+        return None
 
 
 def kill_process(pid: int, signum: int) -> None:

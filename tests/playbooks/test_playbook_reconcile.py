@@ -17,7 +17,7 @@ import os
 import pytest
 import redis
 from cluster_checks import wait_for
-from playbook_runs import run_collection_playbook
+from playbook_runs import reconcile_decisions, run_collection_playbook
 from role_hosts import RoleHost, RoleHosts, free_instance_ports
 
 PASSWORD = "reconcile pässword 5"
@@ -112,13 +112,6 @@ def cluster_ok(deployment: Deployment) -> bool:
                for host, port in deployment.live())
 
 
-def decisions(output: str) -> list:
-    """The lines the playbook printed under Show the decisions."""
-    block = output.split("TASK [Show the decisions]", 1)[1].split("TASK [", 1)[0]
-    return [json.loads(line.strip().rstrip(",")) for line in block.splitlines() if line.strip().startswith('"')
-            and not line.strip().startswith('"msg"')]
-
-
 def changed(run) -> int:
     return sum(counts["changed"] for counts in run.recap.values())
 
@@ -146,7 +139,7 @@ def test_check_mode_shows_the_creation_and_creates_nothing(deployment):
     run = deployment.reconcile(check=True)
     assert run.rc == 0, run.output
     assert changed(run) == 0
-    lines = decisions(run.output)
+    lines = reconcile_decisions(run.output)
     assert len(lines) == 1 and lines[0].startswith("create: no reporting instance is in a cluster and 6 report"), lines
     assert observed(deployment) == before
     assert not os.path.exists(deployment.history_dir)
@@ -187,7 +180,7 @@ def test_a_run_with_nothing_to_do_changes_nothing(deployment):
     run = deployment.reconcile()
     assert run.rc == 0, run.output
     assert changed(run) == 0, run.recap
-    assert decisions(run.output) == ["nothing to do: every instance reports, the cluster is whole and balanced"]
+    assert reconcile_decisions(run.output) == ["nothing to do: every instance reports, the cluster is whole and balanced"]
     assert observed(deployment) == before
     assert len(history(deployment)) == 2
 
@@ -244,7 +237,7 @@ def test_a_killed_master_and_a_half_moved_slot_are_repaired_in_one_run(deploymen
     run = deployment.reconcile(check=True)
     assert run.rc == 0, run.output
     assert changed(run) == 0
-    lines = decisions(run.output)
+    lines = reconcile_decisions(run.output)
     victim = "%s:%d" % (victim_host.address, victim_port)
     assert [line.split(":")[0] for line in lines] == ["start", "fix", "restore_placement"], lines
     assert lines[0].startswith("start: %s: its agent cannot read %s (" % (victim_host.name, victim)), lines
@@ -289,7 +282,7 @@ def test_an_instance_in_no_cluster_is_added_and_the_masters_rebalanced(deploymen
     new = "%s:%d" % (host.address, host.ports[-1])
     run = deployment.reconcile()
     assert run.rc == 0, run.output
-    lines = decisions(run.output)
+    lines = reconcile_decisions(run.output)
     assert lines[0].startswith("add: %s reports but is in no cluster, and every master has 1 replica(s): add it as "
                                "a master" % new), lines
     assert lines[1].startswith("rebalance: beyond the threshold of 2%: ") and new + " holds 0, its share is 4096" in lines[1]

@@ -3,7 +3,8 @@
 # GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
 """Partitions between test hosts in network namespaces (tests/lib/netns_hosts): a master's host cut off while clients
-write, and a host cut off in the middle of a rebalance; the modules bring the cluster back to full health afterwards.
+write (on nodes the tests start, and on instances the roles deployed, with a password), and a host cut off in the
+middle of a rebalance; the modules and the reconcile playbook bring the cluster back to full health afterwards.
 Figures (printed with -s) go to docs/reliability.md, Partitions."""
 
 from __future__ import annotations
@@ -21,9 +22,10 @@ from cluster_checks import (
     all_keys, assert_healthy, cluster_nodes_fields, masters, own_ranges, wait_for, write_keys, Writer,
 )
 from netns_hosts import HostWriter, NetnsHost, NetnsHosts, unavailable_reason
-from playbook_runs import run_module
+from playbook_runs import reconcile_decisions, run_collection_playbook, run_module
 from redis.crc import key_slot
 from redis_harness import RedisNode, RedisNodes, wait_converged
+from role_hosts import RoleHosts, RoleInstance
 
 pytestmark = pytest.mark.skipif(unavailable_reason() is not None, reason="partitions need network namespaces: %s"
                                 % unavailable_reason())
@@ -51,7 +53,8 @@ class SpreadCluster:
 
     def seed(self, avoid: NetnsHost | None = None) -> dict:
         node = next(node for node in self.nodes if self.host_of[node.address] is not avoid)
-        return {"login_host": node.host, "login_port": node.port}
+        login = {"login_host": node.host, "login_port": node.port}
+        return dict(login, login_password=node.password) if node.password else login
 
     def by_id(self) -> dict:
         return {node.node_id(): node for node in self.nodes}
@@ -230,6 +233,46 @@ def test_a_master_cut_off_fails_over_and_fix_and_placement_restore_bring_it_back
     figures.update(fix_seconds=round(fix_seconds, 2), fix_changed=fixed["changed"],
                    restore_seconds=round(restore_seconds, 2))
     print("\nPARTITION-FIGURES " + json.dumps(figures))
+
+
+PASSWORD = "partition pässword"
+
+
+def test_a_master_cut_off_on_role_deployed_hosts_and_reconcile_restores_the_placement():
+    """The roles deploy the instances inside the namespaces (their modules run there through a wrapper interpreter);
+    after the failover, redis_cluster_fix and the reconcile playbook's restore_placement bring the cluster back."""
+    started = time.monotonic()
+    with NetnsHosts() as net, RoleHosts(password=PASSWORD) as role_hosts:
+        role_hosts.group_vars["redis_cluster_reconcile_history_dir"] = os.path.join(role_hosts.root, "history")
+        deployed = [role_hosts.add("redis_cluster", host.zone, 2, namespace=host) for host in net]
+        run, deploy_seconds = timed(run_collection_playbook, "deploy", role_hosts.inventory())
+        assert run.rc == 0, run.output
+        nodes = [RoleInstance(host, port, PASSWORD) for host in deployed for port in host.ports]
+        cluster = SpreadCluster(net, nodes, {node.address: net.hosts[node.role_host.name] for node in nodes})
+        wait_converged(nodes)
+        assert_spread(cluster)
+        expected = write_keys(nodes, 2000)
+        partition = cut_a_master_off(cluster, net.hosts["host-a"])
+
+        fixed, fix_seconds = timed(run_module, "redis_cluster_fix", cluster.seed())
+        ok(fixed)
+        run, reconcile_seconds = timed(run_collection_playbook, "reconcile", role_hosts.inventory())
+        assert run.rc == 0, run.output
+        assert PASSWORD not in run.output
+        lines = reconcile_decisions(run.output)
+        assert [line.split(":")[0] for line in lines] == ["restore_placement"], lines
+        assert "TASK [Spread the masters over the zones again]" in run.output
+        wait_converged(nodes)
+        assert role(partition.victim) == b"master" and role(partition.replica) == b"slave"
+        assert_spread(cluster)
+        assert_healthy(nodes[-1])
+        again = run_collection_playbook("reconcile", role_hosts.inventory())
+        assert again.rc == 0 and sum(counts["changed"] for counts in again.recap.values()) == 0, again.output
+        figures = assert_writes_kept(cluster, partition, expected)
+    print("\nRECONCILE-PARTITION-FIGURES " + json.dumps(dict(
+        figures, deploy_seconds=round(deploy_seconds, 2), fix_seconds=round(fix_seconds, 2),
+        fix_changed=fixed["changed"], reconcile_seconds=round(reconcile_seconds, 2), decisions=lines,
+        test_seconds=round(time.monotonic() - started, 2))))
 
 
 def progress(path: str) -> int:
