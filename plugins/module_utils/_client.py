@@ -38,6 +38,9 @@ except ImportError:
 
     class AuthenticationError(RedisError):
         pass
+
+    class RedisConnectionError(RedisError):
+        pass
 else:
     HAS_REDIS = True
     REDIS_IMPORT_ERROR = None

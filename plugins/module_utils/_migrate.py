@@ -14,7 +14,7 @@ import dataclasses
 import time
 import typing
 
-from ._client import SLOT, ResponseError, command_count, per_slot
+from ._client import SLOT, RedisConnectionError, ResponseError, command_count, per_slot
 
 DEFAULT_PIPELINE = 1000
 DEFAULT_TIMEOUT_MS = 60000
@@ -130,6 +130,11 @@ SLOT_BATCH = 512
 PROGRESS_INTERVAL = 1.0  # seconds between progress lines while one batch's slots are still emptying
 RETRY_INTERVAL = 0.1  # seconds between tries of MIGRATEs refused while the cluster is down
 LIST_FACTOR = 8  # pages of `pipeline` keys listed per slot and round: a hot slot takes 8x fewer round trips
+# A master whose SETSLOT waits for its replicas (Valkey 8 and later) gives them this long per SETSLOT (its default is
+# 2 s), under the connections' 10 s command timeout; it answers NOREPLICAS when they took longer and leaves the slot
+# as it was (the replicas may have taken it). Such a SETSLOT is sent again, SETSLOT_TRIES times in all.
+SETSLOT_WAIT_MS = 5000
+SETSLOT_TRIES = 3
 
 
 def _check(replies, what: str, tolerate=lambda error: False) -> None:
@@ -145,10 +150,34 @@ def cluster_down(error) -> bool:
     return "CLUSTERDOWN" in text or "cluster is down" in text or text.startswith("TRYAGAIN")
 
 
+def _unconfirmed(reply) -> bool:
+    return isinstance(reply, ResponseError) and str(reply).startswith("NOREPLICAS")
+
+
+def _wait(conn) -> tuple:
+    """The arguments that end a SETSLOT to conn: how long it may wait for the node's replicas (Valkey 8 and later)."""
+    return ("TIMEOUT", SETSLOT_WAIT_MS) if conn.setslot_waits_for_replicas() else ()
+
+
+def _confirmed(conn, slots, build, replies) -> list:
+    """replies to build(slots) (one SETSLOT per slot) once the slots refused with NOREPLICAS were sent again, up to
+    SETSLOT_TRIES times in all: the master applied none of them, and each applies the same state twice alike."""
+    replies = list(replies)
+    for _try in range(SETSLOT_TRIES - 1):
+        again = [index for index, reply in enumerate(replies) if _unconfirmed(reply)]
+        if not again:
+            break
+        for index, reply in zip(again, conn.pipeline(build([slots[index] for index in again]))):
+            replies[index] = reply
+    return replies
+
+
 def _turned_replica(error) -> bool:
     """A master that gave away its last slot turns into a replica (cluster-allow-replica-migration) and refuses
-    SETSLOT from then on; it learns the new owners from its master."""
-    return "only with masters" in str(error).lower()
+    SETSLOT from then on; it learns the new owners from its master. A SETSLOT that was waiting for the replicas
+    then (Valkey 8 and later) is answered UNBLOCKED, and the connection closed after it."""
+    text = str(error)
+    return "only with masters" in text.lower() or text.startswith("UNBLOCKED")
 
 
 def move_slots(source, target, others, pair, slots, options, pipeline: int = DEFAULT_PIPELINE,
@@ -171,21 +200,21 @@ def move_slots(source, target, others, pair, slots, options, pipeline: int = DEF
     batches = [slots[start:start + SLOT_BATCH] for start in range(0, len(slots), SLOT_BATCH)]
     if not batches:
         return 0
-    _check(target.pipeline(_importing(batches[0], source_id)), "opening slots on the target")
-    listed = _opened_on_source(source.pipeline(_migrating(batches[0], target_id) + _listing(batches[0], page)),
-                               len(batches[0]))
+    # Asked before any reply is pending on the connections.
+    source_wait, target_wait, others_wait = _wait(source), _wait(target), [_wait(conn) for conn in others]
+    _open_on_target(target, batches[0], source_id, target_wait)
+    listed = _opened_on_source(source, batches[0], target_id, source_wait,
+                               source.pipeline(_migrating(batches[0], target_id, source_wait) + _listing(batches[0], page)))
     told = [0] * len(others)
     for index, batch in enumerate(batches):
         mover.empty(batch, listed)
         following = batches[index + 1] if index + 1 < len(batches) else []
-        _hand_over_on_target(target, batch, target_id, _importing(following, source_id))
-        owned_by = _owned_by(batch, target_id)
-        listed = _hand_over_on_source(source, owned_by, _migrating(following, target_id) + _listing(following, page))
+        _hand_over_on_target(target, batch, target_id, target_wait, (following, source_id))
+        listed = _hand_over_on_source(source, batch, target_id, source_wait, following, page)
         # The other masters are told now and answer while the next batch moves: a master that is itself
         # giving slots away answers only between its MIGRATEs.
-        settled = _settled_elsewhere(batch, target_id)
         for position, conn in enumerate(others):
-            told[position] += conn.send(settled)
+            told[position] += conn.send(_settled_elsewhere(batch, target_id, others_wait[position]))
         mover.batch_done(len(batch))
     for conn, count in zip(others, told):
         # Another move may have drained a master told here, which then refused.
@@ -242,6 +271,7 @@ def hand_over_empty(source, target, others, pair, slots) -> list:
     Until the source learns the claim, a client there is still served: the slots are empty on both sides.
     """
     source_id, target_id = pair[0], pair[1]
+    source_wait, target_wait = _wait(source), _wait(target)
     started = time.monotonic()
     replies = source.pipeline([("CLIENT", "PAUSE", HAND_OVER_PAUSE_MS, "WRITE"),
                                per_slot(slots, ("CLUSTER", "COUNTKEYSINSLOT", SLOT))])
@@ -253,14 +283,15 @@ def hand_over_empty(source, target, others, pair, slots) -> list:
         empty = [slot for slot, keys in zip(slots, replies[1:]) if keys == 0]
         if not empty or time.monotonic() - started > (1 - HAND_OVER_MARGIN) * HAND_OVER_PAUSE_MS / 1000.0:
             return []
-        _check(target.pipeline(_importing(empty, source_id)), "opening slots on the target")
-        _hand_over_on_target(target, empty, target_id, [])
-        owned_by = _owned_by(empty, target_id)
-        _check(source.pipeline(owned_by), "handing slots over on the source", _turned_replica)
+        _open_on_target(target, empty, source_id, target_wait)
+        _hand_over_on_target(target, empty, target_id, target_wait, ([], source_id))
+        _hand_over_on_source(source, empty, target_id, source_wait, [], 0)
     finally:
         source.call("CLIENT", "UNPAUSE")
     for conn in others:
-        _check(conn.pipeline(owned_by), "telling %s:%d the new owner" % (conn.host, conn.port), _turned_replica)
+        replies = _confirmed(conn, empty, lambda slots, wait=_wait(conn): _owned_by(slots, target_id, wait),
+                             conn.pipeline(_owned_by(empty, target_id, _wait(conn))))
+        _check(replies, "telling %s:%d the new owner" % (conn.host, conn.port), _turned_replica)
     return empty
 
 
@@ -293,31 +324,44 @@ def clients_at_work(conns) -> int:
 
 # Each returns a list that adds to a pipeline's commands.
 
-def _importing(batch, source_id: str) -> list:
-    return [per_slot(batch, ("CLUSTER", "SETSLOT", SLOT, "IMPORTING", source_id))]
+def _importing(batch, source_id: str, wait: tuple = ()) -> list:
+    return [per_slot(batch, ("CLUSTER", "SETSLOT", SLOT, "IMPORTING", source_id) + wait)]
 
 
-def _migrating(batch, target_id: str) -> list:
-    return [per_slot(batch, ("CLUSTER", "SETSLOT", SLOT, "MIGRATING", target_id))]
+def _migrating(batch, target_id: str, wait: tuple = ()) -> list:
+    return [per_slot(batch, ("CLUSTER", "SETSLOT", SLOT, "MIGRATING", target_id) + wait)]
 
 
 def _listing(batch, page: int) -> list:
     return [per_slot(batch, ("CLUSTER", "GETKEYSINSLOT", SLOT, page))]
 
 
-def _owned_by(batch, target_id: str) -> list:
-    return [per_slot(batch, ("CLUSTER", "SETSLOT", SLOT, "NODE", target_id))]
+def _owned_by(batch, target_id: str, wait: tuple = ()) -> list:
+    return [per_slot(batch, ("CLUSTER", "SETSLOT", SLOT, "NODE", target_id) + wait)]
 
 
-def _settled_elsewhere(batch, target_id: str) -> list:
+def _settled_elsewhere(batch, target_id: str, wait: tuple = ()) -> list:
     """For a master that neither gives nor takes the batch: STABLE, then the new owner. A slot left open towards
     it by an earlier move (it imports the slot from the source) stays open there after SETSLOT NODE alone."""
-    return [per_slot(batch, ("CLUSTER", "SETSLOT", SLOT, "STABLE"), ("CLUSTER", "SETSLOT", SLOT, "NODE", target_id))]
+    return [per_slot(batch, ("CLUSTER", "SETSLOT", SLOT, "STABLE") + wait, ("CLUSTER", "SETSLOT", SLOT, "NODE", target_id) + wait)]
 
 
-def _opened_on_source(replies, count: int) -> list:
-    """The keys listed per slot, from a pipeline of count MIGRATING then count GETKEYSINSLOT."""
-    _check(replies[:count], "opening slots on the source")
+def _open_on_target(target, batch, source_id: str, wait: tuple) -> None:
+    """IMPORTING for the batch on the target."""
+    _opened_on_target(target, batch, source_id, wait, target.pipeline(_importing(batch, source_id, wait)))
+
+
+def _opened_on_target(target, batch, source_id: str, wait: tuple, replies) -> None:
+    """Checks the replies to IMPORTING for the batch on the target."""
+    replies = _confirmed(target, batch, lambda slots: _importing(slots, source_id, wait), replies)
+    _check(replies, "opening slots on the target")
+
+
+def _opened_on_source(source, batch, target_id: str, wait: tuple, replies) -> list:
+    """The keys listed per slot, from a pipeline of MIGRATING then GETKEYSINSLOT for the batch on the source."""
+    count = len(batch)
+    opened = _confirmed(source, batch, lambda slots: _migrating(slots, target_id, wait), replies[:count])
+    _check(opened, "opening slots on the source")
     _check(replies[count:], "listing keys")
     return replies[count:]
 
@@ -407,7 +451,7 @@ class _SlotMover:
         return now - self._down_since <= self.patience.seconds
 
 
-def _hand_over_on_target(target, batch, target_id: str, then) -> None:
+def _hand_over_on_target(target, batch, target_id: str, wait: tuple, following) -> None:
     """SETSLOT NODE for the batch on the target, as one transaction that bumps its epoch and tells the cluster once.
 
     SETSLOT NODE on an importing slot bumps the config epoch and broadcasts a PONG to every node, and every
@@ -415,7 +459,9 @@ def _hand_over_on_target(target, batch, target_id: str, then) -> None:
     STABLE first makes SETSLOT NODE a plain assignment; the batch's last slot keeps the importing path, so the
     bump and one broadcast carrying the whole batch follow. MULTI/EXEC keeps any client from seeing a slot
     between STABLE and NODE (neither importing nor owned). A target whose SETSLOT waits for its replicas (Valkey
-    8 and later) may not take it inside MULTI: there each slot takes SETSLOT NODE alone, as redis-cli does.
+    8 and later) may not take it inside MULTI: there each slot takes SETSLOT NODE alone, as redis-cli does, in one
+    pipeline, and the slots its replicas did not confirm in time are sent again (_confirmed).
+    following: (the next batch, the source's id), opened on the target in the same pipeline.
     """
     transaction = not target.setslot_waits_for_replicas()
     if transaction:
@@ -423,22 +469,38 @@ def _hand_over_on_target(target, batch, target_id: str, then) -> None:
                                          ("CLUSTER", "SETSLOT", SLOT, "NODE", target_id)),
                     ("CLUSTER", "SETSLOT", batch[-1], "NODE", target_id), ("EXEC",)]
     else:
-        commands = _owned_by(batch, target_id)
+        commands = _owned_by(batch, target_id, wait)
+    following_slots, source_id = following
     count = command_count(commands)
-    replies = target.pipeline(commands + then)
+    replies = target.pipeline(commands + _importing(following_slots, source_id, wait))
     handed = replies[:count]
     if transaction and isinstance(handed[-1], list):
         # EXEC's reply holds the SETSLOT replies.
         handed = handed[:-1] + handed[-1]
+    elif not transaction:
+        handed = _confirmed(target, batch, lambda slots: _owned_by(slots, target_id, wait), handed)
     _check(handed, "handing slots to the target")
-    _check(replies[count:], "opening slots on the target")
+    _opened_on_target(target, following_slots, source_id, wait, replies[count:])
 
 
-def _hand_over_on_source(source, owned_by, then) -> list:
-    """SETSLOT NODE for a batch on the source (owned_by), then `then` (the next batch's MIGRATING and
-    GETKEYSINSLOT); the keys listed for the next batch."""
-    replies = source.pipeline(owned_by + then)
-    handed = command_count(owned_by)
+def _is_replica(conn) -> bool:
+    """Whether the node, asked on a new connection, is a replica now."""
+    conn.close()
+    return conn.call("ROLE")[0] == b"slave"
+
+
+def _hand_over_on_source(source, batch, target_id: str, wait: tuple, following, page: int) -> list:
+    """SETSLOT NODE for the batch on the source, then the following batch's MIGRATING and GETKEYSINSLOT (pages of
+    `page` keys); the keys listed for the following batch."""
+    owned_by = _owned_by(batch, target_id, wait)
+    try:
+        replies = source.pipeline(owned_by + _migrating(following, target_id, wait) + _listing(following, page))
+    except RedisConnectionError:
+        # Only after the batch that took its last slot can the source have turned into a replica meanwhile.
+        if following or not _is_replica(source):
+            raise
+        return []
+    handed = _confirmed(source, batch, lambda slots: _owned_by(slots, target_id, wait), replies[:len(batch)])
     # After its last slot the source may already be the target's replica.
-    _check(replies[:handed], "handing slots over on the source", _turned_replica)
-    return _opened_on_source(replies[handed:], command_count(then) // 2)
+    _check(handed, "handing slots over on the source", _turned_replica)
+    return _opened_on_source(source, following, target_id, wait, replies[len(batch):])
