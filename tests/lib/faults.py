@@ -26,8 +26,8 @@ DURABLE = ("--appendonly", "yes", "--appendfsync", "always")
 _MOVE = re.compile(r"^(\S+) \(\w+\): move .* to (\S+) \(\w+\)")
 # What a node logs about slots and data it gives up or takes: open slots found at load, a master turned replica (it
 # drops its data for its new master's), a failover, a full resynchronisation, config epoch changes.
-_LOG_EVENTS = re.compile(r"I have keys|slot|[Ii]mporting|[Mm]igrating|as a replica|[Ff]ailover|Flushing|MASTER <-> REPLICA sync"
-                         r"|configEpoch|DB loaded|Ready to accept|Cluster state changed")
+_LOG_EVENTS = re.compile(r"I have keys|slot|[Ii]mporting|[Mm]igrating|as a replica|[Ff]ailover|Flushing"
+                         r"|MASTER <-> REPLICA sync|configEpoch|DB loaded|Ready to accept|Cluster state changed")
 TRACEBACK = "Traceback (most recent call last)"
 
 
