@@ -159,8 +159,8 @@ def loss_report(nodes, missing, places_before: dict, owners_before: dict, owners
         except FileNotFoundError:
             continue
         events = [line for line in logged if _LOG_EVENTS.search(line) or (slots and pattern.search(line))]
-        lines.append("%s redis.log (%d of %d line(s)):\n  %s" % (node.address, len(events), len(logged),
-                                                               "\n  ".join(events[-60:])))
+        shown = "\n  ".join(events[-60:])
+        lines.append("%s redis.log (%d of %d line(s)):\n  %s" % (node.address, len(events), len(logged), shown))
     return "\n".join(lines)
 
 
