@@ -244,6 +244,8 @@ class Executor:
         others = [key.key for key in self.addresses if key.key != address]
         for key in others:
             self.connection(key)
+        if address:
+            self._refuse_serving(step, node_id, address)
         fan_out(lambda key: self._forget(key, node_id), others)
         if address:
             self.connection(address).call("CLUSTER", "RESET", "SOFT")
@@ -258,6 +260,16 @@ class Executor:
             return not knowing and now - quiet_since[0] >= FORGOTTEN_FOR
 
         self._until(forgotten, "%s: some nodes keep learning it again" % step.description)
+
+    def _refuse_serving(self, step, node_id: str, address: str) -> None:
+        """Stop before any FORGET when the leaving node serves slots in its own view: a drained master is a replica
+        of the master that took its last slots, and a failover of that master may promote it after the plan was
+        made; forgetting it then would leave its slots served by a node most of the cluster forgot."""
+        for entry in parse_cluster_nodes(self.connection(address).call("CLUSTER", "NODES").decode()):
+            if entry.id == node_id and entry.is_master and entry.slots:
+                raise ExecutionError("%s: it serves %d slot(s) %s again (a failover promoted it after the plan was "
+                                     "made); run the removal again" % (
+                                         step.description, count_slots(entry.slots), format_ranges(entry.slots)), ())
 
     def _forget(self, address: str, node_id: str) -> None:
         try:

@@ -20,7 +20,7 @@ from redis_harness import wait_converged
 
 from ansible_collections.redisops.cluster.plugins.module_utils._client import ConnectionOptions
 from ansible_collections.redisops.cluster.plugins.module_utils._executor import ExecutionError, Executor
-from ansible_collections.redisops.cluster.plugins.module_utils._planner import WAIT_CONVERGED, Plan, Step
+from ansible_collections.redisops.cluster.plugins.module_utils._planner import REMOVE_NODE, WAIT_CONVERGED, Plan, Step
 from ansible_collections.redisops.cluster.plugins.module_utils._topology import NodeAddress
 
 MODULE = "redis_cluster_fix"
@@ -303,3 +303,20 @@ def test_a_wait_that_cannot_succeed_fails_at_once(cluster3):
         executor.run(Plan((Step(WAIT_CONVERGED, "", description="wait until every node agrees"),)))
     assert time.monotonic() - started < 10
     assert "0-9 are claimed by no master" in str(failure.value) and "redis_cluster_fix" in str(failure.value)
+
+
+def test_a_removal_does_not_forget_a_node_that_serves_slots_again(cluster3):
+    """A drained master is a replica of the master that took its last slots; if that master fails, a failover may
+    promote it between the removal's plan and its FORGET. The removal step then stops, and no node forgets it."""
+    nodes = cluster3
+    leaving = slot_owner(nodes, 0)
+    leaving_id = leaving.node_id()
+    addresses = [NodeAddress(node.host, node.port) for node in nodes]
+    executor = Executor(addresses, ConnectionOptions(), wait_timeout=10)
+    step = Step(REMOVE_NODE, "", leaving_id, (leaving_id, leaving.address), "every node forgets %s" % leaving.address)
+    with pytest.raises(ExecutionError) as failure:
+        executor.run(Plan((step,)))
+    assert "serves" in str(failure.value) and "0-" in str(failure.value), str(failure.value)
+    assert all(leaving_id in node.cluster_nodes() for node in nodes)
+    assert len(leaving.cluster_nodes().splitlines()) == len(nodes)
+    assert_healthy(nodes[0])

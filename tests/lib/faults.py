@@ -16,12 +16,18 @@ import re
 import subprocess
 import time
 
+from redis.crc import key_slot
+
 NODE_TIMEOUT_S = 2.0  # redis_harness's cluster-node-timeout
 # A node writes every acknowledged write to disk before it replies (a killed node restarts with all of them).
 DURABLE = ("--appendonly", "yes", "--appendfsync", "always")
 # How a move names its source and its target in the progress file, e.g.
 # "127.0.0.1:7000 (a1b2c3d4): move 1365 slot(s) 4096-5460 (5012 key(s)) to 127.0.0.1:7006 (e5f6a7b8)".
 _MOVE = re.compile(r"^(\S+) \(\w+\): move .* to (\S+) \(\w+\)")
+# What a node logs about slots and data it gives up or takes: open slots found at load, a master turned replica (it
+# drops its data for its new master's), a failover, a full resynchronisation, config epoch changes.
+_LOG_EVENTS = re.compile(r"I have keys|slot|[Ii]mporting|[Mm]igrating|as a replica|[Ff]ailover|Flushing"
+                         r"|MASTER <-> REPLICA sync|configEpoch|DB loaded|Ready to accept|Cluster state changed")
 TRACEBACK = "Traceback (most recent call last)"
 
 
@@ -117,3 +123,54 @@ def finish(proc: subprocess.Popen, timeout: float = 180.0) -> tuple:
 def tracebacks(*texts) -> list:
     """The texts (module outputs, results as JSON) that hold a Python traceback."""
     return [text for text in texts if TRACEBACK in text]
+
+
+def key_places(nodes) -> dict:
+    """key -> the addresses of the running nodes (masters and replicas) that hold it."""
+    places = {}
+    for node in nodes:
+        if node.process.poll() is not None:
+            continue
+        with node.client() as conn:
+            for key in conn.scan_iter(count=1000):
+                places.setdefault(key, []).append(node.address)
+    return places
+
+
+def loss_report(nodes, missing, places_before: dict, owners_before: dict, owners_after: dict, moves) -> str:
+    """Where keys lost in a trial were and are: their slots, each slot's owner before and after, the moves that
+    named it, the nodes that still hold a copy, and what each node logged about those slots or its data."""
+    slots = sorted({key_slot(key) for key in missing})
+    owner_before = {slot: address for address, owned in owners_before.items() for slot in owned}
+    owner_after = {slot: address for address, owned in owners_after.items() for slot in owned}
+    places_now = key_places(nodes)
+    lines = ["lost keys' slots: %s" % slots]
+    for slot in slots:
+        keys = [key for key in missing if key_slot(key) == slot]
+        lines.append("slot %d: %d key(s), held by %s before, %s now; owner %s before, %s after; moves: %s" % (
+            slot, len(keys), sorted({place for key in keys for place in places_before.get(key, [])}),
+            sorted({place for key in keys for place in places_now.get(key, [])}), owner_before.get(slot),
+            owner_after.get(slot), [move for move in moves if _names_slot(move, slot)] or "none"))
+    pattern = re.compile(r"\b(%s)\b" % "|".join(str(slot) for slot in slots[:200]))
+    for node in nodes:
+        try:
+            with open(os.path.join(node.dir, "redis.log"), errors="replace") as handle:
+                logged = handle.read().splitlines()
+        except FileNotFoundError:
+            continue
+        events = [line for line in logged if _LOG_EVENTS.search(line) or (slots and pattern.search(line))]
+        shown = "\n  ".join(events[-60:])
+        lines.append("%s redis.log (%d of %d line(s)):\n  %s" % (node.address, len(events), len(logged), shown))
+    return "\n".join(lines)
+
+
+def _names_slot(move: str, slot: int) -> bool:
+    """Whether a progress line's move text (... move N slot(s) a-b,c (...) ...) covers slot."""
+    match = re.search(r"slot\(s\) (\S+)", move)
+    if not match:
+        return False
+    for text in match.group(1).split(","):
+        first, _sep, last = text.partition("-")
+        if first.isdigit() and int(first) <= slot <= int(last or first):
+            return True
+    return False

@@ -23,7 +23,9 @@ import pytest
 from cluster_checks import (
     NodeWriter, Writer, all_keys, assert_healthy, cluster_nodes_fields, own_ranges, wait_for, write_keys,
 )
-from faults import DURABLE, Trial, finish, parse_move, progress_lines, strike, tracebacks, wait_for_share
+from faults import (
+    DURABLE, Trial, finish, key_places, loss_report, parse_move, progress_lines, strike, tracebacks, wait_for_share,
+)
 from playbook_runs import run_tasks, start_module
 from redis_harness import RedisNodes, form_cluster, wait_converged
 
@@ -246,6 +248,7 @@ def test_fault_during_move(trial: Trial, clusters):
     module, make_args, undone = OPERATIONS[trial.op]
     args = dict(make_args(nodes, draw), **MOVE_ARGS)
     before = all_keys(nodes)
+    places_before, owners_before = key_places(nodes), slot_owners(members(nodes)[0])
     masters_before = master_addresses(nodes)
     writers = [Writer(nodes, prefix="py-" + trial.id, interval=WRITE_INTERVAL_S),
                NodeWriter(nodes, prefix="io-" + trial.id, interval=WRITE_INTERVAL_S)]
@@ -267,6 +270,7 @@ def test_fault_during_move(trial: Trial, clusters):
             rc, output = finish(proc)
             slots_done_at_fault = line["slots_done"], line["slots_total"]
             slots_done_by_first_run = (progress_lines(progress) or [line])[-1]["slots_done"]
+            first_moves = [progress_line["move"] for progress_line in progress_lines(progress)]
         assert tracebacks(output) == [], output
         assert "MODULE FAILURE" not in output, output
         first_message = failed_message(output)
@@ -292,8 +296,10 @@ def test_fault_during_move(trial: Trial, clusters):
     stored = all_keys(nodes)
     missing = sorted(key for key, value in before.items() if stored.get(key) != value)
     assert missing == [], "%d key(s) stored before the trial missing or changed, e.g. %s; victim %s, first run: %s; " \
-        "fix: %s; rerun: %s" % (len(missing), missing[:5], victim.address, first_message or "ok", fixed.get("plan"),
-                                rerun.get("plan"))
+        "fix: %s; rerun: %s\n%s" % (
+            len(missing), missing[:5], victim.address, first_message or "ok", fixed.get("plan"), rerun.get("plan"),
+            loss_report(nodes, missing, places_before, owners_before, slot_owners(members(nodes)[0]),
+                        first_moves + (fixed.get("plan") or []) + (rerun.get("plan") or [])))
     failover = bool(master_addresses(nodes) - masters_before)
     lost = {writer.name_shown: sorted(key for key, value in writer.acknowledged.items() if stored.get(key) != value)
             for writer in writers}
