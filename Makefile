@@ -118,7 +118,7 @@ versions-rootfs: deps roles-deps
 # Faults during moves, partitions, bad input, check mode, secrets, TLS with ACL, other server versions; CI runs
 # it after make test. Figures in docs/reliability.md.
 test-reliability: deps netns-deps versions-rootfs
-	$(PYTEST) $(PARALLEL) tests/reliability -m "not sample"
+	$(PYTEST) $(PARALLEL) tests/reliability -m "not sample" $(RELIABILITY_ARGS)
 
 # The deploy, rolling_restart and reconcile playbooks on local hosts the roles deploy (about 10 minutes; CI's 45
 # minutes leave no room for them next to make test, which runs the other playbooks' tests in tests/integration).
