@@ -283,26 +283,24 @@ CLIENTS_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__fil
 NODE_WRITER_SECONDS = 600  # the node writer stops by itself after this long, whatever happens to the test
 
 
-class NodeWriter:
-    """ioredis (tests/clients, installed by make deps) writing and reading back keys in a node process until
-    stopped (its standard input closed); the same record as Writer."""
+class ProcessWriter:
+    """A writer in a process of its own that prints "ready" once at work and, when its standard input closes, one
+    JSON line of its record; take() reads that record into the attributes of a Writer."""
 
-    def __init__(self, nodes, prefix: str = "ioredis", interval: float = 0.0):
-        env = dict(os.environ, REDIS_PASSWORD=nodes[0].password) if nodes[0].password else None
-        self.prefix = prefix
-        self.process = subprocess.Popen(
-            ["node", os.path.join(CLIENTS_DIR, "writer.js"), nodes[0].host, str(nodes[0].port), prefix,
-             str(NODE_WRITER_SECONDS), str(int(interval * 1000))], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
+    def __init__(self, args, password: str | None, name_shown: str):
+        # The password goes through the environment, not the command line.
+        env = dict(os.environ, REDIS_PASSWORD=password) if password else None
+        self.process = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
         self.acknowledged = {}
         self.errors = []
-        self.name_shown = "ioredis"
+        self.name_shown = name_shown
 
     def start(self) -> None:
-        """Back once the first key is written."""
+        """Back once the writer says it is ready."""
         line = self.process.stdout.readline()
         if line.strip() != "ready":
             self.process.kill()
-            raise AssertionError("the ioredis writer did not start: %r" % line)
+            raise AssertionError("%s did not start: %r" % (self.name_shown, line))
 
     def stop(self) -> None:
         try:
@@ -312,9 +310,25 @@ class NodeWriter:
             self.process.kill()
             raise
         report = json.loads(out.strip().splitlines()[-1])
+        self.errors = report["errors"]
+        self.take(report)
+
+    def take(self, report: dict) -> None:
+        raise NotImplementedError
+
+
+class NodeWriter(ProcessWriter):
+    """ioredis (tests/clients, installed by make deps) writing and reading back keys in a node process until
+    stopped (its standard input closed); the same record as Writer."""
+
+    def __init__(self, nodes, prefix: str = "ioredis", interval: float = 0.0):
+        self.prefix = prefix
+        super().__init__(["node", os.path.join(CLIENTS_DIR, "writer.js"), nodes[0].host, str(nodes[0].port), prefix,
+                          str(NODE_WRITER_SECONDS), str(int(interval * 1000))], nodes[0].password, "ioredis")
+
+    def take(self, report: dict) -> None:
         self.name_shown = report["client"]
         self.acknowledged = {key.encode(): ("v%s" % key.rsplit(":", 1)[1]).encode() for key in report["acknowledged"]}
-        self.errors = report["errors"]
 
 
 @contextlib.contextmanager

@@ -32,6 +32,8 @@ import subprocess
 import sys
 import types
 
+from cluster_checks import ProcessWriter, Writer
+
 IP = shutil.which("ip") or "/usr/sbin/ip"
 _LIVE = set()
 
@@ -156,44 +158,22 @@ def _remove_leftovers() -> None:
         hosts.close()
 
 
-class HostWriter:
+class HostWriter(ProcessWriter):
     """A cluster client writing from inside a host (this file run as a script there); the record of a Writer, each
     acknowledgement with its CLOCK_MONOTONIC time (one clock for every process of the machine)."""
 
     def __init__(self, host: NetnsHost, seed, prefix: str):
         self.prefix = prefix
-        # The password goes through the environment, not the command line.
-        env = dict(os.environ, REDIS_PASSWORD=seed.password) if seed.password else None
-        self.process = subprocess.Popen(
-            host.command_prefix + [sys.executable, os.path.abspath(__file__), "write", seed.host, str(seed.port), prefix],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
-        self.acknowledged = {}
         self.acknowledged_at = {}
-        self.errors = []
+        super().__init__(host.command_prefix + [sys.executable, os.path.abspath(__file__), "write", seed.host,
+                                                str(seed.port), prefix], seed.password, "the writer inside the host")
 
-    def start(self) -> None:
-        """Back once the client is connected."""
-        line = self.process.stdout.readline()
-        if line.strip() != "ready":
-            self.process.kill()
-            raise AssertionError("the writer inside the host did not start: %r" % line)
-
-    def stop(self) -> None:
-        try:
-            out, _err = self.process.communicate(timeout=60)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            raise
-        report = json.loads(out.strip().splitlines()[-1])
+    def take(self, report: dict) -> None:
         self.acknowledged = {key.encode(): value.encode() for key, value in report["acknowledged"].items()}
         self.acknowledged_at = {key.encode(): at for key, at in report["acknowledged_at"].items()}
-        self.errors = report["errors"]
 
 
 def _write_until_stdin_closes(host: str, port: int, prefix: str) -> None:
-    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-    from cluster_checks import Writer  # pylint: disable=import-outside-toplevel
-
     seed = types.SimpleNamespace(host=host, port=port, password=os.environ.get("REDIS_PASSWORD"), tls=None)
     writer = Writer([seed], prefix=prefix, socket_timeout=1, socket_connect_timeout=1)
     writer.start()
