@@ -40,11 +40,13 @@ options:
     default: contiguous
   client_grace:
     description:
-      - Seconds during which cluster clients learn a master that served no slot when the move started, once it
-        has its first slots; meanwhile the moves go on one slot at a time, then at full speed. V(0) goes to full
-        speed at once. Not used when no client is at work on the nodes (C(CLIENT LIST) shows no connection
-        whose last command was a data command, a topology read such as C(CLUSTER SLOTS), or a C(PING)), nor when
-        the targets already serve slots.
+      - Seconds at most during which cluster clients learn a master that served no slot when the move started,
+        once it has its first slots; meanwhile the moves go on one slot at a time, then at full speed. The grace
+        ends as soon as every client at work has met the new master - C(CLIENT LIST) on it shows, for each client
+        host, as many connections at work as on the other master where that host has fewest - and after
+        O(client_grace) seconds otherwise. V(0) goes to full speed at once. Not used when no client is at work on
+        the nodes (C(CLIENT LIST) shows no connection whose last command was a data command, a topology read such
+        as C(CLUSTER SLOTS), or a C(PING)), nor when the targets already serve slots.
       - Clients build their map of the cluster from C(CLUSTER SLOTS), which lists no master without slots, so
         such a master is unknown to them. A C(MOVED) redirection to an unknown node is handled (the client adds
         it), but some clients raise on an C(ASK) redirection to one, which a slot being moved answers for new keys
@@ -57,10 +59,10 @@ options:
       - A client learns the new master through C(MOVED) when it uses one of its slots (or when it reloads
         C(CLUSTER SLOTS)); each slot moved during the grace makes that sooner. A client spread over all slots
         meets one of 64 slots after 16384 / (64 x its commands per second) seconds on average, 0.26 s at 1000
-        commands per second. A client that uses few keys may need a longer grace.
+        commands per second; at 20 commands per second, 13 s. A client that uses few keys may need a longer grace.
       - Between 0 and 60.
     type: float
-    default: 2
+    default: 10
   progress_file:
     description:
       - A file that receives one JSON line per batch of slots moved (C(slots_done), C(slots_total),

@@ -237,17 +237,25 @@ def hand_first_slots(source, target, others, pair, direct, one_by_one, options, 
     towards a node they do not know (redis-py through 8.1) while they follow a MOVED. direct: slots holding no key,
     handed over without opening them (hand_over_empty); one that received a key meanwhile, and one_by_one, move
     one at a time, so an ASK can only meet a client that uses that very slot for those few milliseconds. Then the
-    slots of `then` move one at a time too, until the monotonic clock reaches `until`: while clients learn the
-    target, each slot it gains makes a client meet it sooner, at the risk of one slot open at a time.
+    slots of `then` move one at a time too, until the monotonic clock reaches `until` or every client at work on
+    the other masters is seen on the target (clients_yet_to_learn): while clients learn the target, each slot it
+    gains makes a client meet it sooner, at the risk of one slot open at a time.
     """
     handed = hand_over_empty(source, target, others, pair, direct) if direct else []
     if handed and progress is not None:
         progress(len(handed), 0)
     moved, slots = 0, list(handed)
     first = sorted(set(direct) - set(handed) | set(one_by_one))
+    next_look = 0.0
     for index, slot in enumerate(first + [slot for slot in then if slot not in set(direct) | set(one_by_one)]):
-        if index >= len(first) and time.monotonic() >= until:
-            break
+        if index >= len(first):
+            now = time.monotonic()
+            if now >= until:
+                break
+            if now >= next_look:
+                if not clients_yet_to_learn(target, [source] + list(others)):
+                    break
+                next_look = now + LOOK_EVERY
         moved += move_slots(source, target, others, pair, [slot], options, pipeline, timeout_ms, replace,
                             progress=_offset(progress, moved), patience=patience)
         slots.append(slot)
@@ -308,18 +316,53 @@ NOT_AT_WORK = frozenset((
 ))
 
 
+def _clients_by_host(conn) -> dict | None:
+    """Connections of clients at work (NOT_AT_WORK) on this node, per client host (CLIENT LIST TYPE normal); None
+    when not allowed to look (ACL)."""
+    listing = conn.pipeline([("CLIENT", "LIST", "TYPE", "normal")])[0]
+    if isinstance(listing, Exception):
+        return None
+    hosts: dict = {}
+    for line in listing.decode("utf-8", "replace").splitlines():
+        fields = dict(field.partition("=")[::2] for field in line.split())
+        if fields.get("cmd", "NULL") not in NOT_AT_WORK:
+            host = fields.get("addr", "").rpartition(":")[0]
+            hosts[host] = hosts.get(host, 0) + 1
+    return hosts
+
+
 def clients_at_work(conns) -> int:
-    """How many connections to these nodes (CLIENT LIST TYPE normal) belong to clients at work (NOT_AT_WORK)."""
+    """How many connections to these nodes belong to clients at work (NOT_AT_WORK); 1 when not allowed to look."""
     count = 0
     for conn in conns:
-        listing = conn.pipeline([("CLIENT", "LIST", "TYPE", "normal")])[0]
-        if isinstance(listing, Exception):
-            # Not allowed to look (ACL): assume clients are at work.
+        hosts = _clients_by_host(conn)
+        if hosts is None:
             return 1
-        for line in listing.decode("utf-8", "replace").splitlines():
-            fields = dict(field.partition("=")[::2] for field in line.split())
-            count += fields.get("cmd", "NULL") not in NOT_AT_WORK
+        count += sum(hosts.values())
     return count
+
+
+# Seconds between two looks at whether clients have met a new master.
+LOOK_EVERY = 0.25
+
+
+def clients_yet_to_learn(target, masters) -> int:
+    """Connections that clients at work on masters still lack on target; 1 when not allowed to look.
+
+    A cluster client holds a connection to every master it sends commands to, and opens one to a master it did not
+    know only once it has met it through MOVED. So each client host needs on the target at least as many connections
+    at work as on the master (among those it uses) where it has fewest; a host short of that still has a client that
+    does not know the target.
+    """
+    on_target = _clients_by_host(target)
+    elsewhere = [_clients_by_host(conn) for conn in masters]
+    if on_target is None or any(hosts is None for hosts in elsewhere):
+        return 1
+    needed: dict = {}
+    for hosts in elsewhere:
+        for host, count in hosts.items():
+            needed[host] = min(needed.get(host, count), count)
+    return sum(max(0, count - on_target.get(host, 0)) for host, count in needed.items())
 
 
 # Each returns a list that adds to a pipeline's commands.

@@ -23,8 +23,8 @@ from ._findings import assess
 from ._topology import named_nodes
 
 
-# Seconds clients get to learn a master that serves no slot once it has its first slots (client_grace).
-DEFAULT_CLIENT_GRACE = 2.0
+# Seconds at most that clients get to learn a master that serves no slot once it has its first slots (client_grace).
+DEFAULT_CLIENT_GRACE = 10.0
 MAX_CLIENT_GRACE = 60.0
 
 

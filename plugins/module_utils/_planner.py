@@ -296,7 +296,7 @@ def _first_note(direct, one_by_one, client_grace: float) -> str:
            ] if direct else []
     if one_by_one:
         how.append("%d moved one at a time (%s)" % (len(one_by_one), summarize_ranges(ranges_from_slots(one_by_one))))
-    wait = ("then for %g s (client_grace), while clients at work, if any, learn it through MOVED, one slot at a "
-            "time" % client_grace if client_grace else "no time for clients to learn it (client_grace 0)")
+    wait = ("then one slot at a time until every client at work, if any, has met it through MOVED, for %g s at most "
+            "(client_grace)" % client_grace if client_grace else "no time for clients to learn it (client_grace 0)")
     return ("; it serves no slot yet, so clients are to meet it through MOVED first: %s; %s, then the rest at full "
             "speed" % (" and ".join(how), wait))

@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 
 import pytest
-from cluster_checks import assert_healthy, owner_id, wait_for
+from cluster_checks import assert_healthy, cluster_client, owner_id, wait_for
 from redis.crc import key_slot
 
 from ansible_collections.redisops.cluster.plugins.module_utils import _migrate
@@ -114,3 +114,46 @@ def test_a_move_onto_a_node_that_will_stay_down_fails_at_once(cluster3):
     assert time.monotonic() - started < 15
     assert "%d-%d served by nobody" % (dropped, dropped + 9) in str(failure.value), str(failure.value)
     assert "redis_cluster_fix" in str(failure.value)
+
+
+def test_a_client_counts_as_knowing_a_new_master_once_it_has_met_it(cluster3, fresh_nodes):
+    """The grace for clients to learn a master that served no slot ends on clients_yet_to_learn: a redis-py client
+    at work on every master does not know the new one until a MOVED sends it there; a second client that has not
+    met it keeps the count above zero."""
+    newcomer = fresh_nodes(1)[0]
+    cluster3[0].call("CLUSTER", "MEET", newcomer.host, newcomer.port, newcomer.bus_port)
+    wait_for(lambda: all(newcomer.node_id() in node.cluster_nodes() for node in cluster3)
+             and b"cluster_state:ok" in newcomer.call("CLUSTER", "INFO"), message="every node to know the newcomer")
+    tags = {}
+    for node in cluster3:
+        first, last = next((int(entry[0]), int(entry[1])) for entry in node.call("CLUSTER", "SLOTS")
+                           if int(entry[2][1]) == node.port)
+        tags[node.port] = next(iter(tags_in(first, last, 1).values()))
+    owner = cluster3[0]
+    key = b"{%s}:known" % tags[owner.port]
+    options = ConnectionOptions()
+    masters = [NodeConnection(node.host, node.port, options) for node in cluster3]
+    target = NodeConnection(newcomer.host, newcomer.port, options)
+    first_client, second_client = cluster_client(cluster3), cluster_client(cluster3)
+    try:
+        for client in (first_client, second_client):
+            for tag in tags.values():
+                client.set(b"{%s}:known" % tag, b"before")
+        assert _migrate.clients_yet_to_learn(target, masters) == 2
+        # The usual move of one slot, while no client writes.
+        slot, owner_id, newcomer_id = key_slot(key), owner.node_id(), newcomer.node_id()
+        newcomer.call("CLUSTER", "SETSLOT", slot, "IMPORTING", owner_id)
+        owner.call("CLUSTER", "SETSLOT", slot, "MIGRATING", newcomer_id)
+        owner.call("MIGRATE", newcomer.host, newcomer.port, "", 0, 5000, "KEYS", key)
+        for node in [newcomer] + list(cluster3):
+            node.call("CLUSTER", "SETSLOT", slot, "NODE", newcomer_id)
+        assert first_client.get(key) == b"before"
+        assert first_client.get_node(newcomer.host, newcomer.port) is not None
+        assert _migrate.clients_yet_to_learn(target, masters) == 1
+        assert second_client.get(key) == b"before"
+        assert _migrate.clients_yet_to_learn(target, masters) == 0
+    finally:
+        for conn in masters + [target]:
+            conn.close()
+        first_client.close()
+        second_client.close()

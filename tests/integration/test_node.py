@@ -15,7 +15,7 @@ import time
 from playbook_runs import run_tasks
 from cluster_checks import (
     all_keys, assert_clients_kept_working, assert_healthy, client_keys, clients_writing, cluster_nodes_fields,
-    cluster_writes, masters, own_ranges, reset_stats, seed, wait_for, write_keys,
+    cluster_writes, masters, own_ranges, reset_stats, seed, wait_for, write_keys, Writer,
 )
 from redis_harness import RedisNode, free_ports
 from test_rebalance import ok, slot_counts
@@ -160,6 +160,25 @@ def test_add_master_with_rebalance_while_clients_write(cluster6, fresh_nodes):
     assert_clients_kept_working(writers, stored)
     assert_healthy(nodes[0])
     assert ok(again)["changed"] is False
+
+
+def test_a_slow_client_meets_the_new_master_before_the_moves_go_full_speed(cluster6, fresh_nodes):
+    """A redis-py client writing 20 keys a second meets a master that served no slot only after seconds; the moves
+    stay at one slot at a time until it has. With the grace a fixed 2 s, this client raised AttributeError on an ASK
+    towards the unknown master in 1 of 2 runs once the moves went to full speed."""
+    nodes = cluster6
+    expected = write_keys(nodes, 20000)
+    extra = fresh_nodes(1)[0]
+    writer = Writer(nodes, interval=0.05)
+    writer.start()
+    try:
+        result = node_task(dict(seed(nodes), node=extra.address, role="master", rebalance=True))
+    finally:
+        writer.stop()
+    assert ok(result)["changed"] and slot_counts(nodes[0])[extra.node_id()] == 4096
+    stored = all_keys(list(nodes) + [extra])
+    assert client_keys(stored) == expected
+    assert_clients_kept_working([writer], stored)
 
 
 def port_pair_below(limit: int) -> int:
