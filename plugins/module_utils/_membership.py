@@ -13,7 +13,7 @@ import re
 
 from ._placement import shared_domains
 from ._planner import (
-    FAILOVER, MEET, REMOVE_NODE, REPLICATE, WAIT_CONVERGED, WAIT_SYNCED, PlanError, Step, candidate,
+    FAILOVER, MEET, REMOVE_NODE, WAIT_CONVERGED, PlanError, Step, candidate, replicate_step, synced_step,
 )
 from ._slots import count_slots
 from ._topology import ClusterState, Node, NodeObservation, format_address, named_nodes
@@ -70,10 +70,7 @@ def meet_steps(state: ClusterState, joining: NodeObservation) -> list:
 
 def attach_steps(replica: Node, master: Node) -> list:
     """replica follows master, and its first sync is over."""
-    return [Step(REPLICATE, replica.address, replica.id, (master.id,),
-                 "%s: replicate %s" % (replica.describe(), master.describe())),
-            Step(WAIT_SYNCED, replica.address, replica.id, (master.id,),
-                 "wait until %s has synced with %s" % (replica.describe(), master.describe()))]
+    return [replicate_step(replica, master), synced_step(replica, master)]
 
 
 def converged_step() -> Step:

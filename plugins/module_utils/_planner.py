@@ -122,13 +122,14 @@ def plan_create(state: ClusterState, replicas: int, min_masters: int = 3) -> Pla
     # cluster_state:fail for a rejoin delay (the node timeout, up to 5 s).
     steps = list(_slot_steps(state, [by_address[key] for key in placement.masters]))
     steps += _join_steps(state, list(nodes.values()))
-    replicate = [_replicate_step(by_address[replica], by_address[master])
-                 for replica, master in placement.replicas
+    attaching = [(by_address[replica], by_address[master]) for replica, master in placement.replicas
                  if by_address[replica].entry.master_id != by_address[master].id]
-    if replicate:
-        steps.extend(replicate)
+    steps.extend(replicate_step(replica, master) for replica, master in attaching)
     if steps:
         steps.append(Step(WAIT_CONVERGED, "", description="wait until every node agrees on roles and slots"))
+    # A replica still in its first sync holds no data and never stands for election: until it is over, the loss
+    # of its master would leave its slots unserved.
+    steps.extend(synced_step(replica, master) for replica, master in attaching)
     return Plan(tuple(steps), warnings=placement.unmet)
 
 
@@ -182,9 +183,15 @@ def _join_steps(state: ClusterState, nodes: list) -> list:
     return steps
 
 
-def _replicate_step(replica: Node, master: Node) -> Step:
+def replicate_step(replica: Node, master: Node) -> Step:
     return Step(REPLICATE, replica.address, replica.id, (master.id,),
                 "%s: replicate %s" % (replica.describe(), master.describe()))
+
+
+def synced_step(replica: Node, master: Node) -> Step:
+    """Wait until replica's link to master is up and its first sync is over."""
+    return Step(WAIT_SYNCED, replica.address, replica.id, (master.id,),
+                "wait until %s has synced with %s" % (replica.describe(), master.describe()))
 
 
 # --- repair steps (planned by _repair) -------------------------------------------------------------

@@ -14,7 +14,8 @@ description:
   - Forms a cluster from the nodes in O(nodes) - chooses masters and replicas so that no replica
     shares a host, rack or zone with its master where that is possible, splits the 16384 slots
     evenly in contiguous ranges, gives every node a distinct config epoch, joins the nodes and
-    sets up replication, then waits until every node agrees.
+    sets up replication, then waits until every node agrees and every new replica has finished its
+    first sync with its master (until then it could not take over).
   - Idempotent. A cluster already formed from these nodes reports RV(changed=false); a half-made
     one (some nodes met, some slots assigned, replicas missing) is finished without undoing what
     is there.

@@ -38,7 +38,8 @@ def unconfigured(nodes) -> bool:
 
 
 def test_six_nodes_check_mode_then_create_then_idempotent(fresh_nodes):
-    nodes = fresh_nodes(6)
+    # Redis' default first-sync delay (the harness sets none, for speed).
+    nodes = fresh_nodes(6, extra_args=("--repl-diskless-sync-delay", "5"))
     reset_stats(nodes)
     checked = run_module(MODULE, {"nodes": nodes.addresses}, check=True)
     assert checked["changed"] is True and not checked.get("failed"), checked.get("msg")
@@ -53,6 +54,12 @@ def test_six_nodes_check_mode_then_create_then_idempotent(fresh_nodes):
     assert_even_contiguous(masters, 3)
     assert sorted(replicas.values()) == sorted(masters)
     assert created["after"]["slots_covered"] == 16384 and len(created["after"]["masters"]) == 3
+    # Every replica is through its first sync (diskless, 5 s after it asked by default) when create returns: it
+    # could take over at once.
+    assert sum("has synced with" in step for step in created["plan"]) == 3
+    links = {node.address: node.client().info("replication") for node in nodes}
+    assert sorted((info["master_link_status"], info["master_sync_in_progress"]) for info in links.values()
+                  if info["role"] == "slave") == [("up", 0)] * 3, links
     # Distinct config epochs: no collision left for Redis to resolve.
     epochs = [int(fields[6]) for fields in cluster_nodes_fields(nodes[0]) if "master" in fields[2]]
     assert len(set(epochs)) == 3
