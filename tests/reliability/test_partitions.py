@@ -160,6 +160,10 @@ def cut_a_master_off(cluster: SpreadCluster, victim_host: NetnsHost) -> Partitio
     outside.start()
     inside.start()
     try:
+        # A replica still in its first sync (diskless, after repl-diskless-sync-delay) holds no data to serve and
+        # never stands for election: the cut would prove nothing about failover.
+        wait_for(lambda: replica.call("INFO", "replication").get("master_link_status") == "up", timeout=30,
+                 message="the replica's first sync with its master")
         time.sleep(1)
         cut_at = time.monotonic()
         cluster.net.cut(victim_host)
