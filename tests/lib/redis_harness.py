@@ -16,6 +16,7 @@ started is still redis-server itself).
 from __future__ import annotations
 
 import atexit
+import contextlib
 import os
 import shutil
 import signal
@@ -288,3 +289,17 @@ def cluster_keys(nodes) -> dict:
 def _stop_leftovers() -> None:
     for node in list(_LIVE):
         node.stop()
+
+
+@contextlib.contextmanager
+def made_in_temp_dir(make, prefix: str):
+    """make(root) for a new temporary directory root; its close() and root's removal afterwards, whatever happens."""
+    root = tempfile.mkdtemp(prefix=prefix)
+    made = None
+    try:
+        made = make(root)
+        yield made
+    finally:
+        if made:
+            made.close()
+        shutil.rmtree(root, ignore_errors=True)

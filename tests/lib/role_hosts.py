@@ -8,6 +8,8 @@ address, zone and directories under one temporary root, so that placement and th
 from __future__ import annotations
 
 import dataclasses
+import datetime
+import json
 import os
 import random
 import shlex
@@ -254,3 +256,14 @@ def wait_gone(pids, timeout: float = 10.0) -> None:
         if not alive:
             return
         time.sleep(0.05)
+
+
+def age_facts(path: str, seconds: float) -> str:
+    """Make the agent's facts file at path look collected seconds ago; the collected_at it now holds."""
+    with open(path) as handle:
+        facts = json.load(handle)
+    old = datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(seconds=seconds)
+    facts["collected_at"] = old.strftime("%Y-%m-%dT%H:%M:%SZ")
+    with open(path, "w") as handle:
+        json.dump(facts, handle)
+    return facts["collected_at"]

@@ -10,7 +10,6 @@ half-moved slot, grown by an instance that is in no cluster.
 
 from __future__ import annotations
 
-import datetime
 import json
 import os
 
@@ -18,7 +17,7 @@ import pytest
 import redis
 from cluster_checks import wait_for
 from playbook_runs import reconcile_decisions, run_collection_playbook
-from role_hosts import RoleHost, RoleHosts, free_instance_ports
+from role_hosts import RoleHost, RoleHosts, age_facts, free_instance_ports
 
 PASSWORD = "reconcile pässword 5"
 HASH_TAG = "{reconcile}"
@@ -192,17 +191,11 @@ def _master_of(deployment: Deployment, host: RoleHost, port: int) -> tuple:
 
 def test_stale_facts_are_refused_naming_the_host(deployment):
     host = deployment.hosts[1]
-    path = os.path.join(host.facts_dir, "redis_cluster.fact")
-    with open(path) as handle:
-        facts = json.load(handle)
-    old = datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(seconds=600)
-    facts["collected_at"] = old.strftime("%Y-%m-%dT%H:%M:%SZ")
-    with open(path, "w") as handle:
-        json.dump(facts, handle)
+    collected_at = age_facts(os.path.join(host.facts_dir, "redis_cluster.fact"), 600)
     before = observed(deployment)
     run = deployment.reconcile(redis_cluster_reconcile_refresh=False)
     assert run.rc != 0
-    assert "Refused, nothing decided: host-2: facts collected %s are " % facts["collected_at"] in run.output
+    assert "Refused, nothing decided: host-2: facts collected %s are " % collected_at in run.output
     assert "more than 3 intervals of 30 s" in run.output
     assert "TASK [Show the decisions]" not in run.output
     assert observed(deployment) == before

@@ -11,20 +11,18 @@ a node outside cluster mode, a node holding keys, a one-node cluster of its own 
 from __future__ import annotations
 
 import dataclasses
-import datetime
 import json
 import os
 import shutil
 import subprocess
 import sys
-import tempfile
 from typing import Callable
 
 import pytest
 from cluster_checks import masters, observed, write_keys
 from playbook_runs import ROOT, nodes_inventory, run_collection_playbook, run_roles, run_tasks
-from redis_harness import RedisNodes, TlsFiles, form_cluster, free_ports, port_free, wait_converged
-from role_hosts import BUS_OFFSET, free_instance_ports
+from redis_harness import RedisNodes, TlsFiles, form_cluster, free_ports, made_in_temp_dir, port_free, wait_converged
+from role_hosts import BUS_OFFSET, age_facts, free_instance_ports
 
 PASSWORD = "bad-input pässword"
 OPS_USER, OPS_PASSWORD = "ops", "ops pässword"
@@ -91,15 +89,8 @@ class Site:
 
 @pytest.fixture(scope="module")
 def site():
-    root = tempfile.mkdtemp(prefix="redisops-bad-input-")
-    made = None
-    try:
-        made = Site(root)
+    with made_in_temp_dir(Site, "redisops-bad-input-") as made:
         yield made
-    finally:
-        if made:
-            made.close()
-        shutil.rmtree(root, ignore_errors=True)
 
 
 # --- how a case runs ------------------------------------------------------------------------------------------------
@@ -189,13 +180,7 @@ def stale_facts_inventory(site: Site) -> dict:
         facts_dir = os.path.join(site.root, "facts", name)
         host["redis_cluster_agent_facts_dir"] = facts_dir
         write_agent_facts(site.root, facts_dir, host["redis_node_ports"])
-    aged = os.path.join(hosts["host-b"]["redis_cluster_agent_facts_dir"], "redis_cluster.fact")
-    with open(aged) as handle:
-        facts = json.load(handle)
-    old = datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(seconds=600)
-    facts["collected_at"] = old.strftime("%Y-%m-%dT%H:%M:%SZ")
-    with open(aged, "w") as handle:
-        json.dump(facts, handle)
+    age_facts(os.path.join(hosts["host-b"]["redis_cluster_agent_facts_dir"], "redis_cluster.fact"), 600)
     return inventory
 
 

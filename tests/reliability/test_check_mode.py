@@ -14,15 +14,13 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import os
-import shutil
-import tempfile
 from typing import Callable
 
 import pytest
 from cluster_checks import changing_commands, masters, observed, owner_id, raw, reset_stats, write_keys
 from playbook_runs import local_inventory, nodes_inventory, run_collection_playbook, run_tasks
 from redis.crc import key_slot
-from redis_harness import RedisNodes, form_cluster
+from redis_harness import RedisNodes, form_cluster, made_in_temp_dir
 from test_bad_input import DEBUG_ARGS, write_agent_facts
 
 PASSWORD = "check-mode pässword"
@@ -68,15 +66,8 @@ class Site:
 
 @pytest.fixture(scope="module")
 def site():
-    root = tempfile.mkdtemp(prefix="redisops-check-mode-")
-    made = None
-    try:
-        made = Site(root)
+    with made_in_temp_dir(Site, "redisops-check-mode-") as made:
         yield made
-    finally:
-        if made:
-            made.close()
-        shutil.rmtree(root, ignore_errors=True)
 
 
 # --- states where a real run would change something ------------------------------------------------------------------
