@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import hashlib
 import os
 from typing import Callable
 
@@ -20,7 +21,8 @@ import pytest
 from cluster_checks import changing_commands, masters, observed, owner_id, raw, reset_stats, write_keys
 from playbook_runs import local_inventory, nodes_inventory, run_collection_playbook, run_tasks
 from redis.crc import key_slot
-from redis_harness import RedisNodes, form_cluster, made_in_temp_dir
+from redis_harness import RedisNodes, form_cluster, made_in_temp_dir, wait_converged
+from role_hosts import RoleHosts
 from test_bad_input import DEBUG_ARGS, write_agent_facts
 
 PASSWORD = "check-mode pässword"
@@ -205,3 +207,42 @@ def test_check_mode_sends_no_changing_command(site, case):
     assert would_change, "the check run shows nothing to change, so it proves nothing:\n" + output
     assert sent == [], "check mode sent commands that write or change the cluster: %s" % sent
     assert after == before
+
+
+def files_under(root: str) -> dict:
+    """path -> sha256 of every file under root but the instances' logs (a log line is not a change)."""
+    digests = {}
+    for directory, _dirs, names in os.walk(root):
+        for name in names:
+            path = os.path.join(directory, name)
+            if not name.endswith(".log") and os.path.isfile(path):
+                with open(path, "rb") as handle:
+                    digests[path] = hashlib.sha256(handle.read()).hexdigest()
+    return digests
+
+
+def test_deploy_in_check_mode_changes_no_instance():
+    """The deploy playbook in check mode over hosts it deployed, with a setting changed: it reports the change, and
+    no instance receives a changing command or restarts, no file of the hosts changes, the cluster is as it was."""
+    # DEBUG DIGEST compares the data before and after.
+    with RoleHosts(password=PASSWORD, redis_node_extra_config={"enable-debug-command": "local"}) as role_hosts:
+        for zone in "abc":
+            role_hosts.add("redis_cluster", zone, 2)
+        deploy_vars = {"redis_cluster_replicas": 1, "redis_cluster_deploy_agent": False}
+        deployed = run_collection_playbook("deploy", role_hosts.inventory(), extra_vars=deploy_vars)
+        assert deployed.rc == 0, deployed.output
+        nodes = role_hosts.nodes(role_hosts.groups["redis_cluster"], PASSWORD)
+        wait_converged(nodes)
+        write_keys(nodes, KEYS)
+        before = observed(nodes)
+        run_ids = [node.client().info("server")["run_id"] for node in nodes]
+        files = files_under(role_hosts.root)
+        reset_stats(nodes)
+        checked = run_collection_playbook("deploy", role_hosts.inventory(), check=True,
+                                          extra_vars=dict(deploy_vars, redis_node_maxmemory="200mb"))
+        assert checked.rc == 0, checked.output
+        assert sum(counts["changed"] for counts in checked.recap.values()) > 0, checked.output
+        assert changing_commands(nodes) == []
+        assert observed(nodes) == before
+        assert [node.client().info("server")["run_id"] for node in nodes] == run_ids
+        assert files_under(role_hosts.root) == files
