@@ -15,6 +15,7 @@ import contextlib
 import dataclasses
 import hashlib
 import os
+import re
 from typing import Callable
 
 import pytest
@@ -222,8 +223,8 @@ def files_under(root: str) -> dict:
 
 
 def test_deploy_in_check_mode_changes_no_instance():
-    """The deploy playbook in check mode over hosts it deployed, with a setting changed: it reports the change, and
-    no instance receives a changing command or restarts, no file of the hosts changes, the cluster is as it was."""
+    """The deploy playbook in check mode over hosts it deployed, with a setting changed: it reports the change and
+    the restart of every instance, and no instance receives a changing command or restarts, no file of the hosts changes, the cluster is as it was."""
     # DEBUG DIGEST compares the data before and after.
     with RoleHosts(password=PASSWORD, redis_node_extra_config={"enable-debug-command": "local"}) as role_hosts:
         for zone in "abc":
@@ -242,6 +243,9 @@ def test_deploy_in_check_mode_changes_no_instance():
                                           extra_vars=dict(deploy_vars, redis_node_maxmemory="200mb"))
         assert checked.rc == 0, checked.output
         assert sum(counts["changed"] for counts in checked.recap.values()) > 0, checked.output
+        # Each instance's restart is shown, none done.
+        assert sorted(int(port) for port in re.findall(r"would restart the instance on port (\d+)", checked.output)) \
+            == sorted(node.port for node in nodes), checked.output
         assert changing_commands(nodes) == []
         assert observed(nodes) == before
         assert [node.client().info("server")["run_id"] for node in nodes] == run_ids
