@@ -210,6 +210,16 @@ def test_restart_changed_false_writes_settings_and_restarts_nothing(deployment):
     assert deployment.client(target).config_get("maxmemory") == {"maxmemory": "0"}
 
 
+def test_an_instance_left_out_of_the_ports_is_named_and_keeps_running(deployment):
+    listed, left_out = deployment.ports[:2], deployment.ports[2]
+    before = run_ids(deployment)
+    _changed, output = deployment.apply(redis_node_ports=listed)
+    assert "Instances on port(s) %d run on this host but are not in redis_node_ports" % left_out in output, output
+    assert run_ids(deployment) == before
+    _changed, output = deployment.apply(redis_node_ports=deployment.ports)
+    assert "Instances on port(s)" not in output, output
+
+
 def facts_file(deployment: Deployment) -> str:
     return os.path.join(deployment.facts_dir, "redis_cluster.fact")
 
