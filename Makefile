@@ -85,13 +85,14 @@ roles-rootfs: deps roles-deps
 	wait $$pid
 
 # make test's share of the roles under systemd: Debian 12 only, every assertion of the full run (CI's 45 minutes
-# leave no room for both releases and the molecule scenario, about 12 minutes from an empty cache).
+# leave no room for both releases and the molecule scenario, about 12 minutes from an empty cache). The Valkey
+# deployment (test_valkey_systemd.py, Debian 13 only) skips here; test-roles runs it.
 roles-sample: deps roles-deps
 	$(BIN)/python tests/lib/nspawn_hosts.py build 12
 	REDISOPS_SYSTEMD_RELEASES=12 $(PYTEST) tests/systemd
 
-# The roles under a real systemd on Debian 12 and 13, then the molecule scenario (Debian 12), which finds
-# the collection through a temporary collections path.
+# The roles under a real systemd on Debian 12 and 13 (Redis on both, Valkey on 13), then the molecule scenario
+# (Debian 12), which finds the collection through a temporary collections path.
 test-roles: roles-rootfs
 	$(PYTEST) tests/systemd
 	collections=$$(mktemp -d) && mkdir -p $$collections/ansible_collections/redisops && \

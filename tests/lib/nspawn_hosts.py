@@ -44,9 +44,10 @@ RELEASES = {"12": "bookworm", "13": "trixie"}
 # Installed by debootstrap: what a minimal managed Debian host has (python3-apt for Ansible's apt module,
 # man-db so that `systemd-analyze verify` can check a unit's man: links).
 BASE_PACKAGES = ("systemd", "systemd-sysv", "dbus", "python3", "python3-apt", "openssh-server", "man-db", "procps")
-# Downloaded into apt's cache but not installed: the roles install them, as on a real host, without
-# fetching them again on every run.
-CACHED_PACKAGES = ("redis-server", "redis-tools", "python3-redis")
+# Downloaded into apt's cache but not installed, per release: the roles install them, as on a real host, without
+# fetching them again on every run. Valkey is packaged from Debian 13 on.
+_REDIS_PACKAGES = ("redis-server", "redis-tools", "python3-redis")
+CACHED_PACKAGES = {"12": _REDIS_PACKAGES, "13": _REDIS_PACKAGES + ("valkey-server", "valkey-tools")}
 # Installed in the servers tree (servers_rootfs): the other server versions the version matrix runs the tests on.
 SERVER_PACKAGES = ("redis-server", "redis-tools", "valkey-server", "valkey-tools")
 BOOT_TIMEOUT = 120.0
@@ -56,7 +57,7 @@ _LIVE = set()
 
 def _recipe_digest(release: str) -> str:
     """What a cached tree was built from; a changed package list builds a new tree."""
-    recipe = json.dumps([release, MIRROR, BASE_PACKAGES, CACHED_PACKAGES])
+    recipe = json.dumps([release, MIRROR, BASE_PACKAGES, CACHED_PACKAGES[release]])
     return hashlib.sha256(recipe.encode()).hexdigest()[:10]
 
 
@@ -87,8 +88,7 @@ def _run(args, timeout: float, **kwargs) -> subprocess.CompletedProcess:
 
 def rootfs(release: str) -> str:
     """The cached root file system of Debian `release` ("12", "13"), built on first use."""
-    codename = RELEASES[release]
-    return cached_tree("debian%s-%s" % (release, _recipe_digest(release)), lambda target: _build(codename, target))
+    return cached_tree("debian%s-%s" % (release, _recipe_digest(release)), lambda target: _build(release, target))
 
 
 def servers_rootfs() -> str:
@@ -133,12 +133,12 @@ def remove_tree(path: str) -> None:
     shutil.rmtree(path, ignore_errors=True)
 
 
-def _build(codename: str, target: str) -> None:
-    _run(["debootstrap", "--variant=minbase", "--include=" + ",".join(BASE_PACKAGES), codename, target, MIRROR],
-         timeout=1800)
+def _build(release: str, target: str) -> None:
+    _run(["debootstrap", "--variant=minbase", "--include=" + ",".join(BASE_PACKAGES), RELEASES[release], target,
+          MIRROR], timeout=1800)
     _run(["systemd-nspawn", "--quiet", "--register=no", "--keep-unit", "--console=pipe", "-D", target,
           "--setenv=DEBIAN_FRONTEND=noninteractive",
-          "apt-get", "install", "--yes", "--download-only"] + list(CACHED_PACKAGES),
+          "apt-get", "install", "--yes", "--download-only"] + list(CACHED_PACKAGES[release]),
          timeout=900, stdin=subprocess.DEVNULL)
     # Every booted host writes its own name; debootstrap copies this machine's.
     with contextlib.suppress(FileNotFoundError):

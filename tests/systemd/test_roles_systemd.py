@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
 import subprocess
 import time
 
@@ -23,12 +22,9 @@ import redis
 import nspawn_hosts
 from playbook_runs import ANSIBLE, ansible_env, run_module, run_playbook
 from redis_harness import wait_converged
+from systemd_deployments import FACTS_FILE, Deployment, deployed, unit_property
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-CONVERGE = os.path.join(ROOT, "extensions", "molecule", "debian_systemd", "converge.yml")
-FACTS_FILE = "/etc/ansible/facts.d/redis_cluster.fact"
 PORTS_PER_HOST = 3
-BUS_OFFSET = 10000
 # REDISOPS_SYSTEMD_RELEASES=12 runs one release only.
 RELEASES = os.environ.get("REDISOPS_SYSTEMD_RELEASES", "12 13").split()
 
@@ -36,71 +32,13 @@ pytestmark = pytest.mark.skipif(nspawn_hosts.unavailable_reason() is not None,
                                 reason=str(nspawn_hosts.unavailable_reason()))
 
 
-class Deployment:
-    """Booted hosts with both roles applied, and what the tests need to reach them."""
-
-    def __init__(self, hosts: nspawn_hosts.Hosts, ports: dict, password: str, inventory: str):
-        self.hosts = hosts
-        self.ports = ports
-        self.password = password
-        self.inventory = inventory
-
-    def converge(self, extra_vars=None):
-        run = run_playbook(CONVERGE, self.inventory, extra_vars=extra_vars)
-        assert run.rc == 0, run.output[-6000:] + self.journals()
-        return run
-
-    def journals(self) -> str:
-        """The hosts' warnings and the roles' units' logs, to tell why a run failed."""
-        command = ("journalctl --no-pager -o short-precise -n 60 -p warning; "
-                   "journalctl --no-pager -o short-precise -n 60 -u 'redis-cluster*'")
-        return "".join("\n--- %s:\n%s" % (host.name, host.run(command, check=False).stdout) for host in self.hosts)
-
-    def client(self, port: int) -> redis.Redis:
-        return redis.Redis(host="127.0.0.1", port=port, password=self.password, socket_timeout=5)
-
-    def run_agent(self, host: nspawn_hosts.Host) -> None:
-        """One run of the agent's service now (as its timer would start it)."""
-        proc = host.run("systemctl start redis-cluster-agent.service", timeout=60, check=False)
-        assert proc.returncode == 0, proc.stderr + self.journals()
-
-    def facts(self, host: nspawn_hosts.Host) -> dict:
-        return json.loads(host.run("cat %s" % FACTS_FILE).stdout)
-
-
 @pytest.fixture(scope="module", params=RELEASES, ids=["debian%s" % release for release in RELEASES])
 def deployment(request, tmp_path_factory):
     release = request.param
     inventory = str(tmp_path_factory.mktemp("debian%s" % release) / "inventory.json")
     names = ["redisops-d%s-a" % release, "redisops-d%s-b" % release]
-    with nspawn_hosts.Hosts(release, names) as hosts:
-        taken = []
-        ports = {}
-        for host in hosts:
-            ports[host.name] = []
-            for _index in range(PORTS_PER_HOST):
-                port = nspawn_hosts.free_port_pair(BUS_OFFSET, avoid=taken)
-                taken += [port, port + BUS_OFFSET]
-                ports[host.name].append(port)
-        password = secrets.token_hex(16)
-        hosts.write_inventory(inventory, group_vars={
-            # Loopback only: these hosts share this machine's network.
-            "redis_node_bind": "127.0.0.1",
-            "redis_node_password": password,
-            "redis_node_cluster_node_timeout": 2000,
-            "redis_node_appendonly": False,
-        }, host_vars={host.name: {"redis_node_ports": ports[host.name]} for host in hosts})
-        deployed = Deployment(hosts, ports, password, inventory)
-        deployed.first_run = deployed.converge()
-        yield deployed
-
-
-def instance_units(deployment: Deployment, host) -> list:
-    return ["redis-cluster@%d.service" % port for port in deployment.ports[host.name]]
-
-
-def unit_property(host, unit: str, name: str) -> str:
-    return host.run("systemctl show --property %s --value %s" % (name, unit)).stdout.strip()
+    with deployed(release, names, inventory, PORTS_PER_HOST) as deployment:
+        yield deployment
 
 
 def test_booted_with_systemd_as_pid_1(deployment):
@@ -115,7 +53,7 @@ def test_every_instance_active_and_answering(deployment):
     assert deployment.first_run.recap, deployment.first_run.output[-3000:]
     for host in deployment.hosts:
         assert deployment.first_run.recap[host.name]["failed"] == 0
-        for unit, port in zip(instance_units(deployment, host), deployment.ports[host.name]):
+        for unit, port in zip(deployment.instance_units(host), deployment.ports[host.name]):
             assert host.run("systemctl is-active %s" % unit, check=False).stdout.strip() == "active", unit
             assert deployment.client(port).ping() is True
             assert unit_property(host, unit, "Type") == "notify"
@@ -129,7 +67,7 @@ def test_every_instance_active_and_answering(deployment):
 
 def test_systemd_analyze_verify_prints_nothing(deployment):
     for host in deployment.hosts:
-        units = instance_units(deployment, host) + ["redis-cluster-agent.service", "redis-cluster-agent.timer"]
+        units = deployment.instance_units(host) + ["redis-cluster-agent.service", "redis-cluster-agent.timer"]
         for unit in units:
             proc = host.run("systemd-analyze verify %s" % unit, check=False)
             assert (proc.returncode, proc.stdout + proc.stderr) == (0, ""), unit
@@ -155,7 +93,7 @@ def test_facts_file_lists_every_instance_and_holds_no_password(deployment):
         mode = host.run("stat -c %%a:%%U %s" % FACTS_FILE).stdout.strip()
         assert mode == "644:root" or mode.startswith("644:"), mode
         # Nor is it on a command line or in the environment of the agent's unit.
-        for unit in ("redis-cluster-agent.service",) + tuple(instance_units(deployment, host)):
+        for unit in ("redis-cluster-agent.service",) + tuple(deployment.instance_units(host)):
             shown = host.run("systemctl show %s" % unit).stdout
             assert deployment.password not in shown, unit
 
@@ -193,13 +131,8 @@ def test_timer_refreshes_the_facts_twice_within_70_seconds(deployment):
 def test_changed_setting_restarts_only_its_instance(deployment):
     host = deployment.hosts[0]
     target = deployment.ports[host.name][1]
-    pids_before = {(other.name, unit): unit_property(other, unit, "MainPID")
-                   for other in deployment.hosts for unit in instance_units(deployment, other)}
-    run = deployment.converge({"redis_node_instance_config": {target: {"maxmemory": "64mb"}}})
+    run, restarted = deployment.restarts_of({"redis_node_instance_config": {target: {"maxmemory": "64mb"}}})
     assert run.recap[host.name]["changed"] > 0
-    pids_after = {(other.name, unit): unit_property(other, unit, "MainPID")
-                  for other in deployment.hosts for unit in instance_units(deployment, other)}
-    restarted = sorted(key for key in pids_before if pids_before[key] != pids_after[key])
     assert restarted == [(host.name, "redis-cluster@%d.service" % target)]
     assert deployment.client(target).config_get("maxmemory") == {"maxmemory": str(64 * 1024 * 1024)}
     # Rewritten settings stay the role's: the next run changes nothing again.
