@@ -181,3 +181,27 @@ def step_pending(facts: dict, step: dict) -> list:
     elif node["reachable"] is False:
         problems.append("%s cannot be reached" % step["node"])
     return problems
+
+
+def _role_before(step: dict) -> str:
+    """The role a step's node had when the plan made the step: a failover fails a master over, a failback promotes a
+    replica, a restart leaves the node what it is."""
+    if step["action"] == FAILOVER:
+        return "master"
+    if step["action"] == FAILBACK:
+        return "replica"
+    return "replica" if step["expect"].endswith("replica") else "master"
+
+
+def step_stale(facts: dict, step: dict) -> list:
+    """Why a step (a Step.as_dict()) no longer fits the cluster the facts show before it: its node is no longer the
+    master or the replica the plan found (a failover since the run began: restarting a replica that took over would
+    restart a master in place, and waiting for it to be a replica again would never end); [] when the step may run."""
+    node = next((node for node in facts.get("nodes", ()) if address(node) == step["node"]), None)
+    if node is None:
+        return ["no node of the cluster is %s" % step["node"]]
+    role = _role_before(step)
+    if node["role"] != role:
+        return ["%s is a %s now, where the plan found a %s (a failover since the run began)" % (
+            step["node"], node["role"], role)]
+    return []

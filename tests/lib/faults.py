@@ -2,9 +2,10 @@
 # Copyright (c) redisops.cluster contributors
 # GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""Faults injected into a node while a module moves slots: where (the move's source, its target or a bystander),
-when (once the run's progress file reports a seeded share of its slots done) and what (kill -9 then a restart, or
-SIGSTOP past the node timeout then SIGCONT), every choice drawn from the trial's seed."""
+"""Faults injected into a node while a module moves slots or a rolling restart runs: where (the move's source, its
+target or a bystander; the instance restarted last, a master not yet restarted or a replica), when (once the run's
+progress file reports a seeded share of its slots done, or a seeded number of instances has restarted) and what
+(kill -9 then a restart, or SIGSTOP past the node timeout then SIGCONT), every choice drawn from the trial's seed."""
 
 from __future__ import annotations
 
@@ -16,6 +17,8 @@ import re
 import subprocess
 import time
 
+import redis
+from cluster_checks import cluster_nodes_fields
 from redis.crc import key_slot
 
 NODE_TIMEOUT_S = 2.0  # redis_harness's cluster-node-timeout
@@ -29,15 +32,23 @@ _MOVE = re.compile(r"^(\S+) \(\w+\): move .* to (\S+) \(\w+\)")
 _LOG_EVENTS = re.compile(r"I have keys|slot|[Ii]mporting|[Mm]igrating|as a replica|[Ff]ailover|Flushing"
                          r"|MASTER <-> REPLICA sync|configEpoch|DB loaded|Ready to accept|Cluster state changed")
 TRACEBACK = "Traceback (most recent call last)"
+_FAILED_MSG = re.compile(r'"msg": "((?:[^"\\]|\\.)*)"')
+# What a replica logs when it becomes a master, after an election or by a takeover without one; and what it logs
+# before the election of a coordinated failover (CLUSTER FAILOVER without FORCE or TAKEOVER), which waits until the
+# replica has all its master acknowledged and so loses no write.
+_PROMOTED = re.compile(r"Failover election won|Taking over the master")
+_COORDINATED = "manual failover can start"
 
 
 @dataclasses.dataclass(frozen=True)
 class Trial:
     """One seeded trial: the operation, the fault, whom it hits, and the seed every other choice comes from."""
 
-    op: str  # rebalance, reshard, remove
+    op: str  # rebalance, reshard, remove, restart (the rolling_restart playbook)
     fault: str  # kill (kill -9, later restarted) or stop (SIGSTOP past the node timeout, then SIGCONT)
-    victim: str  # source, target or bystander of the move in progress at the fault
+    # source, target or bystander of the move in progress at the fault; in a rolling restart, the instance restarted
+    # last (syncing), a master not yet restarted (master) or a replica (bystander)
+    victim: str
     seed: int
 
     @property
@@ -52,7 +63,7 @@ class Trial:
 class Draw:
     """The trial's random choices."""
 
-    at_share: float  # the fault comes once this share of the run's slots is done
+    at_share: float  # the fault comes once this share of the run's slots (or instances restarted) is done
     down_s: float  # how long the victim stays killed or stopped
     pick: int  # which candidate, wherever the trial picks one (bystander, master, slots)
     amount: float  # how much the operation moves, from 0 to 1 of its range
@@ -97,6 +108,32 @@ def wait_for_share(path: str, proc: subprocess.Popen, share: float, timeout: flo
     raise AssertionError("the run reported no progress past %.0f%% within %.0f s" % (100 * share, timeout))
 
 
+def run_id(node) -> str | None:
+    """INFO server's run_id, new at every start of the server; None while the node does not answer."""
+    try:
+        with node.client(socket_connect_timeout=1) as conn:
+            return conn.info("server")["run_id"]
+    except redis.RedisError:
+        return None
+
+
+def wait_for_restarts(nodes, run_ids: dict, count: int, proc: subprocess.Popen, timeout: float = 300.0):
+    """The addresses of the first count nodes seen with a run_id other than run_ids' (address -> run_id), in the order
+    seen: the last one restarted last (None when the run ends first)."""
+    restarted = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for node in nodes:
+            if node.address not in restarted and run_id(node) not in (None, run_ids[node.address]):
+                restarted.append(node.address)
+        if len(restarted) >= count:
+            return restarted
+        if proc.poll() is not None:
+            return None
+        time.sleep(0.05)
+    raise AssertionError("%d of %d instances restarted within %.0f s" % (len(restarted), count, timeout))
+
+
 def strike(node, fault: str, down_s: float) -> None:
     """The fault on a harness RedisNode, over once the node serves again."""
     if fault == "kill":
@@ -118,6 +155,50 @@ def finish(proc: subprocess.Popen, timeout: float = 180.0) -> tuple:
         output = proc.communicate()[0]
         raise AssertionError("the interrupted run did not end within %.0f s:\n%s" % (timeout, output)) from None
     return proc.returncode, output
+
+
+def failed_message(output: str) -> str:
+    """The message of the first task that failed in an ansible-playbook output; '' when none failed."""
+    match = _FAILED_MSG.search(output.split("FAILED!", 1)[1]) if "FAILED!" in output else None
+    return json.loads('"%s"' % match.group(1)) if match else ""
+
+
+def no_failure_flags(nodes) -> bool:
+    """No node flags another fail or fail?."""
+    return not any({"fail", "fail?"} & set(fields[2].split(",")) for node in nodes
+                   for fields in cluster_nodes_fields(node))
+
+
+def log_sizes(nodes) -> dict:
+    """address -> the size of the node's log now: where unplanned_promotions starts reading."""
+    return {node.address: os.path.getsize(node.log_file) if os.path.exists(node.log_file) else 0 for node in nodes}
+
+
+def unplanned_promotions(nodes, since: dict) -> list:
+    """The promotions of replicas to master logged since log_sizes' sizes that were no coordinated failover (an
+    election after the master failed, a FORCE or a TAKEOVER): those where the master's last acknowledged writes may
+    be lost. As "address: log line"."""
+    found = []
+    for node in nodes:
+        with open(node.log_file, errors="replace") as handle:
+            handle.seek(since.get(node.address, 0))
+            coordinated = False
+            for line in handle.read().splitlines():
+                if _COORDINATED in line:
+                    coordinated = True
+                elif _PROMOTED.search(line):
+                    if not coordinated:
+                        found.append("%s: %s" % (node.address, line.strip()))
+                    coordinated = False
+    return found
+
+
+def record(trial: Trial, outcome: dict) -> None:
+    """One line per trial in the file FAULTS_LOG names (docs/reliability.md's tables are made from it)."""
+    print(json.dumps(outcome))
+    if os.environ.get("FAULTS_LOG"):
+        with open(os.environ["FAULTS_LOG"], "a") as handle:
+            handle.write(json.dumps(dict(outcome, trial=trial.id)) + "\n")
 
 
 def tracebacks(*texts) -> list:
@@ -154,7 +235,7 @@ def loss_report(nodes, missing, places_before: dict, owners_before: dict, owners
     pattern = re.compile(r"\b(%s)\b" % "|".join(str(slot) for slot in slots[:200]))
     for node in nodes:
         try:
-            with open(os.path.join(node.dir, "redis.log"), errors="replace") as handle:
+            with open(node.log_file, errors="replace") as handle:
                 logged = handle.read().splitlines()
         except FileNotFoundError:
             continue

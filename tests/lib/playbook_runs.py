@@ -158,29 +158,45 @@ def reconcile_decisions(output: str) -> list:
             and not line.strip().startswith('"msg"')]
 
 
+def collection_playbook_command(name: str, inventory: dict, workdir: str, extra_vars=None, check: bool = False,
+                                verbosity: int = 0, limit: str | None = None) -> list:
+    """The ansible-playbook command line of redisops.cluster.<name> over inventory (a dict, see local_inventory),
+    which it writes into workdir; limit is --limit's pattern."""
+    path = os.path.join(workdir, "inventory.json")
+    with open(path, "w") as handle:
+        json.dump(inventory, handle)
+    args = [ANSIBLE_PLAYBOOK, "-i", path, "redisops.cluster." + name]
+    if extra_vars:
+        args += ["--extra-vars", json.dumps(extra_vars)]
+    if check:
+        args.append("--check")
+    if limit:
+        args += ["--limit", limit]
+    if verbosity:
+        args.append("-" + "v" * verbosity)
+    return args
+
+
 def run_collection_playbook(name: str, inventory: dict, extra_vars=None, check: bool = False, env=None,
                             verbosity: int = 0, timeout: float = 900, limit: str | None = None) -> InventoryRun:
     """ansible-playbook redisops.cluster.<name>, as users run the collection's playbooks, over an inventory given
     as a dict (see local_inventory); limit is --limit's pattern."""
     workdir = tempfile.mkdtemp(prefix="redisops-inventory-")
     try:
-        path = os.path.join(workdir, "inventory.json")
-        with open(path, "w") as handle:
-            json.dump(inventory, handle)
-        args = [ANSIBLE_PLAYBOOK, "-i", path, "redisops.cluster." + name]
-        if extra_vars:
-            args += ["--extra-vars", json.dumps(extra_vars)]
-        if check:
-            args.append("--check")
-        if limit:
-            args += ["--limit", limit]
-        if verbosity:
-            args.append("-" + "v" * verbosity)
+        args = collection_playbook_command(name, inventory, workdir, extra_vars, check, verbosity, limit)
         proc = subprocess.run(args, env=ansible_env(env), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                               text=True, timeout=timeout, check=False)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     return InventoryRun(rc=proc.returncode, output=proc.stdout, recap=play_recap(proc.stdout))
+
+
+def start_collection_playbook(name: str, inventory: dict, workdir: str, extra_vars=None,
+                              env=None) -> subprocess.Popen:
+    """redisops.cluster.<name> as run_collection_playbook runs it, but in the background and in its own session
+    like start_module; its inventory goes into workdir, which must outlive the run."""
+    return subprocess.Popen(collection_playbook_command(name, inventory, workdir, extra_vars), env=ansible_env(env),
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
 
 
 def run_roles(roles, variables: dict, check: bool = False, timeout: float = 300) -> InventoryRun:

@@ -121,6 +121,10 @@ class RedisNode:
     def address(self) -> str:
         return "%s:%d" % (self.host, self.port)
 
+    @property
+    def log_file(self) -> str:
+        return os.path.join(self.dir, "redis.log")
+
     def client(self, **kwargs) -> redis.Redis:
         if self.tls:
             kwargs.update(self.tls.client_kwargs())

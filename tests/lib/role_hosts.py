@@ -15,6 +15,7 @@ import random
 import shlex
 import shutil
 import signal
+import subprocess
 import sys
 import tempfile
 import time
@@ -40,16 +41,27 @@ def free_instance_ports(count: int, address: str = "127.0.0.1", bus_offset: int 
 
 
 class PidProcess:
-    """The process of a pid file, with the one question the harness asks of a process (poll)."""
+    """The process a pid file names, with the one question the harness asks of a process (poll); the file is read at
+    each question, so that it follows a restart."""
 
     def __init__(self, pid_file: str):
-        with open(pid_file) as handle:
-            self.pid = int(handle.read())
+        self.pid_file = pid_file
+
+    @property
+    def pid(self) -> int | None:
+        try:
+            with open(self.pid_file) as handle:
+                return int(handle.read())
+        except (OSError, ValueError):
+            return None
 
     def poll(self):
         """None while the process runs; a zombie (exited, its parent not yet told) has ended too."""
+        pid = self.pid
+        if not pid:
+            return -1
         try:
-            with open("/proc/%d/stat" % self.pid) as handle:
+            with open("/proc/%d/stat" % pid) as handle:
                 state = handle.read().rsplit(")", 1)[1].split()[0]
         except FileNotFoundError:
             return -1
@@ -208,32 +220,54 @@ def _interpreter_inside(namespace: NetnsHost, directory: str) -> str:
 
 
 class RoleInstance(RedisNode):
-    """An instance the roles started, with the checks of a harness node (clients, ROLE, CLUSTER NODES); its process
-    is the one its pid file names."""
+    """An instance the roles started, with the checks of a harness node (clients, ROLE, CLUSTER NODES) and its faults
+    (kill and restart, pause and resume); its process is the one its pid file names."""
 
     def __init__(self, host: RoleHost, port: int, password: str | None = None):  # pylint: disable=super-init-not-called
         self.host, self.port, self.bus_port = host.address, port, port + BUS_OFFSET
         self.dir, self.password, self.tls = host.root, password, None
         self.role_host = host
-        self.process = _PidProcess(host, port)
+        self.process = PidProcess(os.path.join(host.run_dir, "redis-%d.pid" % port))
+        self.start_command = None
 
+    @property
+    def log_file(self) -> str:
+        return os.path.join(self.role_host.host_vars()["redis_node_log_dir"], "redis-%d.log" % self.port)
 
-@dataclasses.dataclass
-class _PidProcess:
-    """poll() of a process known by its pid file: None while it runs."""
+    def command(self) -> list:
+        """The command line the role starts the instance with (roles/redis_node/tasks/restart.yml): the server
+        binary and Redis' own file as the running instance reports them, then the role's file of the port. Not
+        /proc/<pid>/cmdline: Redis writes its process title over it."""
+        info = self.client().info("server")
+        return [info["executable"], info["config_file"], "--include",
+                os.path.join(self.role_host.host_vars()["redis_node_conf_dir"], "%d.conf" % self.port)]
 
-    host: RoleHost
-    port: int
+    def kill(self) -> None:
+        """SIGKILL, as a crash (the pid file stays); the command line is read first, for restart."""
+        pid = self.process.pid
+        if self.process.poll() is None:
+            self.start_command = self.command()
+            kill_process(pid, signal.SIGKILL)
+            wait_gone([pid])
 
-    def poll(self) -> int | None:
-        pid = self.host.pid(self.port)
-        if not pid:
-            return -1
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return -1
-        return None
+    def pause(self) -> None:
+        kill_process(self.process.pid, signal.SIGSTOP)
+
+    def resume(self) -> None:
+        kill_process(self.process.pid, signal.SIGCONT)
+
+    def restart(self) -> None:
+        """The same instance again (it daemonizes), on its own files: it reloads its AOF and nodes file."""
+        self.kill()
+        subprocess.run(self.start_command, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
+                       timeout=30)
+        # The server's parent returns once it has forked; the pid file names the new process a moment later.
+        deadline = time.monotonic() + 10
+        while self.process.poll() is not None:
+            if time.monotonic() > deadline:
+                raise RuntimeError("%s did not start again; see %s" % (self.address, self.log_file))
+            time.sleep(0.02)
+        self.wait_ready()
 
 
 def kill_process(pid: int, signum: int) -> None:

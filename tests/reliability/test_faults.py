@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import tempfile
 import time
 
@@ -24,7 +23,8 @@ from cluster_checks import (
     NodeWriter, Writer, all_keys, assert_healthy, cluster_nodes_fields, own_ranges, wait_for, write_keys,
 )
 from faults import (
-    DURABLE, Trial, finish, key_places, loss_report, parse_move, progress_lines, strike, tracebacks, wait_for_share,
+    DURABLE, Trial, failed_message, finish, key_places, loss_report, no_failure_flags, parse_move, progress_lines,
+    record, strike, tracebacks, wait_for_share,
 )
 from playbook_runs import run_tasks, start_module
 from redis_harness import RedisNodes, form_cluster, wait_converged
@@ -47,7 +47,6 @@ TRIALS_PER_OP = int(os.environ.get("REDISOPS_FAULT_TRIALS", "10"))
 TRIALS = [trial for trial in (Trial(op, *COMBINATIONS[index % len(COMBINATIONS)], seed=index + 1)
                               for op in ("rebalance", "reshard", "remove") for index in range(10))
           if trial.seed <= TRIALS_PER_OP or trial.id in SAMPLE]
-_FAILED_MSG = re.compile(r'"msg": "((?:[^"\\]|\\.)*)"')
 
 
 @pytest.fixture(scope="module")
@@ -218,24 +217,6 @@ def master_addresses(nodes) -> set:
             and slot_owners(node).get(node.address)}
 
 
-def no_failure_flags(nodes) -> bool:
-    return not any({"fail", "fail?"} & set(fields[2].split(",")) for node in members(nodes)
-                   for fields in cluster_nodes_fields(node))
-
-
-def failed_message(output: str) -> str:
-    match = _FAILED_MSG.search(output.split("FAILED!", 1)[1]) if "FAILED!" in output else None
-    return json.loads('"%s"' % match.group(1)) if match else ""
-
-
-def record(trial: Trial, outcome: dict) -> None:
-    """One line per trial in the file FAULTS_LOG names (docs/reliability.md's table is made from it)."""
-    print(json.dumps(outcome))
-    if os.environ.get("FAULTS_LOG"):
-        with open(os.environ["FAULTS_LOG"], "a") as handle:
-            handle.write(json.dumps(dict(outcome, trial=trial.id)) + "\n")
-
-
 @pytest.mark.parametrize("trial", [
     pytest.param(trial, id=trial.id, marks=[pytest.mark.sample] if trial.id in SAMPLE else []) for trial in TRIALS])
 def test_fault_during_move(trial: Trial, clusters):
@@ -275,7 +256,7 @@ def test_fault_during_move(trial: Trial, clusters):
         assert "MODULE FAILURE" not in output, output
         first_message = failed_message(output)
         assert rc == 0 or first_message, "the interrupted run failed without a message:\n" + output
-        wait_for(lambda: no_failure_flags(nodes), timeout=60, message="every node reachable, no fail flags")
+        wait_for(lambda: no_failure_flags(members(nodes)), timeout=60, message="every node reachable, no fail flags")
         # What an operator does next: repair, then the operation again, then once more to see it is done.
         args_again = after_failover(nodes, args)
         run = run_tasks([{"redisops.cluster.redis_cluster_fix": login(members(nodes)[0])},

@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ansible_collections.redisops.cluster.plugins.module_utils._rolling import (
-    FAILBACK, FAILOVER, RESTART, gate_problems, plan_rolling_restart, step_pending,
+    FAILBACK, FAILOVER, RESTART, gate_problems, plan_rolling_restart, step_pending, step_stale,
 )
 
 SLOT_RANGES = ([[0, 5460]], [[5461, 10922]], [[10923, 16383]])
@@ -181,6 +181,25 @@ def test_pending_after_a_failover_and_a_failback():
     assert step_pending(facts, failover) == ["127.0.0.1:7000 is a master, not yet a replica"]
     assert step_pending(facts, failback) == []
     assert step_pending(facts, dict(failback, node="127.0.0.1:9999")) == ["no node of the cluster is 127.0.0.1:9999"]
+
+
+def test_a_step_whose_node_changed_role_since_the_plan_is_stale():
+    facts = cluster(replicas=1)
+    steps = [step.as_dict() for step in plan_rolling_restart(facts, hosts_of(facts)).steps]
+    # On the cluster the plan was made from, the replicas' restarts and the failovers fit (the rest fit once the
+    # failovers are done).
+    first_steps = steps[:3] + [step for step in steps if step["action"] == FAILOVER]
+    assert [step_stale(facts, step) for step in first_steps] == [[]] * 6
+    replica_restart = next(step for step in steps if step["node"] == "127.0.0.1:7003")
+    took_over = edited(edited(facts, 7003, role="master"), 7000, role="replica")
+    assert step_stale(took_over, replica_restart) == [
+        "127.0.0.1:7003 is a master now, where the plan found a replica (a failover since the run began)"]
+    failover = next(step for step in steps if step["action"] == FAILOVER and step["node"] == "127.0.0.1:7000")
+    assert step_stale(took_over, failover) == [
+        "127.0.0.1:7000 is a replica now, where the plan found a master (a failover since the run began)"]
+    failback = next(step for step in steps if step["action"] == FAILBACK and step["node"] == "127.0.0.1:7000")
+    assert step_stale(took_over, failback) == []
+    assert step_stale(facts, dict(failback, node="127.0.0.1:9999")) == ["no node of the cluster is 127.0.0.1:9999"]
 
 
 @settings(max_examples=60, deadline=None)
