@@ -18,6 +18,7 @@ from __future__ import annotations
 import atexit
 import contextlib
 import os
+import random
 import shutil
 import signal
 import socket
@@ -42,18 +43,28 @@ def port_free(port: int, host: str = "127.0.0.1") -> bool:
     return True
 
 
-def free_ports(count: int, host: str = "127.0.0.1") -> list:
-    """Distinct ports that are free right now (held open together so none repeats)."""
-    sockets = []
+def _ephemeral_low() -> int:
+    """The lowest port the kernel hands out as a connection's local port."""
     try:
-        for _index in range(count):
-            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            sock.bind((host, 0))
-            sockets.append(sock)
-        return [sock.getsockname()[1] for sock in sockets]
-    finally:
-        for sock in sockets:
-            sock.close()
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as handle:
+            return int(handle.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
+def free_ports(count: int, host: str = "127.0.0.1") -> list:
+    """Distinct ports that are free right now, below the ephemeral range: a port from that range may be taken as the
+    local port of any outgoing connection before the server binds it (redis-server then exits, address in use)."""
+    low = min(_ephemeral_low(), 65536)
+    ports = []
+    candidate = random.randrange(10000, max(10001, low - 4 * count))
+    while len(ports) < count:
+        if candidate >= low:
+            candidate = 10000
+        if port_free(candidate, host) and port_free(candidate, "0.0.0.0"):
+            ports.append(candidate)
+        candidate += 1
+    return ports
 
 
 class TlsFiles:
