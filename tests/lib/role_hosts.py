@@ -116,12 +116,12 @@ class RoleHost:
             "redis_cluster_agent_facts_dir": self.facts_dir,
         }, **self.variables)
 
+    def process(self, port: int) -> PidProcess:
+        """The process of the instance on port, by the pid file the role gives it."""
+        return PidProcess(os.path.join(self.run_dir, "redis-%d.pid" % port))
+
     def pid(self, port: int) -> int | None:
-        try:
-            with open(os.path.join(self.run_dir, "redis-%d.pid" % port)) as handle:
-                return int(handle.read())
-        except (OSError, ValueError):
-            return None
+        return self.process(port).pid
 
 
 class RoleHosts:
@@ -227,7 +227,7 @@ class RoleInstance(RedisNode):
         self.host, self.port, self.bus_port = host.address, port, port + BUS_OFFSET
         self.dir, self.password, self.tls = host.root, password, None
         self.role_host = host
-        self.process = PidProcess(os.path.join(host.run_dir, "redis-%d.pid" % port))
+        self.process = host.process(port)
         self.start_command = None
 
     @property
