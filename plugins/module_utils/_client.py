@@ -215,9 +215,11 @@ class NodeConnection:
             self._conn = redis.Connection(**kwargs)
         self.host = host
         self.port = port
+        self._options = options
         # One reader for the connection's life: a read may take in replies of a pipeline sent after the one read.
         self._reader = None
         self._setslot_waits = None
+        self._lanes: list = []
 
     def _connect(self) -> None:
         """Connect unless connected; redis-py's own message for a connect timeout names no node."""
@@ -243,6 +245,12 @@ class NodeConnection:
             name, version = server_identity(parse_info(self.call("INFO", "server").decode()))
             self._setslot_waits = name == "valkey" and int(version.split(".")[0]) >= 8
         return self._setslot_waits
+
+    def lanes(self, count: int) -> list:
+        """This connection and count - 1 more to the same node, as the same user: opened once, closed with this one."""
+        while len(self._lanes) < count - 1:
+            self._lanes.append(NodeConnection(self.host, self.port, self._options))
+        return [self] + self._lanes[:max(0, count - 1)]
 
     def pipeline(self, commands) -> list:
         """Send all commands in one write, read every reply; error replies are returned, not raised."""
@@ -315,6 +323,9 @@ class NodeConnection:
         return replies
 
     def close(self) -> None:
+        for lane in self._lanes:
+            lane.close()
+        self._lanes = []
         self._conn.disconnect()
         self._reader = None
 

@@ -13,7 +13,7 @@ from cluster_checks import assert_healthy, cluster_client, owner_id, wait_for
 from redis.crc import key_slot
 
 from ansible_collections.redisops.cluster.plugins.module_utils import _migrate
-from ansible_collections.redisops.cluster.plugins.module_utils._client import ConnectionOptions, NodeConnection
+from ansible_collections.redisops.cluster.plugins.module_utils._client import SLOT, ConnectionOptions, NodeConnection, per_slot
 from ansible_collections.redisops.cluster.plugins.module_utils._executor import ExecutionError, Executor
 from ansible_collections.redisops.cluster.plugins.module_utils._planner import MIGRATE_SLOTS, Plan, Step
 from ansible_collections.redisops.cluster.plugins.module_utils._topology import NodeAddress
@@ -157,3 +157,34 @@ def test_a_client_counts_as_knowing_a_new_master_once_it_has_met_it(cluster3, fr
             conn.close()
         first_client.close()
         second_client.close()
+
+
+def test_a_pipeline_dealt_out_over_lanes_answers_as_one_pipeline(cluster3):
+    """On a node whose SETSLOT waits for its replicas, the moves deal a pipeline's slots out over up to
+    SETSLOT_LANES connections (_spread). The replies come back in the order of one pipeline, and a slot's commands
+    of every part share one connection, so a slot's MIGRATING still comes before its listing of keys."""
+    node = cluster3[0]
+    first, last = next((int(entry[0]), int(entry[1])) for entry in node.call("CLUSTER", "SLOTS")
+                       if int(entry[2][1]) == node.port)
+    tags = tags_in(first, last, 40)
+    for count, tag in enumerate(tag for _slot, tag in sorted(tags.items())):
+        if count % 3:
+            node.call("MSET", *[part for index in range(count % 5 + 1) for part in (b"{%s}:%d" % (tag, index), b"v")])
+    slots = sorted(tags)
+    everything = slots + [last]  # one slot only the second part names
+    parts = [(slots[:35], lambda share: [per_slot(share, ("CLUSTER", "COUNTKEYSINSLOT", SLOT))]),
+             (slots[5:] + [last], lambda share: [("CLIENT", "ID") for _slot in share]),
+             (slots[:35], lambda share: [("CLIENT", "ID") for _slot in share])]
+    with NodeConnection(node.host, node.port, ConnectionOptions()) as conn:
+        alone = conn.pipeline([command for slots_of_part, build in parts for command in build(slots_of_part)])
+        assert len(set(reply for reply in alone[35:] if isinstance(reply, int))) == 1
+        spread = _migrate._spread(conn, ("TIMEOUT", _migrate.SETSLOT_WAIT_MS), parts)
+        assert len(spread) == len(alone)
+        # Replies that do not depend on the connection are the same, in the same order.
+        assert spread[:35] == alone[:35] and sum(spread[:35]) > 0
+        lane_ids = dict(zip(slots[5:] + [last], spread[35:71]))
+        assert len(set(lane_ids.values())) == min(_migrate.SETSLOT_LANES, len(everything))
+        # Every slot named by both parts went over the same connection for both.
+        assert [lane_ids[slot] for slot in slots[5:35]] == spread[76:]
+        # Without replicas to wait for, one pipeline on one connection.
+        assert _migrate._spread(conn, (), parts)[35:] == [alone[35]] * (len(alone) - 35)
