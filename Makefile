@@ -10,7 +10,7 @@ CLIENTS_STAMP := tests/clients/node_modules/.installed
 # time: every test has its own ports, directories and namespaces. PARALLEL= runs them one by one.
 PARALLEL ?= -n 2 --dist loadfile
 
-.PHONY: test unit integration reliability-sample test-reliability test-playbooks sanity lint demo bench fuzz deps redis chromium roles-deps netns-deps roles-rootfs versions-rootfs roles-sample test-roles clean
+.PHONY: test unit integration reliability-sample test-reliability test-playbooks sanity lint demo bench fuzz deps redis chromium roles-deps netns-deps roles-rootfs versions-rootfs roles-sample test-roles bench-versions clean
 
 test: unit integration reliability-sample sanity lint roles-sample
 
@@ -145,6 +145,11 @@ bench: deps
 	$(BIN)/python bench/clients_bench.py
 	$(BIN)/python bench/node_bench.py
 	$(BIN)/python bench/agent_bench.py
+
+# Draining a master on the host's Redis and on Debian 13's Redis 8.0 and Valkey 8.1, against each server's cli (root:
+# the servers run from the tree versions-rootfs builds).
+bench-versions: deps versions-rootfs
+	$(BIN)/python bench/versions_bench.py
 
 # redis_cluster_fix against redis-cli on FUZZ_STATES (300) seeded broken states; writes docs/reliability.md.
 fuzz: deps
