@@ -34,7 +34,6 @@ SUBSET = (
     "tests/integration/test_fix.py::test_half_done_migration_is_finished_while_clients_write",
     "tests/integration/test_rebalance.py::test_acl_user_moves_keys_and_the_password_never_shows",
     "tests/integration/test_rebalance.py::test_weights_and_drain",
-    "tests/integration/test_rebalance.py::test_rebalance_onto_a_new_master_while_clients_write",
     "tests/integration/test_node.py::test_replace_a_replica",
     "tests/integration/test_failover.py::test_force_promotes_the_replica_of_a_killed_master",
 )
