@@ -36,20 +36,12 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "tests", "lib"))
 
 from bench_docs import run_main, write_section  # noqa: E402
+from cluster_checks import slot_owner  # noqa: E402
 
 KEYS = int(os.environ.get("BENCH_KEYS", "20000"))
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
 VALUE = b"v" * 100
 TOOLS = ("cli", "module")
-
-
-def drained_master(nodes):
-    """The master that serves slot 0."""
-    for node in nodes:
-        mine = next(line for line in node.cluster_nodes().splitlines() if "myself" in line).split()
-        if "master" in mine[2] and any(part == "0" or part.startswith("0-") for part in mine[8:]):
-            return node
-    raise RuntimeError("no master serves slot 0")
 
 
 def write_keys(nodes) -> None:
@@ -87,7 +79,7 @@ def one_run(tool: str) -> dict:
     with RedisNodes(6) as nodes:
         form_cluster(nodes, replicas=1, timeout=60)
         write_keys(nodes)
-        drained = drained_master(nodes)
+        drained = slot_owner(nodes, 0)
         seed = next(node for node in nodes if node is not drained)
         started = time.monotonic()
         module_s = drain_with_module(seed, drained) if tool == "module" else None

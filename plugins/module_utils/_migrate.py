@@ -207,6 +207,8 @@ def _spread(conn, wait: tuple, parts) -> list:
     """The replies to parts (_deal), in the order one pipeline of their commands on conn would give them."""
     lane_of, due = _deal(conn, wait, parts)
     received = _collect(conn, due)
+    if len(received) == 1:
+        return received[0]
     read = [0] * len(due)
     replies = []
     for slots, build in parts:
@@ -346,11 +348,8 @@ def hand_over_empty(source, target, others, pair, slots) -> list:
     finally:
         source.call("CLIENT", "UNPAUSE")
     for conn in others:
-        wait = _wait(conn)
-
-        def owned(slots, wait=wait):
-            return _owned_by(slots, target_id, wait)
-        replies = _confirmed(conn, empty, owned, _spread(conn, wait, [(empty, owned)]))
+        owned = _owning(target_id, _wait(conn))
+        replies = _confirmed(conn, empty, owned, _spread(conn, _wait(conn), [(empty, owned)]))
         _check(replies, "telling %s:%d the new owner" % (conn.host, conn.port), _turned_replica)
     return empty
 
@@ -433,6 +432,11 @@ def _listing(batch, page: int) -> list:
 
 def _owned_by(batch, target_id: str, wait: tuple = ()) -> list:
     return [per_slot(batch, ("CLUSTER", "SETSLOT", SLOT, "NODE", target_id) + wait)]
+
+
+def _owning(target_id: str, wait: tuple):
+    """SETSLOT NODE for the slots it is given (a build for _spread and _confirmed)."""
+    return lambda slots: _owned_by(slots, target_id, wait)
 
 
 def _settled_elsewhere(batch, target_id: str, wait: tuple = ()) -> list:
@@ -572,8 +576,7 @@ def _hand_over_on_target(target, batch, target_id: str, wait: tuple, following) 
     following_slots, source_id = following
     opening = _opening_on_target(following_slots, source_id, wait)
     if target.setslot_waits_for_replicas():
-        def owned(slots):
-            return _owned_by(slots, target_id, wait)
+        owned = _owning(target_id, wait)
         replies = _spread(target, wait, [(batch, owned)] + opening)
         handed, count = _confirmed(target, batch, owned, replies[:len(batch)]), len(batch)
     else:
@@ -599,8 +602,7 @@ def _is_replica(conn) -> bool:
 def _hand_over_on_source(source, batch, target_id: str, wait: tuple, following, page: int) -> list:
     """SETSLOT NODE for the batch on the source, then the following batch's MIGRATING and GETKEYSINSLOT (pages of
     `page` keys); the keys listed for the following batch."""
-    def owned(slots):
-        return _owned_by(slots, target_id, wait)
+    owned = _owning(target_id, wait)
     try:
         replies = _spread(source, wait, [(batch, owned)] + _opening_on_source(following, target_id, wait, page))
     except RedisConnectionError:
