@@ -182,8 +182,8 @@ def test_a_slow_client_meets_the_new_master_before_the_moves_go_full_speed(clust
 
 
 def port_pair_below(limit: int) -> int:
-    """A port p below limit with p and p + 1 (its bus port) free."""
-    for port in range(20000, limit - 1):
+    """A port p below limit with p and p + 1 (its bus port) free; the harness's ports may lie anywhere above 1024."""
+    for port in range(limit - 2, 1024, -1):
         try:
             with socket.socket() as first, socket.socket() as second:
                 first.bind(("127.0.0.1", port))
