@@ -23,8 +23,8 @@ from ._migrate import (
     move_slot_keys, move_slots,
 )
 from ._planner import (
-    ADD_SLOTS, BUMP_EPOCH, FAILOVER, FORGET, MEET, MIGRATE_SLOTS, MOVE_KEYS, REMOVE_NODE, REPLICATE, SET_EPOCH, SETSLOT,
-    WAIT_CONVERGED, WAIT_SYNCED, WAITS,
+    ADD_SLOTS, BUMP_EPOCH, FAILOVER, FORGET, MEET, MIGRATE_SLOTS, MOVE_KEYS, NO_FAILOVER, REMOVE_NODE, REPLICATE,
+    SET_EPOCH, SETSLOT, WAIT_CONVERGED, WAIT_SYNCED, WAITS,
 )
 from ._ownership import never_served, never_settles
 from ._slots import count_slots, format_ranges, slots_from_ranges
@@ -43,6 +43,7 @@ MANUAL_FAILOVER_RETRY = 6.0
 # Steps that touch one node each and may run on many nodes at once (FORGET must: the 60 s ban window). A plan
 # separates SETSLOT writes whose order across nodes matters by a step of another kind.
 PARALLEL = frozenset((ADD_SLOTS, SET_EPOCH, MEET, REPLICATE, FORGET, SETSLOT))
+NO_FAILOVER_SETTING = "cluster-replica-no-failover"
 
 
 class ExecutionError(Exception):
@@ -74,6 +75,8 @@ class Executor:
         self._lock = threading.Lock()
         self._in_flight = {}
         self._connections = {}
+        # address -> its cluster-replica-no-failover before a NO_FAILOVER step, put back when the node is reset.
+        self._failover_settings = {}
 
     def connection(self, node: str) -> NodeConnection:
         if node not in self._connections:
@@ -249,6 +252,8 @@ class Executor:
         fan_out(lambda key: self._forget(key, node_id), others)
         if address:
             self.connection(address).call("CLUSTER", "RESET", "SOFT")
+            if address in self._failover_settings:
+                self.connection(address).call("CONFIG", "SET", NO_FAILOVER_SETTING, self._failover_settings.pop(address))
             self.addresses = tuple(key for key in self.addresses if key.key != address)
         quiet_since = [None]
 
@@ -260,6 +265,18 @@ class Executor:
             return not knowing and now - quiet_since[0] >= FORGOTTEN_FOR
 
         self._until(forgotten, "%s: some nodes keep learning it again" % step.description)
+
+    def no_failover(self, step) -> None:
+        conn = self.connection(step.node)
+        try:
+            setting = conn.call("CONFIG", "GET", NO_FAILOVER_SETTING)
+            if len(setting) == 2:
+                conn.call("CONFIG", "SET", NO_FAILOVER_SETTING, "yes")
+                self._failover_settings[step.node] = setting[1]
+        except ResponseError:
+            # A login user without config|get and config|set: the removal still stops before any FORGET should a
+            # failover promote the node (_refuse_serving).
+            pass
 
     def _refuse_serving(self, step, node_id: str, address: str) -> None:
         """Stop before any FORGET when the leaving node serves slots in its own view: a drained master is a replica
@@ -413,6 +430,7 @@ HANDLERS = {
     FAILOVER: Executor.failover,
     WAIT_SYNCED: Executor.wait_synced,
     REMOVE_NODE: Executor.remove_node,
+    NO_FAILOVER: Executor.no_failover,
 }
 
 

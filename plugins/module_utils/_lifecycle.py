@@ -15,7 +15,7 @@ from ._change import apply_plan
 from ._client import count_keys, observe_cluster, observe_node, require_usable
 from ._membership import (
     attach_steps, best_master, converged_step, drain_weights, find_node, meet_steps, refuse_removal, refuse_short_memory,
-    refuse_unfit, rehome_steps, removal_steps, replacement_steps, serving_masters,
+    no_failover_step, refuse_unfit, rehome_steps, removal_steps, replacement_steps, serving_masters,
 )
 from ._module import ModuleFailure, connection_options, seed_addresses
 from ._moves import executor_settings, run_moves
@@ -122,7 +122,7 @@ def _remove(module) -> dict:
         return _with_node(_apply(module, options, state, Plan()), None)
     refuse_removal(state, node, params["force"], params["min_replicas"], params["allow_data_loss"])
     if node.role == "master" and node.entry.slots and node.reachable:
-        return _with_node(_drain_and_remove(module, node.id), node)
+        return _with_node(_drain_and_remove(module, node), node)
     steps = []
     if node.role == "master" and node.entry.slots:
         # Unreachable, no replica took over, and allow_data_loss: its replica takes over if one answers, else the
@@ -135,9 +135,10 @@ def _remove(module) -> dict:
     return _with_node(_apply(module, options, state, Plan(tuple(steps))), node)
 
 
-def _drain_and_remove(module, node_id: str) -> dict:
-    """Its slots go to the other masters in proportion to what each serves (only its slots move), then its replicas
-    follow the masters that need them, then every node forgets it and it is reset."""
+def _drain_and_remove(module, node) -> dict:
+    """It is kept out of failovers, its slots go to the other masters in proportion to what each serves (only its
+    slots move), then its replicas follow the masters that need them, then every node forgets it and it is reset."""
+    node_id = node.id
 
     def decide(params, state, holdings, keys_by_slot):
         if node_id not in holdings:
@@ -150,7 +151,7 @@ def _drain_and_remove(module, node_id: str) -> dict:
         leaving = state.by_id[node_id]
         return tuple(rehome_steps(state, leaving) + removal_steps(leaving))
 
-    return run_moves(module, decide, after=after)
+    return run_moves(module, decide, before=(no_failover_step(node),), after=after)
 
 
 # --- replace --------------------------------------------------------------------------------------------------

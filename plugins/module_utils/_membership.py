@@ -13,7 +13,7 @@ import re
 
 from ._placement import shared_domains
 from ._planner import (
-    FAILOVER, MEET, REMOVE_NODE, WAIT_CONVERGED, PlanError, Step, candidate, replicate_step, synced_step,
+    FAILOVER, MEET, NO_FAILOVER, REMOVE_NODE, WAIT_CONVERGED, PlanError, Step, candidate, replicate_step, synced_step,
 )
 from ._slots import count_slots
 from ._topology import ClusterState, Node, NodeObservation, format_address, named_nodes
@@ -81,6 +81,12 @@ def removal_steps(node: Node) -> list:
     return [Step(REMOVE_NODE, "", node.id, (node.id, node.address if node.reachable else ""),
                  "every node forgets %s%s" % (node.describe(), "; it is reset" if node.reachable else "")),
             converged_step()]
+
+
+def no_failover_step(leaving: Node) -> Step:
+    return Step(NO_FAILOVER, leaving.address, leaving.id, (),
+                "%s: takes no part in failovers until it has left (CONFIG SET cluster-replica-no-failover yes, where"
+                " the login user may; the removal's reset puts the setting back)" % leaving.describe())
 
 
 def failover_step(replica: Node, master: Node) -> Step:

@@ -210,6 +210,9 @@ FAILOVER = "failover"
 # REMOVE_NODE args: (node id, its address or '' when unreachable): every other node forgets it, again whenever
 # gossip brings it back; a reachable one is then reset (CLUSTER RESET SOFT) so it forgets the cluster.
 REMOVE_NODE = "remove_node"
+# NO_FAILOVER: the node (a master being drained to leave) may not be elected while it leaves: once its last slot is
+# gone Redis makes it a replica of the master that took it, and a failover of that master could promote it.
+NO_FAILOVER = "no_failover"
 
 
 # --- moving slots (rebalance, reshard) ---------------------------------------------------------------

@@ -124,6 +124,11 @@ notes:
   - C(CLUSTER FORGET) bans a node for 60 seconds only; all nodes forget it at once, and the module watches for a
     node that relearns it from gossip and makes it forget again.
   - A removed node holds no keys afterwards; a drained master hands its keys over before it is reset.
+  - Before its drain, a master being removed is kept out of failovers (C(CONFIG SET cluster-replica-no-failover yes));
+    once its last slot is gone Redis makes it a replica of the master that took that slot, and a failure of that
+    master must not promote the leaving node. Its reset puts the setting back. This needs C(config|get) and
+    C(config|set); an ACL user without them gets the removal without this guard (the refusal is logged in
+    C(ACL LOG)), and the removal still stops before any C(CLUSTER FORGET) should a failover promote the node.
 seealso:
   - module: redisops.cluster.redis_cluster_failover
   - module: redisops.cluster.redis_cluster_rebalance

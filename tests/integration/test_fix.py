@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import redis
+import subprocess
 import time
 
 import pytest
@@ -16,11 +17,13 @@ from cluster_checks import (
     seed, slot_owner, wait_for, write_into_foreign_slot, write_keys,
 )
 from redis.crc import key_slot
-from redis_harness import wait_converged
+from redis_harness import REDIS_CLI, form_cluster, wait_converged
 
 from ansible_collections.redisops.cluster.plugins.module_utils._client import ConnectionOptions
 from ansible_collections.redisops.cluster.plugins.module_utils._executor import ExecutionError, Executor
-from ansible_collections.redisops.cluster.plugins.module_utils._planner import REMOVE_NODE, WAIT_CONVERGED, Plan, Step
+from ansible_collections.redisops.cluster.plugins.module_utils._planner import (
+    NO_FAILOVER, REMOVE_NODE, WAIT_CONVERGED, Plan, Step,
+)
 from ansible_collections.redisops.cluster.plugins.module_utils._topology import NodeAddress
 
 MODULE = "redis_cluster_fix"
@@ -33,6 +36,10 @@ def keys_in_slot(node, slot: int) -> list:
 def tagged_keys(nodes, tag: str, count: int) -> dict:
     """count keys sharing one slot (hash tag); {key: value}."""
     return write_keys(nodes, count, prefix="{%s}" % tag)
+
+
+def cluster_state(node) -> str:
+    return dict(line.split(":", 1) for line in node.call("CLUSTER", "INFO").decode().split())["cluster_state"]
 
 
 def other_master(nodes, *not_these):
@@ -320,3 +327,36 @@ def test_a_removal_does_not_forget_a_node_that_serves_slots_again(cluster3):
     assert all(leaving_id in node.cluster_nodes() for node in nodes)
     assert len(leaving.cluster_nodes().splitlines()) == len(nodes)
     assert_healthy(nodes[0])
+
+
+def test_a_leaving_master_is_not_elected_once_drained(fresh_nodes):
+    """The removal keeps the leaving master out of failovers before its drain: once its last slot is gone it is a
+    replica of the master that took it, and that master failing must not promote it. Its reset puts the setting
+    back. Four masters, so that the two left to vote are a majority of the three that serve slots."""
+    nodes = fresh_nodes(4).nodes
+    form_cluster(nodes, replicas=0)
+    leaving = slot_owner(nodes, 0)
+    taker = other_master(nodes, leaving)
+    write_keys(nodes, 200)
+    executor = Executor([NodeAddress(node.host, node.port) for node in nodes], ConnectionOptions(), wait_timeout=20)
+    executor.run(Plan((Step(NO_FAILOVER, leaving.address, leaving.node_id(), (), "no failover"),)))
+    assert leaving.client().config_get("cluster-replica-no-failover") == {"cluster-replica-no-failover": "yes"}
+    served = sum(last - first + 1 for first, last, owner, *_replicas in leaving.call("CLUSTER", "SLOTS")
+                 if owner[2].decode() == leaving.node_id())
+    subprocess.run([REDIS_CLI, "--cluster", "reshard", leaving.address, "--cluster-from", leaving.node_id(),
+                    "--cluster-to", taker.node_id(), "--cluster-slots", str(served), "--cluster-yes"],
+                   stdout=subprocess.DEVNULL, check=True, timeout=120)
+    wait_for(lambda: leaving.call("ROLE")[0] == b"slave", 10, "the drained master follows the master that took its slots")
+    taker.pause()
+    try:
+        # Past the node timeout (2 s), the failure report and an election's delay (0.5 s and up).
+        time.sleep(6)
+        assert leaving.call("ROLE")[0] == b"slave"
+        assert "fail" in [cluster_state(node) for node in nodes if node is not taker]
+    finally:
+        taker.resume()
+    wait_for(lambda: all(cluster_state(node) == "ok" for node in nodes), 20,
+             "the cluster is whole again once the master answers")
+    step = Step(REMOVE_NODE, "", leaving.node_id(), (leaving.node_id(), leaving.address), "remove")
+    executor.run(Plan((step,)))
+    assert leaving.client().config_get("cluster-replica-no-failover") == {"cluster-replica-no-failover": "no"}
