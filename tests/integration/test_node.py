@@ -15,7 +15,7 @@ import time
 from playbook_runs import run_tasks
 from cluster_checks import (
     all_keys, assert_clients_kept_working, assert_healthy, client_keys, clients_writing, cluster_nodes_fields,
-    cluster_writes, masters, own_ranges, reset_stats, seed, wait_for, write_keys, Writer,
+    cluster_writes, command_counts, masters, own_ranges, reset_stats, seed, slot_owner, wait_for, write_keys, Writer,
 )
 from redis_harness import RedisNode, free_ports
 from test_rebalance import ok, slot_counts
@@ -257,6 +257,7 @@ def test_remove_master_holding_keys_while_clients_write(cluster6):
     reset_stats_replicated(nodes)
     planned = ok(node_task(task, check=True))
     assert planned["changed"] and any(leaving.address in line for line in planned["plan"]), planned["plan"]
+    assert any("takes no part in failovers" in line for line in planned["plan"]), planned["plan"]
     assert cluster_writes(nodes) == [] and slot_counts(nodes[0])[leaving_id] > 0
     with clients_writing(nodes) as writers:
         result, again = node_tasks(dict(task, expect_state_id=planned["state_id"]), task)
@@ -264,6 +265,9 @@ def test_remove_master_holding_keys_while_clients_write(cluster6):
     assert result["changed"] and result["keys_moved"] > 0 and result["slots_moved"] > 0
     assert_gone(staying, leaving_id)
     assert_reset(leaving)
+    # Kept out of failovers while it left (one CONFIG SET), and given its setting back after its reset (another).
+    assert command_counts(leaving)["config|set"] == 2
+    assert leaving.client().config_get("cluster-replica-no-failover") == {"cluster-replica-no-failover": "no"}
     counts = slot_counts(nodes[0])
     assert leaving_id not in counts and sum(counts.values()) == 16384
     # Its replica serves a master that stays.
@@ -273,6 +277,26 @@ def test_remove_master_holding_keys_while_clients_write(cluster6):
     assert_clients_kept_working(writers, stored)
     assert_healthy(nodes[0])
     assert ok(again)["changed"] is False
+
+
+def test_a_user_without_config_removes_a_master_without_the_failover_guard(cluster3):
+    """An ACL user that may not run CONFIG still removes a master: the guard against its election is left out, and
+    the leaving node's ACL LOG holds the refused CONFIG GET and nothing else."""
+    nodes = cluster3
+    expected = write_keys(nodes, 2000)
+    for node in nodes:
+        node.call("ACL", "SETUSER", "operator", "on", ">op-secret", "~*", "&*", "+@all", "-config")
+    leaving = slot_owner(nodes, 0)
+    leaving_id = leaving.node_id()
+    result = node_task(dict(seed(nodes), node=leaving.address, state="absent", login_user="operator",
+                            login_password="op-secret"))
+    assert ok(result)["changed"] and result["slots_moved"] == 5461
+    staying = [node for node in nodes if node is not leaving]
+    assert_gone(staying, leaving_id)
+    assert client_keys(all_keys(staying)) == expected
+    refused = [(entry[b"reason"], entry[b"object"]) for entry in leaving.call("ACL", "LOG")]
+    assert refused == [(b"command", b"config|get")]
+    assert all(node.call("ACL", "LOG") == [] for node in staying)
 
 
 def test_remove_dead_master_whose_replica_took_over(cluster6):

@@ -156,13 +156,13 @@ def command_counts(node) -> dict:
 
 
 def cluster_writes(nodes) -> list:
-    """Cluster-changing commands any node received since CONFIG RESETSTAT."""
+    """Cluster-changing commands, key writes and CONFIG SET any node received since CONFIG RESETSTAT."""
     seen = []
     for node in nodes:
         for command, calls in command_counts(node).items():
             if command.startswith("cluster|") and command.split("|", 1)[1] in CLUSTER_WRITES:
                 seen.append("%s %s x%d" % (node.address, command, calls))
-            if command in ("migrate", "restore", "restore-asking", "del", "set"):
+            if command in ("migrate", "restore", "restore-asking", "del", "set", "config|set"):
                 seen.append("%s %s x%d" % (node.address, command, calls))
     return seen
 
