@@ -242,7 +242,7 @@ class Executor:
 
     def remove_node(self, step) -> None:
         """Every other node forgets the node at once (inside the 60 s ban a FORGET sets), a reachable one is reset so it
-        forgets them too, and a node that gossip taught it again forgets it again; the node leaves the nodes waited on."""
+        forgets them too and takes a new id, and a node that gossip taught it again forgets it again; the node leaves the nodes waited on."""
         node_id, address = step.args
         others = [key.key for key in self.addresses if key.key != address]
         for key in others:
@@ -251,7 +251,9 @@ class Executor:
             self._refuse_serving(step, node_id, address)
         fan_out(lambda key: self._forget(key, node_id), others)
         if address:
-            self.connection(address).call("CLUSTER", "RESET", "SOFT")
+            # HARD: a new node id, which can join again at once. Every node that forgot the old id bans it for 60 s,
+            # and Redis 8.0 then drops even the node a MEET leads to (7.0 and Valkey 8.1 take it).
+            self.connection(address).call("CLUSTER", "RESET", "HARD")
             if address in self._failover_settings:
                 self.connection(address).call("CONFIG", "SET", NO_FAILOVER_SETTING, self._failover_settings.pop(address))
             self.addresses = tuple(key for key in self.addresses if key.key != address)

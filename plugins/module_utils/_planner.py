@@ -208,7 +208,8 @@ FAILOVER = "failover"
 # --- node lifecycle (planned by the node and failover backends) --------------------------------------
 
 # REMOVE_NODE args: (node id, its address or '' when unreachable): every other node forgets it, again whenever
-# gossip brings it back; a reachable one is then reset (CLUSTER RESET SOFT) so it forgets the cluster.
+# gossip brings it back; a reachable one is then reset (CLUSTER RESET HARD) so it forgets the cluster and takes a new
+# id.
 REMOVE_NODE = "remove_node"
 # NO_FAILOVER: the node (a master being drained to leave) may not be elected while it leaves: once its last slot is
 # gone Redis makes it a replica of the master that took it, and a failover of that master could promote it.

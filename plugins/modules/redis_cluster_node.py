@@ -17,7 +17,8 @@ description:
   - V(absent) removes a node. A master that serves slots is drained first - its slots go to the other masters in
     proportion to what each serves, so nothing else moves - and its replicas follow the masters that need them most.
     Every other node then forgets it at once (C(CLUSTER FORGET), again whenever gossip brings it back), and a
-    reachable node is reset (C(CLUSTER RESET SOFT)) so it forgets the cluster too. A dead node is removed by its id;
+    reachable node is reset (C(CLUSTER RESET HARD)) so it forgets the cluster too and takes a new node id, with which it
+    can be added again at once (every node bans a forgotten id for 60 seconds). A dead node is removed by its id;
     redis-cli's C(del-node) cannot remove a node that does not answer.
   - O(replace) puts the new node in an old node's place without moving a slot. For a master it joins as the old
     master's replica, syncs, takes over with C(CLUSTER FAILOVER) (no acknowledged write is lost), and the old node

@@ -299,6 +299,22 @@ def test_a_user_without_config_removes_a_master_without_the_failover_guard(clust
     assert all(node.call("ACL", "LOG") == [] for node in staying)
 
 
+def test_a_removed_master_joins_again_at_once(cluster3, fresh_nodes):
+    """Every node bans a forgotten id for 60 s, and Redis 8.0 then drops even the node a MEET leads to: the removal
+    gives the node a new id, so adding it again right after the removal works."""
+    nodes = cluster3
+    extra = fresh_nodes(1)[0]
+    joins = dict(seed(nodes), node=extra.address, role="master", rebalance=True)
+    ok(node_task(joins))
+    first_id = extra.node_id()
+    assert slot_counts(nodes[0])[first_id] == 4096
+    removal, rejoin = node_tasks(dict(seed(nodes), node=extra.address, state="absent"), dict(joins, wait_timeout=20))
+    assert ok(removal)["changed"] and ok(rejoin)["changed"], rejoin.get("msg")
+    assert extra.node_id() != first_id and first_id not in nodes[0].cluster_nodes()
+    assert slot_counts(nodes[0])[extra.node_id()] == 4096
+    assert_healthy(nodes[0])
+
+
 def test_remove_dead_master_whose_replica_took_over(cluster6):
     nodes = cluster6
     expected = write_keys(nodes, 5000)
