@@ -35,9 +35,14 @@ SUBSET = (
     "tests/integration/test_rebalance.py::test_acl_user_moves_keys_and_the_password_never_shows",
     "tests/integration/test_rebalance.py::test_weights_and_drain",
     "tests/integration/test_node.py::test_replace_a_replica",
+    "tests/integration/test_node.py::test_a_removed_master_joins_again_at_once",
     "tests/integration/test_failover.py::test_force_promotes_the_replica_of_a_killed_master",
 )
 SUBSET_TIMEOUT_S = 600
+# Fault trials per operation (tests/reliability/test_faults.py) on each version; 0 leaves them out of make
+# test-reliability, make test-faults-versions sets it.
+FAULT_TRIALS = int(os.environ.get("REDISOPS_VERSION_FAULT_TRIALS", "0"))
+FAULT_TRIAL_TIMEOUT_S = 180
 
 
 @pytest.fixture(scope="module")
@@ -59,18 +64,18 @@ def failed_tests(report: str) -> list:
     return failed
 
 
-@pytest.mark.parametrize("server", sorted(SERVERS))
-def test_integration_subset_passes(server, servers_root, tmp_path):
-    env = dict(os.environ, **write_wrappers(servers_root, server, str(tmp_path)))
+def run_on(server: str, servers_root: str, tmp_path, tests, timeout_s: float, **extra_env) -> None:
+    """tests pass in a pytest process whose servers and cli are server's (its version checked first)."""
+    env = dict(os.environ, **write_wrappers(servers_root, server, str(tmp_path)), **extra_env)
     version = subprocess.run([env["REDIS_SERVER"], "--version"], stdout=subprocess.PIPE, text=True, check=True,
                              timeout=30).stdout
     assert " v=%s." % EXPECTED[server] in version, version
     report = str(tmp_path / "report.xml")
     args = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", "--durations=0", "--junitxml", report]
-    run = subprocess.Popen(args + list(SUBSET), cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+    run = subprocess.Popen(args + list(tests), cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                            text=True)
     try:
-        output = run.communicate(timeout=SUBSET_TIMEOUT_S)[0]
+        output = run.communicate(timeout=timeout_s)[0]
     except subprocess.TimeoutExpired:
         # Interrupted, pytest still stops its servers and writes the report of the tests it finished.
         run.send_signal(signal.SIGINT)
@@ -78,3 +83,18 @@ def test_integration_subset_passes(server, servers_root, tmp_path):
     print(output[-20000:])
     failed = failed_tests(report)
     assert run.returncode == 0, "%s: failed %s (rc %d)\n%s" % (version.strip(), failed, run.returncode, output[-6000:])
+
+
+@pytest.mark.parametrize("server", sorted(SERVERS))
+def test_integration_subset_passes(server, servers_root, tmp_path):
+    run_on(server, servers_root, tmp_path, SUBSET, SUBSET_TIMEOUT_S)
+
+
+@pytest.mark.parametrize("server", sorted(SERVERS))
+def test_fault_trials_pass(server, servers_root, tmp_path):
+    if not FAULT_TRIALS:
+        pytest.skip("REDISOPS_VERSION_FAULT_TRIALS is 0; make test-faults-versions runs the fault trials on each version")
+    # The trials of each operation up to FAULT_TRIALS, and the sample's.
+    trials = 3 * FAULT_TRIALS + 1
+    run_on(server, servers_root, tmp_path, ["tests/reliability/test_faults.py"], FAULT_TRIAL_TIMEOUT_S * trials,
+           REDISOPS_FAULT_TRIALS=str(FAULT_TRIALS))
