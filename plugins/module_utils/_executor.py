@@ -242,7 +242,8 @@ class Executor:
 
     def remove_node(self, step) -> None:
         """Every other node forgets the node at once (inside the 60 s ban a FORGET sets), a reachable one is reset so it
-        forgets them too and takes a new id, and a node that gossip taught it again forgets it again; the node leaves the nodes waited on."""
+        forgets them too and takes a new id, and a node that gossip taught it again forgets it again; the node leaves
+        the nodes waited on."""
         node_id, address = step.args
         others = [key.key for key in self.addresses if key.key != address]
         for key in others:

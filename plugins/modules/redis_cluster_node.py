@@ -127,7 +127,8 @@ notes:
   - A removed node holds no keys afterwards; a drained master hands its keys over before it is reset.
   - Before its drain, a master being removed is kept out of failovers (C(CONFIG SET cluster-replica-no-failover yes));
     once its last slot is gone Redis makes it a replica of the master that took that slot, and a failure of that
-    master must not promote the leaving node. Its reset puts the setting back. This needs C(config|get) and
+    master must not promote the leaving node. Its reset puts the setting back (a removal interrupted before its
+    reset leaves it V(yes) until the node restarts). This needs C(config|get) and
     C(config|set); an ACL user without them gets the removal without this guard (the refusal is logged in
     C(ACL LOG)), and the removal still stops before any C(CLUSTER FORGET) should a failover promote the node.
 seealso:

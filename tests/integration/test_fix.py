@@ -13,11 +13,12 @@ import time
 import pytest
 from playbook_runs import run_module, run_tasks
 from cluster_checks import (
-    Writer, all_keys, assert_healthy, cluster_nodes_fields, cluster_writes, masters, owner_id, raw, reset_stats,
-    seed, slot_owner, wait_for, write_into_foreign_slot, write_keys,
+    Writer, all_keys, assert_healthy, cluster_nodes_fields, cluster_ok, cluster_writes, masters, owner_id, raw,
+    reset_stats, seed, slot_owner, wait_for, write_into_foreign_slot, write_keys,
 )
 from redis.crc import key_slot
 from redis_harness import REDIS_CLI, form_cluster, wait_converged
+from test_rebalance import slot_counts
 
 from ansible_collections.redisops.cluster.plugins.module_utils._client import ConnectionOptions
 from ansible_collections.redisops.cluster.plugins.module_utils._executor import ExecutionError, Executor
@@ -36,10 +37,6 @@ def keys_in_slot(node, slot: int) -> list:
 def tagged_keys(nodes, tag: str, count: int) -> dict:
     """count keys sharing one slot (hash tag); {key: value}."""
     return write_keys(nodes, count, prefix="{%s}" % tag)
-
-
-def cluster_state(node) -> str:
-    return dict(line.split(":", 1) for line in node.call("CLUSTER", "INFO").decode().split())["cluster_state"]
 
 
 def other_master(nodes, *not_these):
@@ -341,8 +338,7 @@ def test_a_leaving_master_is_not_elected_once_drained(fresh_nodes):
     executor = Executor([NodeAddress(node.host, node.port) for node in nodes], ConnectionOptions(), wait_timeout=20)
     executor.run(Plan((Step(NO_FAILOVER, leaving.address, leaving.node_id(), (), "no failover"),)))
     assert leaving.client().config_get("cluster-replica-no-failover") == {"cluster-replica-no-failover": "yes"}
-    served = sum(last - first + 1 for first, last, owner, *_replicas in leaving.call("CLUSTER", "SLOTS")
-                 if owner[2].decode() == leaving.node_id())
+    served = slot_counts(leaving)[leaving.node_id()]
     subprocess.run([REDIS_CLI, "--cluster", "reshard", leaving.address, "--cluster-from", leaving.node_id(),
                     "--cluster-to", taker.node_id(), "--cluster-slots", str(served), "--cluster-yes"],
                    stdout=subprocess.DEVNULL, check=True, timeout=120)
@@ -352,10 +348,10 @@ def test_a_leaving_master_is_not_elected_once_drained(fresh_nodes):
         # Past the node timeout (2 s), the failure report and an election's delay (0.5 s and up).
         time.sleep(6)
         assert leaving.call("ROLE")[0] == b"slave"
-        assert "fail" in [cluster_state(node) for node in nodes if node is not taker]
+        assert not all(cluster_ok(node) for node in nodes if node is not taker)
     finally:
         taker.resume()
-    wait_for(lambda: all(cluster_state(node) == "ok" for node in nodes), 20,
+    wait_for(lambda: all(cluster_ok(node) for node in nodes), 20,
              "the cluster is whole again once the master answers")
     step = Step(REMOVE_NODE, "", leaving.node_id(), (leaving.node_id(), leaving.address), "remove")
     executor.run(Plan((step,)))

@@ -15,7 +15,8 @@ import time
 from playbook_runs import run_tasks
 from cluster_checks import (
     all_keys, assert_clients_kept_working, assert_healthy, client_keys, clients_writing, cluster_nodes_fields,
-    cluster_writes, command_counts, masters, own_ranges, reset_stats, seed, slot_owner, wait_for, write_keys, Writer,
+    cluster_ok, cluster_writes, command_counts, masters, own_ranges, reset_stats, seed, slot_owner, wait_for,
+    write_keys, Writer,
 )
 from redis_harness import RedisNode, free_ports
 from test_rebalance import ok, slot_counts
@@ -67,10 +68,6 @@ def master_of(replica) -> str:
 
 def link_up(replica) -> bool:
     return replica.client().info("replication").get("master_link_status") == "up"
-
-
-def cluster_ok(node) -> bool:
-    return b"cluster_state:ok" in node.call("CLUSTER", "INFO")
 
 
 def replicas_of(nodes, master) -> list:

@@ -70,6 +70,10 @@ def slot_owner(nodes, slot: int):
     raise AssertionError("slot %d is not served" % slot)
 
 
+def cluster_ok(node) -> bool:
+    return b"cluster_state:ok" in node.call("CLUSTER", "INFO")
+
+
 def masters(nodes) -> list:
     return [node for node in nodes if node.process.poll() is None and node.call("ROLE")[0] == b"master"]
 
