@@ -41,25 +41,28 @@ options:
   client_grace:
     description:
       - Seconds at most during which cluster clients learn a master that served no slot when the move started,
-        once it has its first slots; meanwhile the moves go on one slot at a time, then at full speed. The grace
-        ends as soon as every client at work has met the new master - C(CLIENT LIST) on it shows, for each client
-        host, as many connections at work as on the other master where that host has fewest - and after
-        O(client_grace) seconds otherwise. V(0) goes to full speed at once. Not used when no client is at work on
-        the nodes (C(CLIENT LIST) shows no connection whose last command was a data command, a topology read such
-        as C(CLUSTER SLOTS), or a C(PING)), nor when the targets already serve slots.
+        once it has its first slots; meanwhile more slots go over the same way (below), a few every quarter of a
+        second, then the moves go to full speed. The grace ends as soon as every client at work has met the new
+        master - C(CLIENT LIST) on it shows, for each client host, as many connections at work as on the other
+        master where that host has fewest - and after O(client_grace) seconds otherwise. V(0) goes to full speed
+        at once. Not used when no client is at work on the nodes (C(CLIENT LIST) shows no connection whose last
+        command was a data command, a topology read such as C(CLUSTER SLOTS), or a C(PING)), nor when the targets
+        already serve slots.
       - Clients build their map of the cluster from C(CLUSTER SLOTS), which lists no master without slots, so
         such a master is unknown to them. A C(MOVED) redirection to an unknown node is handled (the client adds
         it), but some clients raise on an C(ASK) redirection to one, which a slot being moved answers for new keys
         and keys already moved - redis-py up to at least 8.1 raises C(AttributeError) (redis-py issues
-        4015 and 2432), ioredis did before 2.2. So the target's first slots go over without C(ASK). The slots of its moves
-        that hold no key are handed over directly (writes on their source wait meanwhile, for a few milliseconds,
-        under C(CLIENT PAUSE WRITE)), and when they are fewer than 64, the lightest other slots move one at a time
-        to make 64. One slot open at a time, an C(ASK) can only meet a client that uses that very slot in those
-        few milliseconds.
+        4015 and 2432), ioredis did before 2.2. So the target's first slots go over without C(ASK), the slots of
+        its moves that hold no key and the 64 lightest others. Writes on their source wait meanwhile (C(CLIENT
+        PAUSE WRITE); reads go on) while the keys of slots holding at most 1000 of them (4000 keys and 8 MiB per
+        hand-over) are copied to the target with C(DUMP) and C(RESTORE-ASKING), the target claims the slots, and
+        the source, learning the claim from the cluster bus, drops its own copies (milliseconds on Redis, a few
+        hundred on Valkey). A slot that cannot go so (heavier, or a user without C(CLIENT PAUSE), C(DUMP) or
+        C(PTTL)) moves alone, open for a few milliseconds.
       - A client learns the new master through C(MOVED) when it uses one of its slots (or when it reloads
-        C(CLUSTER SLOTS)); each slot moved during the grace makes that sooner. A client spread over all slots
-        meets one of 64 slots after 16384 / (64 x its commands per second) seconds on average, 0.26 s at 1000
-        commands per second; at 20 commands per second, 13 s. A client that uses few keys may need a longer grace.
+        C(CLUSTER SLOTS)); a slot that holds no key is one no client uses. A client spread over the slots in use
+        meets one of 64 after 16384 / (64 x its commands per second) seconds on average, 0.26 s at 1000 commands
+        per second; at 20 commands per second, 13 s. A client that uses few keys may need a longer grace.
       - Between 0 and 60.
     type: float
     default: 10
@@ -84,8 +87,8 @@ notes:
     slots per round trip), its keys with pipelined C(GETKEYSINSLOT) and variadic C(MIGRATE), then
     C(SETSLOT NODE) on the target first, the source second and every other master last. Clients keep
     working throughout (C(ASK) redirections during the move). A target that serves no slot first gets some
-    slots without C(ASK) redirections, then clients get O(client_grace) to learn it while slots move one at a
-    time (see there).
+    slots without C(ASK) redirections, then clients get O(client_grace) to learn it while more go over so (see
+    there).
 """
 
     # The migration engine's answer to a key that exists on the target (redis_cluster_node calls it replace_keys).

@@ -318,8 +318,8 @@ class Executor:
         the sources' MIGRATEs are the work)."""
         self._slots_total = sum(count_slots(step.args[4]) for step in steps)
         # A target that serves no slot gets its first slots from every move before any runs at full speed; clients
-        # at work then have client_grace seconds to meet it through MOVED (plan_moves), while the moves go on one
-        # slot at a time, each taking an equal share of it.
+        # at work then have client_grace seconds to meet it through MOVED (plan_moves), while more slots go over
+        # without opening them, each move taking an equal share of it.
         introducing = [step for step in steps if step.args[5]]
         grace = max((step.args[5][2] for step in introducing), default=0)
         if grace and not clients_at_work([self.connection(address.key) for address in self.addresses]):
@@ -341,10 +341,10 @@ class Executor:
             pending = [step for step in pending if step not in round_steps]
 
     def _migrate_pair(self, step, first: bool = False, until: float = 0.0, moved_first=()) -> list:
-        """The move of step: its first slots, then others one at a time until the monotonic clock reaches until
+        """The move of step: its first slots, then others a few at a time until the monotonic clock reaches until
         (first), or the slots not in moved_first; the slots moved."""
         target_address, target_id, host, port, ranges, first_slots = step.args
-        direct, one_by_one = (slots_from_ranges(part) for part in first_slots[:2]) if first_slots else ((), ())
+        direct, keyed = (slots_from_ranges(part) for part in first_slots[:2]) if first_slots else ((), ())
         # Own connections: pairs run on threads, and a connection serves one thread.
         others = [address for address in self.addresses if address.key not in (step.node, target_address)]
         conns = [NodeConnection(*split_address(step.node), self.options),
@@ -364,7 +364,7 @@ class Executor:
             rest = sorted(set(slots_from_ranges(ranges)) - set(moved_first))
             patience = Patience(self.wait_timeout, lambda: self._unservable(step.node, target_address))
             if first:
-                moved, rest = hand_first_slots(conns[0], conns[1], other_conns, pair, list(direct), list(one_by_one),
+                moved, rest = hand_first_slots(conns[0], conns[1], other_conns, pair, list(direct), list(keyed),
                                                self.options, self.pipeline, self.timeout_ms, self.replace, progress,
                                                patience, rest, until)
             else:

@@ -16,6 +16,8 @@ import time
 import typing
 
 from ._client import SLOT, RedisConnectionError, RedisError, ResponseError, command_count, per_slot
+from ._slots import ranges_from_slots, slots_from_ranges, summarize_ranges
+from ._topology import parse_cluster_nodes
 
 DEFAULT_PIPELINE = 1000
 DEFAULT_TIMEOUT_MS = 60000
@@ -273,61 +275,81 @@ def move_slots(source, target, others, pair, slots, options, pipeline: int = DEF
     return mover.moved
 
 
-# Writes on the source wait this long at most while slots holding no key are handed over directly; the hand-over
-# goes ahead only when the pause has at least HAND_OVER_MARGIN of it left.
+# Writes on the source wait this long at most while slots are handed over without opening them; the hand-over goes
+# ahead only when the pause has at least HAND_OVER_MARGIN of it left once the keys to copy are read, and the pause is
+# renewed while the source has not yet learnt the target's claim.
 HAND_OVER_PAUSE_MS = 2000
 HAND_OVER_MARGIN = 0.75
+# A slot goes over without opening it when it holds at most QUIET_SLOT_KEYS keys, up to QUIET_KEYS keys and
+# QUIET_BYTES of their DUMP payloads per hand-over: that is what writes on the source wait for.
+QUIET_SLOT_KEYS = 1000
+QUIET_KEYS = 4000
+QUIET_BYTES = 8 << 20
+# Seconds at most that a source may take to learn the target's claim (the cluster bus takes milliseconds), and
+# between two looks.
+QUIET_CLAIM_WAIT = 10.0
+QUIET_LOOK = 0.005
+# Slots weighed per hand-over while clients learn a new master (hand_first_slots).
+QUIET_BATCH = 16
 
 
-def hand_first_slots(source, target, others, pair, direct, one_by_one, options, pipeline: int = DEFAULT_PIPELINE,
+def hand_first_slots(source, target, others, pair, direct, keyed, options, pipeline: int = DEFAULT_PIPELINE,
                      timeout_ms: int = DEFAULT_TIMEOUT_MS, replace: bool = False, progress=None,
                      patience: Patience = Patience(), then=(), until: float = 0.0) -> tuple:
     """Give a target that serves no slot its first slots without an ASK redirection; (keys moved, slots moved).
 
     Clients build their view from CLUSTER SLOTS, which lists no master without slots, and some raise on an ASK
-    towards a node they do not know (redis-py through 8.1) while they follow a MOVED. direct: slots holding no key,
-    handed over without opening them (hand_over_empty); one that received a key meanwhile, and one_by_one, move
-    one at a time, so an ASK can only meet a client that uses that very slot for those few milliseconds. Then the
-    slots of `then` move one at a time too, until the monotonic clock reaches `until` or every client at work on
-    the other masters is seen on the target (clients_yet_to_learn): while clients learn the target, each slot it
-    gains makes a client meet it sooner, at the risk of one slot open at a time.
+    towards a node they do not know (redis-py through 8.1) while they follow a MOVED. direct (slots that held no
+    key) and keyed (the lightest others) go over without opening them (hand_over_quietly); one that cannot (it
+    grew, or the source refuses the pause or DUMP) moves alone, so an ASK can only meet a client that uses that very
+    slot for those few milliseconds. Clients meet the target through MOVED only on slots they use, which the empty
+    ones are not. Then the slots of `then` go over the same way, QUIET_BATCH weighed every LOOK_EVERY, until the
+    monotonic clock reaches `until` or every client at work on the other masters is seen on the target
+    (clients_yet_to_learn): each slot the target gains makes a client meet it sooner.
     """
-    handed = hand_over_empty(source, target, others, pair, direct) if direct else []
-    if handed and progress is not None:
-        progress(len(handed), 0)
-    moved, slots = 0, list(handed)
-    first = sorted(set(direct) - set(handed) | set(one_by_one))
-    next_look = 0.0
-    for index, slot in enumerate(first + [slot for slot in then if slot not in set(direct) | set(one_by_one)]):
-        if index >= len(first):
-            now = time.monotonic()
-            if now >= until:
-                break
-            if now >= next_look:
-                if not clients_yet_to_learn(target, [source] + list(others)):
-                    break
-                next_look = now + LOOK_EVERY
-        moved += move_slots(source, target, others, pair, [slot], options, pipeline, timeout_ms, replace,
-                            progress=_offset(progress, moved), patience=patience)
-        slots.append(slot)
+    def hand(slots, every: bool) -> tuple:
+        """(keys, slots) handed over: those that can go without opening them, then the others one at a time
+        (every), or the first of them when none could (not every)."""
+        handed, keys = hand_over_quietly(source, target, others, pair, slots)
+        alone = [slot for slot in slots if slot not in set(handed)]
+        if not every:
+            alone = alone[:0 if handed else 1]
+        for slot in alone:
+            keys += move_slots(source, target, others, pair, [slot], options, pipeline, timeout_ms, replace,
+                               patience=patience)
+            handed.append(slot)
+        return keys, handed
+
+    def report(handed) -> None:
+        if handed and progress is not None:
+            progress(len(handed), moved)
+
+    moved, slots = hand(sorted(set(direct) | set(keyed)), every=True)
+    report(slots)
+    rest = [slot for slot in then if slot not in set(slots)]
+    while rest and time.monotonic() < until and clients_yet_to_learn(target, [source] + list(others)):
+        look = time.monotonic() + LOOK_EVERY
+        keys, handed = hand(rest[:QUIET_BATCH], every=False)
+        moved, slots = moved + keys, slots + handed
+        report(handed)
+        rest = [slot for slot in rest if slot not in set(handed)]
+        time.sleep(max(0.0, min(look, until) - time.monotonic()))
     return moved, slots
 
 
-def _offset(progress, keys_before: int):
-    """progress for one more call whose keys add to keys_before."""
-    if progress is None:
-        return None
-    return lambda slots, keys: progress(slots, keys_before + keys)
+def hand_over_quietly(source, target, others, pair, slots) -> tuple:
+    """Hand over the slots that hold few keys without MIGRATING/IMPORTING on the source; (slots handed, keys).
 
-
-def hand_over_empty(source, target, others, pair, slots) -> list:
-    """Hand slots that hold no key to the target without MIGRATING/IMPORTING on the source; the slots handed over.
-
-    Writes on the source are paused (CLIENT PAUSE WRITE; reads go on) while its keys per slot are counted and the
-    target claims the empty ones: a key written into such a slot before the source learnt of the claim would be
-    deleted by Redis when the source gives the slot up. The target claims first, through IMPORTING then SETSLOT
-    NODE, so its config epoch is bumped and its claim wins; the source is told next, then every other master.
-    Until the source learns the claim, a client there is still served: the slots are empty on both sides.
+    Writes on the source are paused (CLIENT PAUSE WRITE; reads go on, and keys neither expire nor are evicted)
+    while its keys per slot are counted, the keys of the light slots (QUIET_SLOT_KEYS, QUIET_KEYS, QUIET_BYTES) are
+    copied to the target (DUMP, PTTL, then RESTORE-ASKING while the target imports the slot) and the target claims
+    them: through IMPORTING then SETSLOT NODE its config epoch is bumped and its claim wins. A source never gives
+    up a slot it holds keys of on SETSLOT; it learns the claim from the target's gossip and, as Redis does for a slot
+    lost to a newer claim, deletes its own copies; the pause lasts until it has (QUIET_CLAIM_WAIT), so no write
+    reaches a copy that is about to go. Then the source is told, and every other master. Until the source learns
+    the claim, a client there is still served: the values are the same on both sides. Nothing is handed over when
+    the source refuses the pause (Redis before 6.2, or the user's ACL); a source that refuses DUMP or PTTL, or a
+    target that refuses a copy, hands over its empty slots only.
     """
     source_id, target_id = pair[0], pair[1]
     source_wait, target_wait = _wait(source), _wait(target)
@@ -335,23 +357,112 @@ def hand_over_empty(source, target, others, pair, slots) -> list:
     replies = source.pipeline([("CLIENT", "PAUSE", HAND_OVER_PAUSE_MS, "WRITE"),
                                per_slot(slots, ("CLUSTER", "COUNTKEYSINSLOT", SLOT))])
     if isinstance(replies[0], ResponseError):
-        # Redis before 6.2 (no WRITE pause) or a user without CLIENT PAUSE: the slots move one at a time instead.
-        return []
+        return [], 0
     try:
         _check(replies[1:], "counting keys on the source")
-        empty = [slot for slot, keys in zip(slots, replies[1:]) if keys == 0]
-        if not empty or time.monotonic() - started > (1 - HAND_OVER_MARGIN) * HAND_OVER_PAUSE_MS / 1000.0:
-            return []
-        _open_on_target(target, empty, source_id, target_wait)
-        _hand_over_on_target(target, empty, target_id, target_wait, ([], source_id))
-        _hand_over_on_source(source, empty, target_id, source_wait, [], 0)
+        chosen = _light(dict(zip(slots, replies[1:])))
+        copies = _copies(source, [slot for slot, keys in chosen.items() if keys])
+        if copies is None:
+            chosen = {slot: 0 for slot, keys in chosen.items() if not keys}
+        if not chosen or time.monotonic() - started > (1 - HAND_OVER_MARGIN) * HAND_OVER_PAUSE_MS / 1000.0:
+            return [], 0
+        handed = sorted(chosen)
+        _open_on_target(target, handed, source_id, target_wait)
+        if copies and not _restored(target, copies):
+            handed = [slot for slot in handed if not chosen[slot]]
+            if not handed:
+                return [], 0
+        _hand_over_on_target(target, handed, target_id, target_wait, ([], source_id))
+        _until_learnt(source, handed, [slot for slot in handed if chosen[slot]], target_id, started)
     finally:
         source.call("CLIENT", "UNPAUSE")
+    # The source already names the target: this SETSLOT only confirms it. A source whose SETSLOT waits for its
+    # replicas (Valkey 8) cannot take it while its writes wait, as it would have to replicate it.
+    _hand_over_on_source(source, handed, target_id, source_wait, [], 0)
     for conn in others:
         owned = _owning(target_id, _wait(conn))
-        replies = _confirmed(conn, empty, owned, _spread(conn, _wait(conn), [(empty, owned)]))
+        replies = _confirmed(conn, handed, owned, _spread(conn, _wait(conn), [(handed, owned)]))
         _check(replies, "telling %s:%d the new owner" % (conn.host, conn.port), _turned_replica)
-    return empty
+    return handed, sum(chosen[slot] for slot in handed)
+
+
+def _light(counts: dict) -> dict:
+    """Of {slot: keys}, the empty slots and the lightest others within QUIET_SLOT_KEYS and QUIET_KEYS."""
+    chosen, total = {}, 0
+    for slot, keys in sorted(counts.items(), key=lambda item: (item[1], item[0])):
+        if keys > QUIET_SLOT_KEYS or total + keys > QUIET_KEYS:
+            break
+        chosen[slot] = keys
+        total += keys
+    return chosen
+
+
+def _copies(source, slots) -> dict | None:
+    """{slot: [(key, ttl in ms or 0, DUMP payload)]} of the slots' keys on the source; None when the source refuses
+    a read or the payloads exceed QUIET_BYTES. A key that expired meanwhile has no copy: the source drops it too."""
+    if not slots:
+        return {}
+    listed = source.pipeline([per_slot(slots, ("CLUSTER", "GETKEYSINSLOT", SLOT, QUIET_SLOT_KEYS))])
+    if any(isinstance(reply, Exception) for reply in listed):
+        return None
+    keys = [(slot, key) for slot, names in zip(slots, listed) for key in names]
+    read = source.pipeline([command for _slot, key in keys for command in (("DUMP", key), ("PTTL", key))])
+    if any(isinstance(reply, Exception) for reply in read) or sum(len(payload or b"") for payload in read[::2]) > QUIET_BYTES:
+        return None
+    copies: dict = {slot: [] for slot in slots}
+    for (slot, key), payload, ttl in zip(keys, read[::2], read[1::2]):
+        if payload is not None and ttl != -2:
+            copies[slot].append((key, max(ttl, 0), payload))
+    return copies
+
+
+def _restored(target, copies: dict) -> bool:
+    """Whether the target took every copy (RESTORE-ASKING ... REPLACE into the slots it imports); when it did not,
+    the copies it took are deleted and their slots closed there again."""
+    keys = [(slot, key) for slot, held in copies.items() for key, _ttl, _payload in held]
+    replies = target.pipeline([("RESTORE-ASKING", key, ttl, payload, "REPLACE")
+                               for held in copies.values() for key, ttl, payload in held])
+    if not any(isinstance(reply, Exception) for reply in replies):
+        return True
+    _check(_asking(target, [("DEL", key) for _slot, key in keys]), "deleting copies on the target")
+    _check(target.pipeline([per_slot(sorted(copies), ("CLUSTER", "SETSLOT", SLOT, "STABLE"))]),
+           "closing slots on the target")
+    return False
+
+
+def _until_learnt(source, slots, keyed, target_id: str, started: float) -> None:
+    """Back once the source names the target the owner of slots and holds no key of those of them that were keyed
+    (it learnt the target's claim from the cluster bus), its write pause renewed before it runs out; raises after
+    QUIET_CLAIM_WAIT seconds."""
+    deadline = time.monotonic() + QUIET_CLAIM_WAIT
+    pause_ends = started + HAND_OVER_PAUSE_MS / 1000.0
+    while True:
+        replies = source.pipeline([("CLUSTER", "NODES")] + [per_slot(keyed, ("CLUSTER", "COUNTKEYSINSLOT", SLOT))])
+        _check(replies, "reading the source's view")
+        owners = _owners(replies[0], slots)
+        left = sorted({slot for slot in slots if owners.get(slot) != target_id}
+                      | {slot for slot, keys in zip(keyed, replies[1:]) if keys})
+        if not left:
+            return
+        now = time.monotonic()
+        if now > deadline:
+            raise ResponseError("%s:%d has not learnt in %.0f s that %s claimed slot(s) %s (the cluster bus does not "
+                                "reach it); run redis_cluster_fix once it does"
+                                % (source.host, source.port, QUIET_CLAIM_WAIT, target_id,
+                                   summarize_ranges(ranges_from_slots(left))))
+        if now > pause_ends - HAND_OVER_MARGIN * HAND_OVER_PAUSE_MS / 1000.0 / 2:
+            source.call("CLIENT", "PAUSE", HAND_OVER_PAUSE_MS, "WRITE")
+            pause_ends = time.monotonic() + HAND_OVER_PAUSE_MS / 1000.0
+        time.sleep(QUIET_LOOK)
+
+
+def _owners(nodes_reply: bytes, slots) -> dict:
+    """{slot: owner id} for slots in a CLUSTER NODES reply."""
+    wanted = set(slots)
+    owners = {}
+    for entry in parse_cluster_nodes(nodes_reply.decode("utf-8", "replace")):
+        owners.update((slot, entry.id) for slot in slots_from_ranges(entry.slots) if slot in wanted)
+    return owners
 
 
 # Last commands (CLIENT LIST cmd=) of connections that are not a cluster client at work: tools that read or manage

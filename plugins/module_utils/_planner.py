@@ -248,18 +248,19 @@ def handed_over(plan: Plan) -> dict:
 
 
 # A master that serves no slot is missing from CLUSTER SLOTS, so clients do not know it, and some raise on an ASK
-# towards it (redis-py through 8.1: redis/redis-py#4015). Its first slots go over without ASK: every slot of its moves
-# that holds no key, directly, and as many of the lightest others, one at a time, as make FIRST_SLOTS; clients meet it
-# through MOVED when they use one of them, which for a client spread over all slots takes about
-# 16384 / (FIRST_SLOTS x its commands per second) seconds.
+# towards it (redis-py through 8.1: redis/redis-py#4015). Its first slots go over without ASK (the executor hands them
+# over without opening them): every slot of its moves that holds no key, and the FIRST_SLOTS lightest others. Clients
+# meet it through MOVED only on slots they use, which the empty ones are not; a client spread over the slots in use
+# meets it after about 16384 / (FIRST_SLOTS x its commands per second) seconds.
 FIRST_SLOTS = 64
 
 
 def plan_moves(state: ClusterState, moves, key_counts, client_grace: float = 0.0) -> Plan:
     """One MIGRATE_SLOTS step per (source, target) move; key_counts: {node id: {slot: keys}}.
 
-    A move's args end with its first slots, (direct ranges, one-at-a-time ranges, client_grace), when its target
-    serves no slot: the executor hands every target its first slots before any move runs at full speed."""
+    A move's args end with its first slots, (ranges holding no key, ranges of the lightest others, client_grace),
+    when its target serves no slot: the executor hands every target its first slots before any move runs at full
+    speed."""
     # A master that just joined refuses keys (CLUSTERDOWN) until its rejoin delay is over: start from a settled
     # cluster, waiting first only when the nodes were not settled when observed.
     unsettled_now = unsettled(state.reachable)
@@ -271,21 +272,21 @@ def plan_moves(state: ClusterState, moves, key_counts, client_grace: float = 0.0
         slots = tuple(sorted(move.slots))
         keys = sum(key_counts.get(source.id, {}).get(slot, 0) for slot in slots)
         ranges = ranges_from_slots(slots)
-        direct, one_by_one = firsts.get((source.id, target.id), ((), ()))
-        first = (ranges_from_slots(direct), ranges_from_slots(one_by_one), client_grace) if direct or one_by_one else ()
+        direct, keyed = firsts.get((source.id, target.id), ((), ()))
+        first = (ranges_from_slots(direct), ranges_from_slots(keyed), client_grace) if direct or keyed else ()
         steps.append(Step(MIGRATE_SLOTS, source.address, source.id,
                           (target.address, target.id, target.host, target.port, ranges, first),
                           "%s: move %d slot(s) %s (%d key(s)) to %s%s"
                           % (source.describe(), len(slots), summarize_ranges(ranges), keys, target.describe(),
-                             _first_note(direct, one_by_one, client_grace))))
+                             _first_note(direct, keyed, client_grace))))
     if steps:
         steps.append(Step(WAIT_CONVERGED, "", description="wait until every node agrees on roles and slots"))
     return Plan(tuple(steps))
 
 
 def _first_slots(state: ClusterState, moves, key_counts) -> dict:
-    """(source id, target id) -> (slots handed over directly, slots moved one at a time) for the moves onto targets
-    that serve no slot: every slot of theirs that holds no key, and the lightest others up to FIRST_SLOTS."""
+    """(source id, target id) -> (its slots that hold no key, its slots among the FIRST_SLOTS lightest others) for
+    the moves onto targets that serve no slot."""
     firsts = {}
     for target_id in sorted({move.target for move in moves}):
         if state.by_id[target_id].entry.slots:
@@ -293,21 +294,20 @@ def _first_slots(state: ClusterState, moves, key_counts) -> dict:
         candidates = sorted((key_counts.get(move.source, {}).get(slot, 0), slot, move.source)
                             for move in moves if move.target == target_id for slot in move.slots)
         empty = [(slot, source) for keys, slot, source in candidates if not keys]
-        keyed = [(slot, source) for keys, slot, source in candidates if keys][:max(0, FIRST_SLOTS - len(empty))]
+        keyed = [(slot, source) for keys, slot, source in candidates if keys][:FIRST_SLOTS]
         for source in {source for _keys, _slot, source in candidates}:
             firsts[(source, target_id)] = (tuple(sorted(slot for slot, owner in empty if owner == source)),
                                            tuple(sorted(slot for slot, owner in keyed if owner == source)))
     return firsts
 
 
-def _first_note(direct, one_by_one, client_grace: float) -> str:
-    if not direct and not one_by_one:
+def _first_note(direct, keyed, client_grace: float) -> str:
+    if not direct and not keyed:
         return ""
-    how = ["%d that hold no key handed over directly (%s)" % (len(direct), summarize_ranges(ranges_from_slots(direct)))
-           ] if direct else []
-    if one_by_one:
-        how.append("%d moved one at a time (%s)" % (len(one_by_one), summarize_ranges(ranges_from_slots(one_by_one))))
-    wait = ("then one slot at a time until every client at work, if any, has met it through MOVED, for %g s at most "
+    what = ["%d that hold no key (%s)" % (len(direct), summarize_ranges(ranges_from_slots(direct)))] if direct else []
+    if keyed:
+        what.append("the %d lightest others (%s)" % (len(keyed), summarize_ranges(ranges_from_slots(keyed))))
+    wait = ("then more the same way until every client at work, if any, has met it through MOVED, for %g s at most "
             "(client_grace)" % client_grace if client_grace else "no time for clients to learn it (client_grace 0)")
-    return ("; it serves no slot yet, so clients are to meet it through MOVED first: %s; %s, then the rest at full "
-            "speed" % (" and ".join(how), wait))
+    return ("; it serves no slot yet, so clients are to meet it through MOVED first: %s go over without opening them "
+            "while writes on the source wait, %s, then the rest at full speed" % (" and ".join(what), wait))

@@ -116,6 +116,23 @@ def test_only_importing_with_a_key_goes_back_to_the_owner(cluster6):
     assert_fixed(nodes, expected, result)
 
 
+def test_copies_left_importing_by_an_interrupted_quiet_hand_over_go_back_to_the_owner(cluster6):
+    """A hand-over without opening the slot on the source (_migrate.hand_over_quietly) stopped between copying the
+    keys and the target's claim: the target imports the slot and holds a copy of every key, equal to the owner's."""
+    nodes = cluster6
+    expected = tagged_keys(nodes, "quiet", 40)
+    slot = key_slot(b"{quiet}")
+    owner = slot_owner(nodes, slot)
+    importer = other_master(nodes, owner)
+    copies = [(key, owner.call("DUMP", key)) for key in keys_in_slot(owner, slot)]
+    raw(importer, ("CLUSTER", "SETSLOT", slot, "IMPORTING", owner.node_id()),
+        *[("RESTORE-ASKING", key, 0, payload, "REPLACE") for key, payload in copies])
+    result = fix(nodes)
+    assert owner_id(nodes[0], slot) == owner.node_id() and len(keys_in_slot(owner, slot)) == 40
+    assert keys_in_slot(importer, slot) == []
+    assert_fixed(nodes, expected, result)
+
+
 def test_only_migrating_is_closed(cluster6):
     nodes = cluster6
     expected = tagged_keys(nodes, "mig", 30)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 
 import pytest
-from cluster_checks import assert_healthy, cluster_client, owner_id, wait_for
+from cluster_checks import Writer, assert_healthy, cluster_client, owner_id, wait_for
 from redis.crc import key_slot
 
 from ansible_collections.redisops.cluster.plugins.module_utils import _migrate
@@ -116,19 +116,26 @@ def test_a_move_onto_a_node_that_will_stay_down_fails_at_once(cluster3):
     assert "redis_cluster_fix" in str(failure.value)
 
 
-def test_a_client_counts_as_knowing_a_new_master_once_it_has_met_it(cluster3, fresh_nodes):
-    """The grace for clients to learn a master that served no slot ends on clients_yet_to_learn: a redis-py client
-    at work on every master does not know the new one until a MOVED sends it there; a second client that has not
-    met it keeps the count above zero."""
+def own_range(node) -> tuple:
+    """(first, last) of the first range of slots node serves."""
+    return next((int(entry[0]), int(entry[1])) for entry in node.call("CLUSTER", "SLOTS") if int(entry[2][1]) == node.port)
+
+
+def joined_newcomer(cluster3, fresh_nodes):
+    """A fresh node that joined cluster3 as a master serving no slot."""
     newcomer = fresh_nodes(1)[0]
     cluster3[0].call("CLUSTER", "MEET", newcomer.host, newcomer.port, newcomer.bus_port)
     wait_for(lambda: all(newcomer.node_id() in node.cluster_nodes() for node in cluster3)
              and b"cluster_state:ok" in newcomer.call("CLUSTER", "INFO"), message="every node to know the newcomer")
-    tags = {}
-    for node in cluster3:
-        first, last = next((int(entry[0]), int(entry[1])) for entry in node.call("CLUSTER", "SLOTS")
-                           if int(entry[2][1]) == node.port)
-        tags[node.port] = next(iter(tags_in(first, last, 1).values()))
+    return newcomer
+
+
+def test_a_client_counts_as_knowing_a_new_master_once_it_has_met_it(cluster3, fresh_nodes):
+    """The grace for clients to learn a master that served no slot ends on clients_yet_to_learn: a redis-py client
+    at work on every master does not know the new one until a MOVED sends it there; a second client that has not
+    met it keeps the count above zero."""
+    newcomer = joined_newcomer(cluster3, fresh_nodes)
+    tags = {node.port: next(iter(tags_in(*own_range(node), 1).values())) for node in cluster3}
     owner = cluster3[0]
     key = b"{%s}:known" % tags[owner.port]
     options = ConnectionOptions()
@@ -157,6 +164,57 @@ def test_a_client_counts_as_knowing_a_new_master_once_it_has_met_it(cluster3, fr
             conn.close()
         first_client.close()
         second_client.close()
+
+
+def test_light_slots_go_over_without_opening_them_while_a_client_writes_there(cluster3, fresh_nodes):
+    """hand_over_quietly copies the keys of light slots and lets the target claim them while writes on the source
+    wait: an unpatched redis-py client writing into one of them meets the new master through MOVED and never an
+    ASK (which it would raise on: the master is unknown to it), every key arrives with its value and expiry, and the
+    source keeps none; a slot heavier than QUIET_SLOT_KEYS stays where it is."""
+    source, others = cluster3[0], list(cluster3[1:])
+    newcomer = joined_newcomer(cluster3, fresh_nodes)
+    tags = tags_in(*own_range(source), 5)
+    empty, one, some, hashed, heavy = sorted(tags)
+    writes = {one: 1, some: 20, heavy: _migrate.QUIET_SLOT_KEYS + 1}
+    expected = {}
+    for slot, count in writes.items():
+        pairs = {b"{%s}:%d" % (tags[slot], index): b"%d:%d" % (slot, index) for index in range(count)}
+        source.call("MSET", *[part for pair in pairs.items() for part in pair])
+        expected.update(pairs)
+    hash_key = b"{%s}:hash" % tags[hashed]
+    source.call("HSET", hash_key, "field", "value")
+    source.call("PEXPIRE", hash_key, 100000)
+    for node in [newcomer] + list(cluster3):
+        node.call("CONFIG", "RESETSTAT")
+    options = ConnectionOptions()
+    conns = [NodeConnection(node.host, node.port, options) for node in [source, newcomer] + others]
+    pair = (source.node_id(), newcomer.node_id(), newcomer.host, newcomer.port)
+    writer = Writer(cluster3, prefix="{%s}:online" % tags[some].decode())
+    writer.start()
+    try:
+        wait_for(lambda: len(writer.acknowledged) > 50, message="the client to write")
+        written_before = len(writer.acknowledged)
+        handed, keys = _migrate.hand_over_quietly(conns[0], conns[1], conns[2:], pair, sorted(tags))
+        written_after = len(writer.acknowledged)
+        wait_for(lambda: writer.client.get_node(newcomer.host, newcomer.port) is not None,
+                 message="the client to meet the new master")
+    finally:
+        writer.stop()
+        for conn in conns:
+            conn.close()
+    assert handed == [empty, one, some, hashed]
+    # The client's keys so far went over too: those acknowledged before the call, perhaps some during it.
+    assert 1 + 20 + 1 + written_before <= keys <= 1 + 20 + 1 + written_after
+    assert writer.errors == [] and writer.acknowledged
+    assert b"errorstat_ASK" not in source.call("INFO", "errorstats")
+    for key, value in list(expected.items()) + list(writer.acknowledged.items()):
+        holder = newcomer if key_slot(key) != heavy else source
+        assert holder.call("GET", key) == value, key
+    assert newcomer.call("HGET", hash_key, "field") == b"value" and 0 < newcomer.call("PTTL", hash_key) <= 100000
+    assert [source.call("CLUSTER", "COUNTKEYSINSLOT", slot) for slot in (empty, one, some, hashed)] == [0] * 4
+    for node in [newcomer] + list(cluster3):
+        assert [owner_id(node, slot) for slot in sorted(tags)] == [pair[1]] * 4 + [pair[0]]
+    assert_healthy(source)
 
 
 def test_a_pipeline_dealt_out_over_lanes_answers_as_one_pipeline(cluster3):

@@ -37,18 +37,17 @@ def migrate_steps(plan) -> list:
     return [step for step in plan.steps if step.action == MIGRATE_SLOTS]
 
 
-def test_slots_without_keys_go_first_directly_then_the_grace():
+def test_slots_without_keys_and_the_lightest_others_go_first_then_the_grace():
     moves = [Move(IDS[7001], IDS[7004], tuple(range(0, 100))), Move(IDS[7002], IDS[7004], tuple(range(5461, 5561)))]
     counts = {IDS[7001]: {slot: 5 for slot in range(0, 100) if slot % 10},
               IDS[7002]: {slot: 3 for slot in range(5461, 5561)}}
     first, second = migrate_steps(plan_moves(cluster(), moves, counts, 2.0))
-    direct, one_by_one, grace = first.args[5]
-    # Slots 0, 10, ..., 90 hold no key: they go directly; the lightest others make FIRST_SLOTS in all.
+    direct, keyed, grace = first.args[5]
+    # Slots 0, 10, ..., 90 hold no key: they go first, and FIRST_SLOTS others besides, as clients use no empty slot.
     assert slots_from_ranges(direct) == tuple(range(0, 100, 10)) and grace == 2.0
-    keyed = slots_from_ranges(one_by_one) + slots_from_ranges(second.args[5][1])
-    assert len(keyed) == FIRST_SLOTS - 10 and not set(keyed) & set(range(0, 100, 10))
-    # 7002's slots (3 keys each) are lighter than 7001's (5 keys each): they make up the rest.
-    assert one_by_one == () and second.args[5][0] == () and len(slots_from_ranges(second.args[5][1])) == FIRST_SLOTS - 10
+    # 7002's slots (3 keys each) are lighter than 7001's (5 keys each): the lightest are all its.
+    assert keyed == () and second.args[5][0] == ()
+    assert slots_from_ranges(second.args[5][1]) == tuple(range(5461, 5461 + FIRST_SLOTS))
     assert "meet it through MOVED first" in first.description and "2 s at most (client_grace)" in first.description
 
 
@@ -61,6 +60,6 @@ def test_a_target_that_serves_slots_moves_at_full_speed_at_once():
 def test_every_slot_empty_goes_over_directly():
     moves = [Move(IDS[7001], IDS[7004], tuple(range(0, 1365)))]
     (step,) = migrate_steps(plan_moves(cluster(), moves, {}, 0.0))
-    direct, one_by_one, grace = step.args[5]
-    assert slots_from_ranges(direct) == tuple(range(0, 1365)) and one_by_one == () and grace == 0.0
+    direct, keyed, grace = step.args[5]
+    assert slots_from_ranges(direct) == tuple(range(0, 1365)) and keyed == () and grace == 0.0
     assert "client_grace 0" in step.description
