@@ -57,8 +57,9 @@ options:
         PAUSE WRITE); reads go on) while the keys of slots holding at most 1000 of them (4000 keys and 8 MiB per
         hand-over) are copied to the target with C(DUMP) and C(RESTORE-ASKING), the target claims the slots, and
         the source, learning the claim from the cluster bus, drops its own copies (milliseconds on Redis, a few
-        hundred on Valkey). A slot that cannot go so (heavier, or a user without C(CLIENT PAUSE), C(DUMP) or
-        C(PTTL)) moves alone, open for a few milliseconds.
+        hundred on Valkey). A slot that cannot go so (heavier, a user without C(CLIENT PAUSE), C(DUMP) or
+        C(PTTL), or a server that cannot drop keys while its writes wait - keyed slots go so on Redis before 7.2
+        and Valkey 8.1 and later, as Redis 8.0 aborts there) moves alone, open for a few milliseconds.
       - A client learns the new master through C(MOVED) when it uses one of its slots (or when it reloads
         C(CLUSTER SLOTS)); a slot that holds no key is one no client uses. A client spread over the slots in use
         meets one of 64 after 16384 / (64 x its commands per second) seconds on average, 0.26 s at 1000 commands

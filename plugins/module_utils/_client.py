@@ -218,7 +218,7 @@ class NodeConnection:
         self._options = options
         # One reader for the connection's life: a read may take in replies of a pipeline sent after the one read.
         self._reader = None
-        self._setslot_waits = None
+        self._identity = None
         self._lanes: list = []
 
     def _connect(self) -> None:
@@ -241,10 +241,22 @@ class NodeConnection:
         """Whether the node is a server whose CLUSTER SETSLOT, on a master with replicas, waits for them to take it
         before it applies (Valkey 8 and later): such a SETSLOT must not run inside MULTI, where Valkey 8.1 aborts on
         an assertion. Asked once, with no reply pending on the connection."""
-        if self._setslot_waits is None:
+        name, version = self._server()
+        return name == "valkey" and version >= (8,)
+
+    def drops_lost_keys_while_paused(self) -> bool:
+        """Whether the node, a master whose writes are paused (CLIENT PAUSE WRITE), may delete the keys of a slot it
+        learns it lost. Redis 7.0 and Valkey 8.1 do; Redis 8.0 aborts on an assertion when it has replicas (its pause
+        forbids propagating anything, which Redis does from 7.2 on, so 7.2 and later are taken to fail alike)."""
+        name, version = self._server()
+        return (name == "valkey" and version >= (8, 1)) or (name == "redis" and version < (7, 2))
+
+    def _server(self) -> tuple:
+        """(server name, version as a tuple of numbers) from INFO server, asked once, with no reply pending."""
+        if self._identity is None:
             name, version = server_identity(parse_info(self.call("INFO", "server").decode()))
-            self._setslot_waits = name == "valkey" and int(version.split(".")[0]) >= 8
-        return self._setslot_waits
+            self._identity = (name, tuple(int(part) for part in (version or "0").split(".") if part.isdigit()))
+        return self._identity
 
     def lanes(self, count: int) -> list:
         """This connection and count - 1 more to the same node, as the same user: opened once, closed with this one."""

@@ -301,15 +301,16 @@ def hand_first_slots(source, target, others, pair, direct, keyed, options, pipel
     Clients build their view from CLUSTER SLOTS, which lists no master without slots, and some raise on an ASK
     towards a node they do not know (redis-py through 8.1) while they follow a MOVED. direct (slots that held no
     key) and keyed (the lightest others) go over without opening them (hand_over_quietly); one that cannot (it
-    grew, or the source refuses the pause or DUMP) moves alone, so an ASK can only meet a client that uses that very
-    slot for those few milliseconds. Clients meet the target through MOVED only on slots they use, which the empty
-    ones are not. Then the slots of `then` go over the same way, QUIET_BATCH weighed every LOOK_EVERY, until the
-    monotonic clock reaches `until` or every client at work on the other masters is seen on the target
-    (clients_yet_to_learn): each slot the target gains makes a client meet it sooner.
+    grew, the source refuses the pause or DUMP, or its server cannot) moves alone, so an ASK can only meet a client
+    that uses that very slot for those few milliseconds. Clients meet the target through MOVED only on slots they
+    use, which the empty ones are not. Then the slots of `then` go over the same way, QUIET_BATCH weighed every
+    LOOK_EVERY (or one at a time, one after the other, where none can), until the monotonic clock reaches `until`
+    or every client at work on the other masters is seen on the target (clients_yet_to_learn): each slot the target
+    gains makes a client meet it sooner.
     """
     def hand(slots, every: bool) -> tuple:
-        """(keys, slots) handed over: those that can go without opening them, then the others one at a time
-        (every), or the first of them when none could (not every)."""
+        """(keys, slots handed over, how many of them moved alone): those that can go without opening them, then
+        the others one at a time (every), or the first of them when none could (not every)."""
         handed, keys = hand_over_quietly(source, target, others, pair, slots)
         alone = [slot for slot in slots if slot not in set(handed)]
         if not every:
@@ -318,22 +319,24 @@ def hand_first_slots(source, target, others, pair, direct, keyed, options, pipel
             keys += move_slots(source, target, others, pair, [slot], options, pipeline, timeout_ms, replace,
                                patience=patience)
             handed.append(slot)
-        return keys, handed
+        return keys, handed, len(alone)
 
     def report(handed) -> None:
         if handed and progress is not None:
             progress(len(handed), moved)
 
-    moved, slots = hand(sorted(set(direct) | set(keyed)), every=True)
+    moved, slots, _alone = hand(sorted(set(direct) | set(keyed)), every=True)
     report(slots)
     rest = [slot for slot in then if slot not in set(slots)]
     while rest and time.monotonic() < until and clients_yet_to_learn(target, [source] + list(others)):
         look = time.monotonic() + LOOK_EVERY
-        keys, handed = hand(rest[:QUIET_BATCH], every=False)
+        keys, handed, alone = hand(rest[:QUIET_BATCH], every=False)
         moved, slots = moved + keys, slots + handed
         report(handed)
         rest = [slot for slot in rest if slot not in set(handed)]
-        time.sleep(max(0.0, min(look, until) - time.monotonic()))
+        if not alone:
+            # A pause for every hand-over: the source's writes wait for each.
+            time.sleep(max(0.0, min(look, until) - time.monotonic()))
     return moved, slots
 
 
@@ -348,11 +351,13 @@ def hand_over_quietly(source, target, others, pair, slots) -> tuple:
     lost to a newer claim, deletes its own copies; the pause lasts until it has (QUIET_CLAIM_WAIT), so no write
     reaches a copy that is about to go. Then the source is told, and every other master. Until the source learns
     the claim, a client there is still served: the values are the same on both sides. Nothing is handed over when
-    the source refuses the pause (Redis before 6.2, or the user's ACL); a source that refuses DUMP or PTTL, or a
-    target that refuses a copy, hands over its empty slots only.
+    the source refuses the pause (Redis before 6.2, or the user's ACL); a source that refuses DUMP or PTTL, a
+    target that refuses a copy, and a server that cannot drop keys while its writes wait
+    (drops_lost_keys_while_paused) hand over empty slots only.
     """
     source_id, target_id = pair[0], pair[1]
     source_wait, target_wait = _wait(source), _wait(target)
+    slot_keys = QUIET_SLOT_KEYS if source.drops_lost_keys_while_paused() else 0
     started = time.monotonic()
     replies = source.pipeline([("CLIENT", "PAUSE", HAND_OVER_PAUSE_MS, "WRITE"),
                                per_slot(slots, ("CLUSTER", "COUNTKEYSINSLOT", SLOT))])
@@ -360,7 +365,7 @@ def hand_over_quietly(source, target, others, pair, slots) -> tuple:
         return [], 0
     try:
         _check(replies[1:], "counting keys on the source")
-        chosen = _light(dict(zip(slots, replies[1:])))
+        chosen = _light(dict(zip(slots, replies[1:])), slot_keys)
         copies = _copies(source, [slot for slot, keys in chosen.items() if keys])
         if copies is None:
             chosen = {slot: 0 for slot, keys in chosen.items() if not keys}
@@ -386,11 +391,11 @@ def hand_over_quietly(source, target, others, pair, slots) -> tuple:
     return handed, sum(chosen[slot] for slot in handed)
 
 
-def _light(counts: dict) -> dict:
-    """Of {slot: keys}, the empty slots and the lightest others within QUIET_SLOT_KEYS and QUIET_KEYS."""
+def _light(counts: dict, slot_keys: int) -> dict:
+    """Of {slot: keys}, the empty slots and the lightest others within slot_keys keys each and QUIET_KEYS in all."""
     chosen, total = {}, 0
     for slot, keys in sorted(counts.items(), key=lambda item: (item[1], item[0])):
-        if keys > QUIET_SLOT_KEYS or total + keys > QUIET_KEYS:
+        if keys > slot_keys or total + keys > QUIET_KEYS:
             break
         chosen[slot] = keys
         total += keys

@@ -34,6 +34,8 @@ SUBSET = (
     "tests/integration/test_fix.py::test_half_done_migration_is_finished_while_clients_write",
     "tests/integration/test_rebalance.py::test_acl_user_moves_keys_and_the_password_never_shows",
     "tests/integration/test_rebalance.py::test_weights_and_drain",
+    "tests/integration/test_rebalance.py::test_rebalance_onto_a_new_master_while_clients_write",
+    "tests/integration/test_migrate.py::test_light_slots_go_over_without_opening_them_while_a_client_writes_there",
     "tests/integration/test_node.py::test_replace_a_replica",
     "tests/integration/test_node.py::test_a_removed_master_joins_again_at_once",
     "tests/integration/test_failover.py::test_force_promotes_the_replica_of_a_killed_master",
