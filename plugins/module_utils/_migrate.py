@@ -16,7 +16,8 @@ import time
 import typing
 
 from ._client import SLOT, RedisConnectionError, RedisError, ResponseError, command_count, per_slot
-from ._slots import ranges_from_slots, slots_from_ranges, summarize_ranges
+from ._ownership import owner_map
+from ._slots import ranges_from_slots, summarize_ranges
 from ._topology import parse_cluster_nodes
 
 DEFAULT_PIPELINE = 1000
@@ -444,7 +445,7 @@ def _until_learnt(source, slots, keyed, target_id: str, started: float) -> None:
     while True:
         replies = source.pipeline([("CLUSTER", "NODES")] + [per_slot(keyed, ("CLUSTER", "COUNTKEYSINSLOT", SLOT))])
         _check(replies, "reading the source's view")
-        owners = _owners(replies[0], slots)
+        owners = owner_map(parse_cluster_nodes(replies[0].decode("utf-8", "replace")))
         left = sorted({slot for slot in slots if owners.get(slot) != target_id}
                       | {slot for slot, keys in zip(keyed, replies[1:]) if keys})
         if not left:
@@ -459,15 +460,6 @@ def _until_learnt(source, slots, keyed, target_id: str, started: float) -> None:
             source.call("CLIENT", "PAUSE", HAND_OVER_PAUSE_MS, "WRITE")
             pause_ends = time.monotonic() + HAND_OVER_PAUSE_MS / 1000.0
         time.sleep(QUIET_LOOK)
-
-
-def _owners(nodes_reply: bytes, slots) -> dict:
-    """{slot: owner id} for slots in a CLUSTER NODES reply."""
-    wanted = set(slots)
-    owners = {}
-    for entry in parse_cluster_nodes(nodes_reply.decode("utf-8", "replace")):
-        owners.update((slot, entry.id) for slot in slots_from_ranges(entry.slots) if slot in wanted)
-    return owners
 
 
 # Last commands (CLIENT LIST cmd=) of connections that are not a cluster client at work: tools that read or manage
