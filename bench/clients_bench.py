@@ -98,8 +98,9 @@ def report(runs, dataset, load: tuple, total: float) -> str:
         lines.append("| %s | %.2f | %s | %s |" % (result["tool"], result["seconds"], cells, bench.present(result)))
     ours, cli = runs[0], runs[-1]
     lines += ["", "Time is the module's `apply_ms` (the moves, the grace and the convergence waits) and redis-cli's "
-              "wall time. With default options the module took %.2f s, redis-cli %.2f s: %.1fx less time, the "
-              "%.0f s `client_grace` included. The first errors each client raised, per tool:" % (
+              "wall time. With default options the module took %.2f s, redis-cli %.2f s: %.1fx less time, the grace "
+              "included (`client_grace`, at most %.0f s, ends once every client at work has met the new master). "
+              "The first errors each client raised, per tool:" % (
                   ours["seconds"], cli["seconds"], bench.ratio(cli["seconds"], ours["seconds"]),
                   bench._moves.DEFAULT_CLIENT_GRACE), ""]
     for result in runs:
