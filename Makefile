@@ -10,7 +10,7 @@ CLIENTS_STAMP := tests/clients/node_modules/.installed
 # time: every test has its own ports, directories and namespaces. PARALLEL= runs them one by one.
 PARALLEL ?= -n 2 --dist loadfile
 
-.PHONY: test unit integration reliability-sample test-reliability test-playbooks test-faults-versions sanity lint demo bench fuzz deps redis chromium roles-deps netns-deps roles-rootfs versions-rootfs roles-sample test-roles bench-versions clean
+.PHONY: test unit integration reliability-sample test-reliability test-playbooks test-faults-versions sanity lint demo bench fuzz deps redis chromium roles-deps netns-deps roles-rootfs rootfs-12 versions-rootfs roles-sample test-roles bench-versions clean
 
 test: unit integration reliability-sample sanity lint roles-sample
 
@@ -87,9 +87,12 @@ roles-rootfs: deps roles-deps
 # make test's share of the roles under systemd: Debian 12 only, every assertion of the full run (CI's 45 minutes
 # leave no room for both releases and the molecule scenario, about 12 minutes from an empty cache). The Valkey
 # deployment (test_valkey_systemd.py, Debian 13 only) skips here; test-roles runs it.
-roles-sample: deps roles-deps
-	$(BIN)/python tests/lib/nspawn_hosts.py build 12
+roles-sample: rootfs-12
 	REDISOPS_SYSTEMD_RELEASES=12 $(PYTEST) tests/systemd
+
+# The Debian 12 root file system alone (what roles-sample boots).
+rootfs-12: deps roles-deps
+	$(BIN)/python tests/lib/nspawn_hosts.py build 12
 
 # The roles under a real systemd on Debian 12 and 13 (Redis on both, Valkey on 13), then the molecule scenario
 # (Debian 12), which finds the collection through a temporary collections path.
@@ -101,7 +104,7 @@ test-roles: roles-rootfs
 	status=$$?; rm -rf $$collections; exit $$status
 
 unit: deps
-	$(PYTEST) tests/unit
+	$(PYTEST) -n 2 tests/unit
 
 integration: deps chromium
 	$(PYTEST) $(PARALLEL) tests/integration
