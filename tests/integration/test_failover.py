@@ -11,7 +11,7 @@ import re
 from playbook_runs import run_module, run_tasks
 from cluster_checks import (
     all_keys, assert_clients_kept_working, assert_healthy, client_keys, clients_writing, cluster_nodes_fields,
-    cluster_writes, command_counts, masters, reset_stats, seed, wait_for, write_keys,
+    cluster_writes, command_counts, masters, reset_stats, seed, wait_for, wait_replicated, write_keys,
 )
 from redis_harness import wait_converged
 from test_rebalance import ok
@@ -124,7 +124,7 @@ def dead_master_shard(nodes, keys: int = 2000):
     expected = write_keys(nodes, keys)
     master, replica = shards(nodes)[0]
     replica.call("CONFIG", "SET", "cluster-replica-no-failover", "yes")
-    assert master.call("WAIT", 1, 5000) == 1
+    wait_replicated(master, at_least=1)
     master.kill()
     others = [node for node in nodes if node is not master]
     wait_for(lambda: all(b"cluster_state:fail" in node.call("CLUSTER", "INFO") for node in others),
@@ -160,7 +160,8 @@ def test_takeover_promotes_replicas_without_a_majority_and_the_paused_masters_re
     (first, first_replica), (second, second_replica), _rest = shards(nodes)
     for node in (first_replica, second_replica):
         node.call("CONFIG", "SET", "cluster-replica-no-failover", "yes")
-    assert first.call("WAIT", 1, 5000) == 1 and second.call("WAIT", 1, 5000) == 1
+    wait_replicated(first, at_least=1)
+    wait_replicated(second, at_least=1)
     first.pause()
     second.pause()
     try:

@@ -16,7 +16,7 @@ from playbook_runs import run_tasks
 from cluster_checks import (
     all_keys, assert_clients_kept_working, assert_healthy, client_keys, clients_writing, cluster_nodes_fields,
     cluster_ok, cluster_writes, command_counts, masters, own_ranges, reset_stats, seed, slot_owner, wait_for,
-    write_keys, Writer,
+    wait_replicated, write_keys, Writer,
 )
 from redis_harness import RedisNode, free_ports
 from test_rebalance import ok, slot_counts
@@ -85,15 +85,6 @@ def flags_of(node, node_id: str) -> set:
 
 def live(nodes) -> list:
     return [node for node in nodes if node.process.poll() is None]
-
-
-def wait_replicated(master) -> None:
-    """Until every replica of master has acknowledged its whole replication stream."""
-    def caught_up() -> bool:
-        info = master.client().info("replication")
-        replicas = [value for key, value in info.items() if key.startswith("slave") and isinstance(value, dict)]
-        return all(replica["offset"] == info["master_repl_offset"] for replica in replicas)
-    wait_for(caught_up, message="the replicas of %s to catch up" % master.address)
 
 
 def reset_stats_replicated(nodes) -> None:
