@@ -12,7 +12,10 @@ PARALLEL ?= -n 2 --dist loadfile
 
 .PHONY: test unit integration reliability-sample test-reliability test-playbooks test-faults-versions sanity lint demo bench fuzz deps redis chromium roles-deps netns-deps roles-rootfs rootfs-12 versions-rootfs roles-sample test-roles bench-versions clean
 
-test: unit integration reliability-sample sanity lint roles-sample
+# The static checks take CPU while the roles' tests mostly wait on booting hosts and systemd's timer: they run side
+# by side, each one's output shown whole once it ends.
+test: unit integration reliability-sample
+	$(MAKE) --no-print-directory -j 2 --output-sync=target sanity lint roles-sample
 
 $(STAMP): requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
