@@ -12,10 +12,10 @@ PARALLEL ?= -n 2 --dist loadfile
 
 .PHONY: test unit integration reliability-sample test-reliability test-playbooks test-faults-versions sanity lint demo bench fuzz deps redis chromium roles-deps netns-deps roles-rootfs rootfs-12 versions-rootfs roles-sample test-roles bench-versions clean
 
-# The static checks take CPU while the roles' tests mostly wait on booting hosts and systemd's timer: they run side
-# by side, each one's output shown whole once it ends.
+# The roles' tests (the longest, so first) mostly wait on booting hosts and systemd's timer while the static checks
+# take CPU: they run side by side, each one's output shown whole once it ends.
 test: unit integration reliability-sample
-	$(MAKE) --no-print-directory -j 2 --output-sync=target sanity lint roles-sample
+	$(MAKE) --no-print-directory -j 2 --output-sync=target roles-sample sanity lint
 
 $(STAMP): requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
