@@ -185,6 +185,7 @@ class Host:
     leader_pid: int = 0
     system_state: str = ""
     failed_units: tuple = ()
+    cgroups: tuple = ()
 
     @property
     def merged(self) -> str:
@@ -233,10 +234,60 @@ def _prepare(host: Host, lower: str) -> None:
     shutil.copyfile(host.key_file + ".pub", os.path.join(ssh_dir, "authorized_keys"))
 
 
+def _own_cgroups(host: Host) -> tuple:
+    """A new cgroup for the host below this process's own, in each writable hierarchy systemd uses.
+
+    systemd-nspawn --keep-unit runs the container in its caller's cgroup, so two hosts booted from one process
+    would share it: each one's systemd would create, kill and remove the other's unit cgroups of the same name
+    (the agent's service failed to start with 219/CGROUP after the other host's run removed its cgroup)."""
+    own = {}
+    with open("/proc/self/cgroup") as handle:
+        for line in handle:
+            _hid, controllers, path = line.rstrip("\n").split(":", 2)
+            own[controllers] = path
+    mounts = []
+    with open("/proc/self/mounts") as handle:
+        for line in handle:
+            _source, point, kind, options = line.split()[:4]
+            if kind == "cgroup2" and "" in own:
+                mounts.append((point, own[""]))
+            elif kind == "cgroup" and "name=systemd" in options.split(",") and "name=systemd" in own:
+                mounts.append((point, own["name=systemd"]))
+    leaf = "%s-%s" % (os.path.basename(os.path.dirname(host.run_dir)), host.name)
+    paths = tuple(os.path.join(point, path.lstrip("/"), leaf) for point, path in mounts)
+    for path in paths:
+        os.makedirs(path, exist_ok=True)
+    return paths
+
+
+def _remove_cgroups(paths, timeout: float = 10.0) -> None:
+    """Remove a stopped host's cgroups, the ones its systemd made inside them first; a cgroup whose killed
+    processes are still exiting is busy for a moment."""
+    deadline = time.monotonic() + timeout
+    for path in paths:
+        inner = sorted((parent for parent, _dirs, _files in os.walk(path)), key=lambda parent: parent.count("/"),
+                       reverse=True)
+        for cgroup in inner:
+            while True:
+                try:
+                    os.rmdir(cgroup)
+                    break
+                except FileNotFoundError:
+                    break
+                except OSError:
+                    if time.monotonic() > deadline:
+                        raise
+                    time.sleep(0.1)
+
+
 def _boot(host: Host) -> None:
+    host.cgroups = _own_cgroups(host)
+    # The shell enters the host's cgroups and becomes systemd-nspawn, which then runs the container in them.
+    enter = "".join('echo $$ > "%s/cgroup.procs" && ' % path for path in host.cgroups)
     with open(host.console_log, "w") as console:
         proc = subprocess.Popen(
-            ["systemd-nspawn", "--quiet", "-D", host.merged, "--machine", host.name, "--boot", "--register=no",
+            ["sh", "-c", enter + 'exec "$@"', "sh",
+             "systemd-nspawn", "--quiet", "-D", host.merged, "--machine", host.name, "--boot", "--register=no",
              "--keep-unit", "--console=pipe"],
             stdin=subprocess.DEVNULL, stdout=console, stderr=subprocess.STDOUT, start_new_session=True)
     host.nspawn_pid = proc.pid
@@ -312,6 +363,7 @@ def stop(host: Host) -> None:
         with contextlib.suppress(ChildProcessError):
             os.waitpid(host.nspawn_pid, os.WNOHANG)
     remove_tree(host.run_dir)
+    _remove_cgroups(host.cgroups)
     _LIVE.discard(host)
 
 
@@ -378,7 +430,8 @@ def down(state_dir: str) -> None:
     with contextlib.suppress(FileNotFoundError):
         with open(os.path.join(state_dir, "hosts.json")) as handle:
             for fields in json.load(handle):
-                stop(Host(**dict(fields, failed_units=tuple(fields["failed_units"]))))
+                stop(Host(**dict(fields, failed_units=tuple(fields["failed_units"]),
+                                 cgroups=tuple(fields["cgroups"]))))
     remove_tree(state_dir)
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 
 import pytest
 
@@ -44,3 +45,25 @@ def test_playbook_over_ssh_sees_systemd_and_leaves_no_trace(release, tmp_path):
     assert not os.path.exists(merged) and not os.path.exists(hosts.state_dir)
     assert not os.path.exists(os.path.join(nspawn_hosts.rootfs(release), "root", "facts.json"))
     assert not nspawn_hosts.is_running(nspawn_pid)
+
+
+def test_hosts_booted_together_keep_their_units_apart():
+    """Each host's systemd has a cgroup tree of its own: a unit of one name, run on both hosts at once again and
+    again, starts and is collected on each (sharing one tree, each systemd removed the other's unit cgroup and
+    about half of the runs failed)."""
+    with nspawn_hosts.Hosts(RELEASES[0], ["redisops-pair-a", "redisops-pair-b"]) as hosts:
+        cgroups = [host.cgroups for host in hosts]
+        failures = []
+        for run in range(10):
+            # Different lengths, so that one host's unit ends while the other's still runs.
+            command = "systemd-run --quiet --wait --collect --unit=same-name -p Type=oneshot sleep 0.%d"
+            procs = [subprocess.Popen(host.ssh_args() + [command % (3 + index)], stdout=subprocess.PIPE,
+                                      stderr=subprocess.STDOUT, text=True)
+                     for index, host in enumerate(hosts)]
+            for host, proc in zip(hosts, procs):
+                output = proc.communicate(timeout=60)[0]
+                if proc.returncode != 0:
+                    failures.append("run %d on %s: rc %d %s" % (run, host.name, proc.returncode, output.strip()))
+        assert not failures, "\n".join(failures)
+    assert cgroups[0] and len(set(cgroups[0] + cgroups[1])) == 2 * len(cgroups[0])
+    assert not any(os.path.exists(path) for path in cgroups[0] + cgroups[1])
