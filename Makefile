@@ -80,11 +80,14 @@ netns-deps:
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq iproute2 >/dev/null; \
 	fi
 
+# Builds (or finds) the named cached root file systems.
+BUILD_ROOTFS = $(BIN)/python tests/lib/nspawn_hosts.py build
+
 # The Debian 12 and 13 root file systems, built side by side into REDISOPS_ROOTFS_CACHE (default
 # /var/cache/redisops-tests) unless already there.
 roles-rootfs: deps roles-deps
-	$(BIN)/python tests/lib/nspawn_hosts.py build 12 & pid=$$!; \
-	$(BIN)/python tests/lib/nspawn_hosts.py build 13 || { wait $$pid; exit 1; }; \
+	$(BUILD_ROOTFS) 12 & pid=$$!; \
+	$(BUILD_ROOTFS) 13 || { wait $$pid; exit 1; }; \
 	wait $$pid
 
 # make test's share of the roles under systemd: Debian 12 only, every assertion of the full run (CI's 45 minutes
@@ -95,7 +98,7 @@ roles-sample: rootfs-12
 
 # The Debian 12 root file system alone (what roles-sample boots).
 rootfs-12: deps roles-deps
-	$(BIN)/python tests/lib/nspawn_hosts.py build 12
+	$(BUILD_ROOTFS) 12
 
 # The roles under a real systemd on Debian 12 and 13 (Redis on both, Valkey on 13), then the molecule scenario
 # (Debian 12), which finds the collection through a temporary collections path.
@@ -120,7 +123,7 @@ reliability-sample: deps
 # Debian 13's Redis 8.0 and Valkey 8.1, installed in a Debian 13 root file system derived from roles-rootfs's,
 # which the version matrix runs its servers from (built into REDISOPS_ROOTFS_CACHE unless already there).
 versions-rootfs: deps roles-deps
-	$(BIN)/python tests/lib/nspawn_hosts.py build servers
+	$(BUILD_ROOTFS) servers
 
 # Faults during moves, partitions, bad input, check mode, secrets, TLS with ACL, other server versions; CI runs
 # it after make test. Figures in docs/reliability.md.

@@ -156,12 +156,17 @@ def wait_for(condition, timeout: float = 30.0, message: str = "condition", inter
 def wait_replicated(master, at_least: int = 0) -> None:
     """Until every replica of master, and at least at_least of them, has acknowledged its whole replication stream.
     (WAIT proves nothing here: it counts the replicas that have the writes of the connection it is sent on.)"""
+    client = master.client()
+
     def caught_up() -> bool:
-        info = master.client().info("replication")
+        info = client.info("replication")
         replicas = [value for key, value in info.items() if key.startswith("slave") and isinstance(value, dict)]
         return len(replicas) >= at_least and all(replica["offset"] == info["master_repl_offset"]
                                                  for replica in replicas)
-    wait_for(caught_up, message="the replicas of %s to catch up" % master.address)
+    try:
+        wait_for(caught_up, message="the replicas of %s to catch up" % master.address)
+    finally:
+        client.close()
 
 
 def command_counts(node) -> dict:
