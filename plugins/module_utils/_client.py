@@ -251,6 +251,13 @@ class NodeConnection:
         name, version = self._server()
         return (name == "valkey" and version >= (8, 1)) or (name == "redis" and version < (7, 2))
 
+    def passes_on_lost_keys(self) -> bool:
+        """Whether the node, a master that learns it lost a slot, passes the deletion of that slot's keys on to its
+        replicas and its AOF. Redis before 7.2 deletes them in memory only: its replicas keep them, and a restart
+        loads them again from the AOF (Redis 7.0.15 measured; Valkey 8.1.1 passes them on as UNLINK)."""
+        name, version = self._server()
+        return not (name == "redis" and version < (7, 2))
+
     def _server(self) -> tuple:
         """(server name, version as a tuple of numbers) from INFO server, asked once, with no reply pending."""
         if self._identity is None:

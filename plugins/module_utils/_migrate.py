@@ -350,15 +350,18 @@ def hand_over_quietly(source, target, others, pair, slots) -> tuple:
     them: through IMPORTING then SETSLOT NODE its config epoch is bumped and its claim wins. A source never gives
     up a slot it holds keys of on SETSLOT; it learns the claim from the target's gossip and, as Redis does for a slot
     lost to a newer claim, deletes its own copies; the pause lasts until it has (QUIET_CLAIM_WAIT), so no write
-    reaches a copy that is about to go. Then the source is told, and every other master. Until the source learns
-    the claim, a client there is still served: the values are the same on both sides. Nothing is handed over when
-    the source refuses the pause (Redis before 6.2, or the user's ACL); a source that refuses DUMP or PTTL, a
-    target that refuses a copy, and a server that cannot drop keys while its writes wait
-    (drops_lost_keys_while_paused) hand over empty slots only.
+    reaches a copy that is about to go. A source that drops them in memory only (Redis before 7.2) then has its
+    replicas and AOF drop them too (_purge_dropped). Then the source is told, and every other master. Until the
+    source learns the claim, a client there is still served: the values are the same on both sides. Nothing is
+    handed over when the source refuses the pause (Redis before 6.2, or the user's ACL); a source that refuses DUMP
+    or PTTL, a target that refuses a copy, a server that cannot drop keys while its writes wait
+    (drops_lost_keys_while_paused), and one that would need the purge where the user may not run DEL hand over
+    empty slots only.
     """
     source_id, target_id = pair[0], pair[1]
     source_wait, target_wait = _wait(source), _wait(target)
-    slot_keys = QUIET_SLOT_KEYS if source.drops_lost_keys_while_paused() else 0
+    slot_keys = QUIET_SLOT_KEYS if source.drops_lost_keys_while_paused() and (
+        source.passes_on_lost_keys() or _may_delete(source)) else 0
     started = time.monotonic()
     replies = source.pipeline([("CLIENT", "PAUSE", HAND_OVER_PAUSE_MS, "WRITE"),
                                per_slot(slots, ("CLUSTER", "COUNTKEYSINSLOT", SLOT))])
@@ -382,6 +385,9 @@ def hand_over_quietly(source, target, others, pair, slots) -> tuple:
         _until_learnt(source, handed, [slot for slot in handed if chosen[slot]], target_id, started)
     finally:
         source.call("CLIENT", "UNPAUSE")
+    keyed = {slot: copies[slot] for slot in handed if chosen[slot]}
+    if keyed and not source.passes_on_lost_keys():
+        _purge_dropped(source, target_id, keyed)
     # The source already names the target: this SETSLOT only confirms it. A source whose SETSLOT waits for its
     # replicas (Valkey 8) cannot take it while its writes wait, as it would have to replicate it.
     _hand_over_on_source(source, handed, target_id, source_wait, [], 0)
@@ -390,6 +396,33 @@ def hand_over_quietly(source, target, others, pair, slots) -> tuple:
         replies = _confirmed(conn, handed, owned, _spread(conn, _wait(conn), [(handed, owned)]))
         _check(replies, "telling %s:%d the new owner" % (conn.host, conn.port), _turned_replica)
     return handed, sum(chosen[slot] for slot in handed)
+
+
+def _may_delete(conn) -> bool:
+    """Whether the login user may run DEL on the node: queued in a transaction, which refuses it at once if the user
+    may not (the transaction is then aborted); otherwise it deletes a key of the collection's own name, if any."""
+    queued = conn.pipeline([("MULTI",), ("DEL", "redisops:permission-probe"), ("EXEC",)])[1]
+    return not (isinstance(queued, ResponseError) and "NOPERM" in str(queued))
+
+
+def _purge_dropped(source, target_id: str, copies: dict) -> None:
+    """Make the source's replicas and AOF drop the keys it dropped in memory only when it learnt the target's claim
+    (passes_on_lost_keys): each key is restored behind ASKING, while the source imports its slot, and deleted
+    again, two writes that reach both. Clients meet MOVED for those slots meanwhile, as before. A source that lost
+    its last slot is a replica by now and resynchronises from the target, its data replaced."""
+    if _is_replica(source):
+        return
+    slots = sorted(copies)
+    _check(source.pipeline([per_slot(slots, ("CLUSTER", "SETSLOT", SLOT, "IMPORTING", target_id))]),
+           "opening slots on the source to purge its replicas' copies")
+    try:
+        replies = source.pipeline([command for held in copies.values() for key, ttl, payload in held
+                                   for command in (("RESTORE-ASKING", key, ttl, payload, "REPLACE"), ("ASKING",),
+                                                   ("DEL", key))])
+    finally:
+        closed = source.pipeline([per_slot(slots, ("CLUSTER", "SETSLOT", SLOT, "STABLE"))])
+    _check(replies, "purging the copies the source's replicas and AOF keep of slots it handed over")
+    _check(closed, "closing slots on the source after the purge")
 
 
 def _light(counts: dict, slot_keys: int) -> dict:

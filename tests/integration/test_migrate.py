@@ -9,8 +9,9 @@ from __future__ import annotations
 import time
 
 import pytest
-from cluster_checks import Writer, assert_healthy, cluster_client, owner_id, wait_for
+from cluster_checks import Writer, assert_healthy, cluster_client, owner_id, wait_for, wait_replicated
 from redis.crc import key_slot
+from redis_harness import form_cluster
 
 from ansible_collections.redisops.cluster.plugins.module_utils import _migrate
 from ansible_collections.redisops.cluster.plugins.module_utils._client import SLOT, ConnectionOptions, NodeConnection, per_slot
@@ -221,6 +222,48 @@ def test_light_slots_go_over_without_opening_them_while_a_client_writes_there(cl
         assert 1 + 20 + 1 + written_before <= keys <= 1 + 20 + 1 + written_after
         assert newcomer.call("HGET", hash_key, "field") == b"value" and 0 < newcomer.call("PTTL", hash_key) <= 100000
         assert [source.call("CLUSTER", "COUNTKEYSINSLOT", slot) for slot in quiet] == [0] * 4
+    assert_healthy(source)
+
+
+def test_a_quiet_hand_over_leaves_no_copy_with_the_source_replica_or_in_its_aof(fresh_nodes):
+    """A source drops the keys of the slots it handed over when it learns the target's claim. Redis before 7.2 does so
+    in memory only: its replica would keep them, and a restart would load them again from its AOF, each slot then
+    importing stale copies that a repair moves back to the owner. After hand_over_quietly the source's replica holds
+    no key of those slots, and the source, killed and restarted, loads none."""
+    nodes = fresh_nodes(7, extra_args=("--appendonly", "yes", "--appendfsync", "always"))
+    form_cluster(nodes.nodes[:6], replicas=1)
+    cluster, newcomer = nodes.nodes[:6], nodes.nodes[6]
+    joined_newcomer(cluster, lambda _count: [newcomer])
+    source = next(node for node in cluster if node.call("ROLE")[0] == b"master")
+    replica = next(node for node in cluster if node.call("ROLE")[0] == b"slave" and node.call("ROLE")[2] == source.port)
+    tags = tags_in(*own_range(source), 3)
+    expected = {}
+    for slot, tag in tags.items():
+        pairs = {b"{%s}:%d" % (tag, index): b"%d:%d" % (slot, index) for index in range(20)}
+        source.call("MSET", *[part for pair in pairs.items() for part in pair])
+        expected.update(pairs)
+    wait_replicated(source, at_least=1)
+    conns = [NodeConnection(node.host, node.port, ConnectionOptions()) for node in [source, newcomer]]
+    if not conns[0].drops_lost_keys_while_paused():
+        pytest.skip("this server hands over only slots that hold no key without opening them")
+    pair = (source.node_id(), newcomer.node_id(), newcomer.host, newcomer.port)
+    others = [NodeConnection(node.host, node.port, ConnectionOptions()) for node in cluster
+              if node is not source and node.call("ROLE")[0] == b"master"]
+    try:
+        handed, keys = _migrate.hand_over_quietly(conns[0], conns[1], others, pair, sorted(tags))
+    finally:
+        for conn in conns + others:
+            conn.close()
+    assert handed == sorted(tags) and keys == len(expected)
+    wait_replicated(source, at_least=1)
+    assert [replica.call("CLUSTER", "COUNTKEYSINSLOT", slot) for slot in handed] == [0, 0, 0]
+    source.restart()
+    wait_for(lambda: b"cluster_state:ok" in source.call("CLUSTER", "INFO"), message="the source back in the cluster")
+    assert [source.call("CLUSTER", "COUNTKEYSINSLOT", slot) for slot in handed] == [0, 0, 0]
+    assert open_markers(source) == [] and open_markers(newcomer) == []
+    with open(source.log_file) as log:
+        assert "I have keys for slot" not in log.read()
+    assert all(newcomer.call("GET", key) == value for key, value in expected.items())
     assert_healthy(source)
 
 
