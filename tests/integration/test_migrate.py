@@ -9,7 +9,9 @@ from __future__ import annotations
 import time
 
 import pytest
-from cluster_checks import Writer, assert_healthy, cluster_client, owner_id, wait_for, wait_replicated
+from cluster_checks import (
+    Writer, assert_healthy, cluster_client, owner_id, tags_in, wait_for, wait_replicated,
+)
 from redis.crc import key_slot
 from redis_harness import form_cluster
 
@@ -20,17 +22,6 @@ from ansible_collections.redisops.cluster.plugins.module_utils._planner import M
 from ansible_collections.redisops.cluster.plugins.module_utils._topology import NodeAddress
 
 KEYS_PER_SLOT = 20
-
-
-def tags_in(first: int, last: int, count: int) -> dict:
-    """slot -> a hash tag of that slot, for count distinct slots in first..last."""
-    found, index = {}, 0
-    while len(found) < count:
-        slot = key_slot(b"t%d" % index)
-        if first <= slot <= last:
-            found.setdefault(slot, b"t%d" % index)
-        index += 1
-    return found
 
 
 def open_markers(node) -> list:

@@ -126,6 +126,28 @@ def all_keys(nodes, read=lambda conn, key: conn.get(key)) -> dict:
     return values
 
 
+def tags_in(first: int, last: int, count: int) -> dict:
+    """slot -> a hash tag of that slot, for count distinct slots in first..last."""
+    found, index = {}, 0
+    while len(found) < count:
+        slot = key_slot(b"t%d" % index)
+        if first <= slot <= last:
+            found.setdefault(slot, b"t%d" % index)
+        index += 1
+    return found
+
+
+def slot_runs(slots) -> list:
+    """Slots as sorted first-last ranges, as the modules take them."""
+    runs = []
+    for slot in sorted(slots):
+        if runs and runs[-1][1] == slot - 1:
+            runs[-1][1] = slot
+        else:
+            runs.append([slot, slot])
+    return ["%d-%d" % (first, last) for first, last in runs]
+
+
 def raw(node, *commands) -> list:
     """Send commands on one connection (ASKING must share the connection with the command it covers)."""
     conn = node.connection()

@@ -20,7 +20,7 @@ import time
 
 import pytest
 from cluster_checks import (
-    NodeWriter, Writer, all_keys, assert_healthy, cluster_nodes_fields, own_ranges, wait_for, write_keys,
+    NodeWriter, Writer, all_keys, assert_healthy, cluster_nodes_fields, own_ranges, slot_runs, wait_for, write_keys,
 )
 from faults import (
     DURABLE, Trial, failed_message, finish, key_places, loss_report, no_failure_flags, parse_move, progress_lines,
@@ -83,17 +83,6 @@ def slot_owners(node) -> dict:
 
 def login(node) -> dict:
     return {"login_host": node.host, "login_port": node.port}
-
-
-def slot_runs(slots) -> list:
-    """Sorted slots as first-last ranges."""
-    runs = []
-    for slot in sorted(slots):
-        if runs and runs[-1][1] == slot - 1:
-            runs[-1][1] = slot
-        else:
-            runs.append([slot, slot])
-    return ["%d-%d" % (first, last) for first, last in runs]
 
 
 def rebalance_args(nodes, draw) -> dict:
