@@ -17,7 +17,9 @@ import tempfile
 
 import pytest
 from playbook_runs import local_inventory, run_collection_playbook, run_module
-from cluster_checks import all_keys, assert_healthy, masters, owner_id, raw, wait_for, write_keys
+from cluster_checks import (
+    all_keys, assert_healthy, masters, owner_id, raw, replication_settled, wait_for, write_keys,
+)
 from redis.crc import key_slot
 from redis_harness import RedisNode, RedisNodes, form_cluster
 from role_hosts import DeployedNode
@@ -107,7 +109,9 @@ def site():
 
 
 def topology(nodes) -> dict:
-    """Per node: its CLUSTER NODES lines without the timing fields (ping sent, pong received), and its key count."""
+    """Per node, once replication has settled: its CLUSTER NODES lines without the timing fields (ping sent, pong
+    received), and its key count."""
+    replication_settled(nodes)
     views = {}
     for node in nodes:
         lines = sorted(" ".join(fields[:4] + fields[6:]) for fields in map(str.split, node.cluster_nodes().splitlines()))

@@ -17,7 +17,7 @@ import shutil
 import subprocess
 
 import pytest
-from cluster_checks import cluster_nodes_fields, own_ranges, write_keys
+from cluster_checks import cluster_nodes_fields, own_ranges, replication_settled, write_keys
 from playbook_runs import local_inventory, run_collection_playbook
 from redis_harness import RedisNodes, form_cluster
 
@@ -146,7 +146,9 @@ def page(path: str) -> Dom:
 
 
 def cluster_view(nodes) -> tuple:
-    """Every live node's CLUSTER NODES without the fields that change by themselves, and its key count."""
+    """Every live node's CLUSTER NODES without the fields that change by themselves, and its key count, once
+    replication has settled."""
+    replication_settled(nodes)
     return tuple((node.port, sorted(" ".join(fields[:4] + fields[6:7] + fields[8:])
                                     for fields in cluster_nodes_fields(node)), node.call("DBSIZE"))
                  for node in nodes if node.process.poll() is None)

@@ -226,8 +226,17 @@ def node_keys(node) -> tuple:
         return conn.dbsize(), conn.execute_command("DEBUG", "DIGEST")
 
 
+def replication_settled(nodes) -> None:
+    """Until every replica of a master among nodes has all its master wrote: a replica still catching up changes
+    its key count by itself."""
+    for master in masters(nodes):
+        wait_replicated(master)
+
+
 def observed(nodes) -> dict:
-    """Every node's view and keys: what a refused or check-mode run must leave as it found it."""
+    """Every node's view and keys, once replication has settled: what a refused or check-mode run must leave as it
+    found it."""
+    replication_settled(nodes)
     return {node.address: (node_view(node), node_keys(node)) for node in nodes}
 
 
