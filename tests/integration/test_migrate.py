@@ -10,7 +10,7 @@ import time
 
 import pytest
 from cluster_checks import (
-    Writer, assert_healthy, cluster_client, owner_id, tags_in, wait_for, wait_replicated,
+    Writer, assert_healthy, cluster_client, open_markers, owner_id, tags_in, wait_for, wait_replicated,
 )
 from redis.crc import key_slot
 from redis_harness import form_cluster
@@ -22,11 +22,6 @@ from ansible_collections.redisops.cluster.plugins.module_utils._planner import M
 from ansible_collections.redisops.cluster.plugins.module_utils._topology import NodeAddress
 
 KEYS_PER_SLOT = 20
-
-
-def open_markers(node) -> list:
-    mine = next(line for line in node.cluster_nodes().splitlines() if "myself" in line)
-    return [token for token in mine.split()[8:] if token.startswith("[")]
 
 
 def test_slots_already_open_are_finished_and_closed_everywhere(cluster3, monkeypatch):

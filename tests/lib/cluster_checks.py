@@ -148,6 +148,12 @@ def slot_runs(slots) -> list:
     return ["%d-%d" % (first, last) for first, last in runs]
 
 
+def open_markers(node) -> list:
+    """The [slot->-node] and [slot-<-node] markers of node's own line in its CLUSTER NODES."""
+    mine = next(line for line in node.cluster_nodes().splitlines() if "myself" in line)
+    return [token for token in mine.split()[8:] if token.startswith("[")]
+
+
 def raw(node, *commands) -> list:
     """Send commands on one connection (ASKING must share the connection with the command it covers)."""
     conn = node.connection()

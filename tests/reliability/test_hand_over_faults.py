@@ -17,7 +17,8 @@ import time
 
 import pytest
 from cluster_checks import (
-    Writer, all_keys, assert_healthy, cluster_nodes_fields, own_ranges, slot_runs, tags_in, wait_for, write_keys,
+    Writer, all_keys, assert_healthy, cluster_nodes_fields, command_counts, open_markers, own_ranges, slot_runs, tags_in,
+    wait_for, write_keys,
 )
 from faults import DURABLE, failed_message, finish, no_failure_flags, tracebacks
 from playbook_runs import run_tasks, start_module
@@ -30,19 +31,6 @@ MOVED_SLOTS = 200  # of the source's, resharded onto the newcomer
 # writes wait; a window of milliseconds that a watcher polling the target can meet.
 KEYS_PER_SLOT = 40
 DOWN_S = 0.5  # below the node timeout (2 s): the victim comes back before any failover
-
-
-def importing_markers(node) -> list:
-    """The [slot-<-node] markers of node's own line in its CLUSTER NODES."""
-    mine = next(line for line in node.cluster_nodes().splitlines() if "myself" in line)
-    return [token for token in mine.split()[8:] if "-<-" in token]
-
-
-def pauses(node) -> tuple:
-    """(CLIENT PAUSE calls, CLIENT UNPAUSE calls) node received since CONFIG RESETSTAT."""
-    stats = node.client().info("commandstats")
-    return (stats.get("cmdstat_client|pause", {}).get("calls", 0),
-            stats.get("cmdstat_client|unpause", {}).get("calls", 0))
 
 
 class Watcher(threading.Thread):
@@ -59,11 +47,13 @@ class Watcher(threading.Thread):
     def run(self) -> None:
         try:
             while time.monotonic() < self.deadline and not self.done.is_set():
-                markers = importing_markers(self.target)
+                markers = [marker for marker in open_markers(self.target) if "-<-" in marker]
                 if markers:
-                    paused, unpaused = pauses(self.source)
+                    # CLIENT PAUSE and UNPAUSE calls the source received since CONFIG RESETSTAT.
+                    calls = command_counts(self.source)
                     self.victim.kill()
-                    self.seen = {"importing": len(markers), "pauses": paused, "unpauses": unpaused}
+                    self.seen = {"importing": len(markers), "pauses": calls.get("client|pause", 0),
+                                 "unpauses": calls.get("client|unpause", 0)}
                     return
         finally:
             self.done.set()
