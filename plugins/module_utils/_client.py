@@ -18,7 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from ._topology import (
     ClusterState, NodeObservation, next_addresses, observation_from_replies, parse_info, server_identity,
-    unserved_slots, with_key_counts,
+    replica_stray_slots, unserved_slots, with_key_counts,
 )
 
 try:
@@ -451,11 +451,12 @@ def require_usable(state: ClusterState) -> None:
         raise ClusterClientError("no seed node could be reached (%s)%s" % (errors, hint))
 
 
-def count_keys(state: ClusterState, options: ConnectionOptions, slots_to_count) -> dict:
-    """{node id: {slot: keys}} (non-zero counts only) for every reachable master; slots_to_count(observation)
-    names the slots to count on that node. One pipeline of CLUSTER COUNTKEYSINSLOT per node, nodes in parallel."""
+def count_keys(state: ClusterState, options: ConnectionOptions, slots_to_count, replicas: bool = False) -> dict:
+    """{node id: {slot: keys}} (non-zero counts only) for every reachable master (replica when replicas is set);
+    slots_to_count(observation) names the slots to count on that node. One pipeline of CLUSTER COUNTKEYSINSLOT per
+    node, nodes in parallel."""
     jobs = [(obs, list(slots_to_count(obs))) for obs in state.configured
-            if obs.myself is not None and obs.myself.is_master]
+            if obs.myself is not None and obs.myself.is_replica == replicas]
 
     def count(job):
         obs, slots = job
@@ -469,6 +470,10 @@ def count_keys(state: ClusterState, options: ConnectionOptions, slots_to_count) 
     return dict(fan_out(count, jobs))
 
 
-def scan_foreign_keys(state: ClusterState, options: ConnectionOptions) -> ClusterState:
-    """Deep scan: count keys in every slot a master does not serve."""
-    return with_key_counts(state, count_keys(state, options, unserved_slots))
+def scan_foreign_keys(state: ClusterState, options: ConnectionOptions, master_counts=None) -> ClusterState:
+    """Deep scan: count keys in every slot a master does not serve, and in every slot a replica's master does not
+    (master_counts: the masters' counts of those slots, when made already)."""
+    if master_counts is None:
+        master_counts = count_keys(state, options, unserved_slots)
+    replica_counts = count_keys(state, options, replica_stray_slots(state), replicas=True)
+    return with_key_counts(state, {**master_counts, **replica_counts})

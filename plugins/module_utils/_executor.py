@@ -20,11 +20,11 @@ from ._client import (
 )
 from ._migrate import (
     DEFAULT_PIPELINE, DEFAULT_TIMEOUT_MS, KeyConflict, Patience, clients_at_work, cluster_down, hand_first_slots,
-    move_slot_keys, move_slots,
+    keys_in_slots, move_slot_keys, move_slots, purge_keys,
 )
 from ._planner import (
-    ADD_SLOTS, BUMP_EPOCH, FAILOVER, FORGET, MEET, MIGRATE_SLOTS, MOVE_KEYS, NO_FAILOVER, REMOVE_NODE, REPLICATE,
-    SET_EPOCH, SETSLOT, WAIT_CONVERGED, WAIT_SYNCED, WAITS,
+    ADD_SLOTS, BUMP_EPOCH, FAILOVER, FORGET, MEET, MIGRATE_SLOTS, MOVE_KEYS, NO_FAILOVER, PURGE_KEYS, REMOVE_NODE,
+    REPLICATE, SET_EPOCH, SETSLOT, WAIT_CONVERGED, WAIT_SYNCED, WAITS,
 )
 from ._ownership import never_served, never_settles
 from ._slots import count_slots, format_ranges, slots_from_ranges
@@ -198,6 +198,15 @@ class Executor:
                     return ("%s answers CLUSTERDOWN and sees slot(s) %s served by nobody, which no gossip will fill; "
                             "run redisops.cluster.redis_cluster_fix" % (obs.address.key, format_ranges(unserved)))
         return ""
+
+    def purge_keys(self, step) -> None:
+        """Delete what the replica keeps of the step's slots through its master; done once the replica holds none."""
+        replica_address, owner = step.args[:2]
+        slots = list(slots_from_ranges(step.args[2:]))
+        replica = self.connection(replica_address)
+        purge_keys(self.connection(step.node), owner, keys_in_slots(replica, slots))
+        self._until(lambda: not keys_in_slots(replica, slots),
+                    "%s: the replica still holds keys of those slots" % step.description)
 
     def bump_epoch(self, step) -> None:
         self.connection(step.node).call("CLUSTER", "BUMPEPOCH")
@@ -429,6 +438,7 @@ HANDLERS = {
     SETSLOT: Executor.setslot,
     MOVE_KEYS: Executor.move_keys,
     BUMP_EPOCH: Executor.bump_epoch,
+    PURGE_KEYS: Executor.purge_keys,
     FORGET: Executor.forget,
     FAILOVER: Executor.failover,
     WAIT_SYNCED: Executor.wait_synced,

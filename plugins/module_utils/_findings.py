@@ -160,6 +160,14 @@ def _foreign_keys(state: ClusterState):
         ranges = ranges_from_slots(slots)
         keys = sum(count for _slot, count in node.observation.foreign_keys)
         owners = sorted({_owner_name(state, state.slot_owners.get(slot)) for slot in slots})
+        if node.role == "replica":
+            # Clients never read these keys; they matter once the replica is promoted and brings them back.
+            yield Finding("replica_stray_keys", WARNING,
+                          "replica %s holds %d key(s) in slot(s) %s that its master does not serve (served by %s); "
+                          "run redisops.cluster.redis_cluster_fix to delete them before a failover brings them back"
+                          % (node.describe(), keys, format_ranges(ranges), ", ".join(owners)),
+                          nodes=(node.id,), slots=ranges)
+            continue
         yield Finding("multiple_owners", CRITICAL,
                       "%s holds %d key(s) in slot(s) %s that it does not serve (served by %s)"
                       % (node.describe(), keys, format_ranges(ranges), ", ".join(owners)),

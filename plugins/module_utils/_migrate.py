@@ -292,6 +292,9 @@ QUIET_CLAIM_WAIT = 10.0
 QUIET_LOOK = 0.005
 # Slots weighed per hand-over while clients learn a new master (hand_first_slots).
 QUIET_BATCH = 16
+# DUMP of an empty string in RDB version 9 (Redis 5 on; later servers restore older versions): object type 0, length
+# 0, the version (2 bytes) and the CRC-64 (Jones) of the bytes before it. purge_keys restores it only to delete it.
+PLACEHOLDER_DUMP = b"\x00\x00\x09\x00\x8d\x69\x0d\x8c\x5b\xf9\xc1\x6b"
 
 
 def hand_first_slots(source, target, others, pair, direct, keyed, options, pipeline: int = DEFAULT_PIPELINE,
@@ -407,22 +410,42 @@ def _may_delete(conn) -> bool:
 
 def _purge_dropped(source, target_id: str, copies: dict) -> None:
     """Make the source's replicas and AOF drop the keys it dropped in memory only when it learnt the target's claim
-    (passes_on_lost_keys): each key is restored behind ASKING, while the source imports its slot, and deleted
-    again, two writes that reach both. Clients meet MOVED for those slots meanwhile, as before. A source that lost
-    its last slot is a replica by now and resynchronises from the target, its data replaced."""
-    if _is_replica(source):
+    (passes_on_lost_keys). A source that lost its last slot is a replica by now and resynchronises from the target,
+    its data replaced."""
+    if not _is_replica(source):
+        purge_keys(source, target_id, {slot: [key for key, _ttl, _payload in held] for slot, held in copies.items()})
+
+
+def purge_keys(master, owner_id: str, keys: dict) -> None:
+    """Delete keys ({slot: names}) of slots the master does not serve from its replicas and AOF, whether or not the
+    master holds them: while the master imports each slot from its owner, each key is restored behind ASKING and
+    deleted again, two writes that reach both (a DEL of a missing key would reach neither). Clients meet MOVED for
+    those slots meanwhile, as before."""
+    slots = sorted(slot for slot, names in keys.items() if names)
+    if not slots:
         return
-    slots = sorted(copies)
-    _check(source.pipeline([per_slot(slots, ("CLUSTER", "SETSLOT", SLOT, "IMPORTING", target_id))]),
-           "opening slots on the source to purge its replicas' copies")
+    _check(master.pipeline([per_slot(slots, ("CLUSTER", "SETSLOT", SLOT, "IMPORTING", owner_id))]),
+           "opening slots on %s:%d to purge its replicas' copies" % (master.host, master.port))
     try:
-        replies = source.pipeline([command for held in copies.values() for key, ttl, payload in held
-                                   for command in (("RESTORE-ASKING", key, ttl, payload, "REPLACE"), ("ASKING",),
-                                                   ("DEL", key))])
+        replies = master.pipeline([command for slot in slots for key in keys[slot]
+                                   for command in (("RESTORE-ASKING", key, 0, PLACEHOLDER_DUMP, "REPLACE"),
+                                                   ("ASKING",), ("DEL", key))])
     finally:
-        closed = source.pipeline([per_slot(slots, ("CLUSTER", "SETSLOT", SLOT, "STABLE"))])
-    _check(replies, "purging the copies the source's replicas and AOF keep of slots it handed over")
-    _check(closed, "closing slots on the source after the purge")
+        closed = master.pipeline([per_slot(slots, ("CLUSTER", "SETSLOT", SLOT, "STABLE"))])
+    _check(replies, "purging the copies %s:%d's replicas and AOF keep of slots it does not serve"
+           % (master.host, master.port))
+    _check(closed, "closing slots on %s:%d after the purge" % (master.host, master.port))
+
+
+def keys_in_slots(conn, slots) -> dict:
+    """{slot: key names} of the node's keys in those slots that hold any (a replica's too: CLUSTER GETKEYSINSLOT
+    reads its own data)."""
+    counts = conn.pipeline([per_slot(slots, ("CLUSTER", "COUNTKEYSINSLOT", SLOT))])
+    _check(counts, "counting keys on %s:%d" % (conn.host, conn.port))
+    held = [(slot, count) for slot, count in zip(slots, counts) if count]
+    listed = conn.pipeline([("CLUSTER", "GETKEYSINSLOT", slot, count) for slot, count in held])
+    _check(listed, "listing keys on %s:%d" % (conn.host, conn.port))
+    return {slot: names for (slot, _count), names in zip(held, listed) if names}
 
 
 def _light(counts: dict, slot_keys: int) -> dict:

@@ -203,6 +203,9 @@ BUMP_EPOCH = "bump_epoch"
 FORGET = "forget"
 # FAILOVER args: (mode: '' | 'FORCE' | 'TAKEOVER', address of the master it replaces, '' when unreachable).
 FAILOVER = "failover"
+# PURGE_KEYS, on a master, args: (its replica's address, owner id, (first, last) ranges...): the keys the replica
+# holds in those slots, which the master does not serve, are deleted through the master.
+PURGE_KEYS = "purge_keys"
 
 
 # --- node lifecycle (planned by the node and failover backends) --------------------------------------

@@ -17,7 +17,8 @@ phases, each a batch of independent writes per node, so that service is restored
    finished by the migration engine (batched hand-over, one epoch bump per batch);
 5. closing: losing claimants hand the slot over (they hold no key of it any more), open sides are closed, and every
    master that names another owner is told the chosen one;
-6. epochs: each owner that claimed takes a new config epoch last, so its claim beats any stale one.
+6. epochs: each owner that claimed takes a new config epoch last, so its claim beats any stale one;
+7. replicas: keys a replica holds of a slot its master does not serve are deleted through the master.
 
 The case table (which owner each state gets, and why) is in docs/architecture.md.
 """
@@ -31,7 +32,8 @@ from types import MappingProxyType
 
 from ._ownership import SlotOwnership
 from ._planner import (
-    ADD_SLOTS, BUMP_EPOCH, FAILOVER, FORGET, MIGRATE_SLOTS, MOVE_KEYS, SETSLOT, WAIT_CONVERGED, Plan, PlanError, Step,
+    ADD_SLOTS, BUMP_EPOCH, FAILOVER, FORGET, MIGRATE_SLOTS, MOVE_KEYS, PURGE_KEYS, SETSLOT, WAIT_CONVERGED, Plan,
+    PlanError, Step,
 )
 from ._slots import SLOT_COUNT, count_slots, format_ranges, ranges_from_slots, slots_from_ranges, summarize_ranges
 from ._topology import ClusterState, Node, slot_signature, unserved_slots
@@ -93,6 +95,7 @@ def plan_fix(state: ClusterState, key_counts, options: FixOptions = FixOptions()
     decisions = decide(repair, skip=taken_over)
     steps += lay_out(repair, decisions)
     steps += _split_epochs(repair)
+    steps += _purge_replica_strays(repair, decisions)
     if options.forget_failed:
         steps += _forget_ghosts(repair, promoted, set(orphaned) - taken_over)
     if steps:
@@ -383,6 +386,32 @@ def _split_epochs(repair: _Repair) -> list:
         for node in sorted(nodes, key=lambda node: node.id)[:-1]:
             steps.append(Step(BUMP_EPOCH, node.address, node.id, (),
                               "%s: take a new config epoch (shares epoch %d)" % (node.describe(), epoch)))
+    return steps
+
+
+def _purge_replica_strays(repair: _Repair, decisions: dict) -> list:
+    """Delete, through its master, what a replica holds of slots its master does not serve (foreign_keys of a
+    replica's observation): the slots' owners keep their own keys, which clients read; the replica's would come back
+    with it as a master. Last: the slots' owners are settled by then."""
+    state, steps = repair.state, []
+    for obs in state.configured:
+        replica = obs.myself
+        if replica is None or not replica.is_replica or not obs.foreign_keys:
+            continue
+        master = repair.node(replica.master_id)
+        by_owner = {}
+        for slot, _keys in obs.foreign_keys:
+            owner = decisions[slot].owner if slot in decisions else repair.majority.get(slot, "")
+            if owner and owner != master.id:
+                by_owner.setdefault(owner, []).append(slot)
+        for owner, slots in sorted(by_owner.items()):
+            kept = sum(count for slot, count in obs.foreign_keys if slot in slots)
+            ranges = ranges_from_slots(slots)
+            description = ("delete the %d key(s) replica %s keeps of slot(s) %s, which its master %s does not serve "
+                           "(%s does)" % (kept, state.label(replica.id), format_ranges(ranges),
+                                          state.label(master.id), state.label(owner)))
+            steps.append(Step(PURGE_KEYS, master.address, master.id, (obs.address.key, owner) + tuple(ranges),
+                              description=description))
     return steps
 
 

@@ -460,14 +460,41 @@ def unserved_slots(observation: NodeObservation) -> list:
     return [slot for slot in range(SLOT_COUNT) if slot not in expected]
 
 
+def replica_stray_slots(state: ClusterState):
+    """For a replica's observation, the slots where a key it holds is a stray: those its master's own view has it
+    neither serve nor import. A replica's data mirrors its master's, so a key there is one the master dropped without
+    passing the deletion on (Redis before 7.2 on losing a slot to another's claim); clients never read it, and it
+    comes back as the replica's own if it is promoted. None for a replica whose link to its master is down: its data
+    may be behind."""
+    masters = {obs.myself.id: obs for obs in state.configured if obs.myself is not None and obs.myself.is_master}
+
+    def slots_for(observation: NodeObservation) -> list:
+        master = masters.get(observation.myself.master_id)
+        if master is None or observation.info.get("master_link_status") != "up":
+            return []
+        return unserved_slots(master)
+
+    return slots_for
+
+
 def with_key_counts(state: ClusterState, counts) -> ClusterState:
-    """The state with each master's stray keys ({node id: {slot: keys}}, as counted) recorded as foreign_keys."""
+    """The state with stray keys ({node id: {slot: keys}}, as counted) recorded as foreign_keys: a master's in slots
+    it does not serve, a replica's in its replica_stray_slots, except those where its master holds stray keys too
+    (it has them from the master, and the master's are moved, with their deletion passed on)."""
+    replica_slots = replica_stray_slots(state)
+    foreign = {}
+    for obs in state.configured:
+        if obs.myself is not None and obs.myself.is_master and obs.myself.id in counts:
+            unserved = set(unserved_slots(obs))
+            foreign[obs.myself.id] = {slot: n for slot, n in counts[obs.myself.id].items() if slot in unserved and n}
+    for obs in state.configured:
+        if obs.myself is not None and obs.myself.is_replica and obs.myself.id in counts:
+            unserved = set(replica_slots(obs)) - set(foreign.get(obs.myself.master_id, ()))
+            foreign[obs.myself.id] = {slot: n for slot, n in counts[obs.myself.id].items() if slot in unserved and n}
     observations = []
     for obs in state.observations:
-        if obs.myself is not None and obs.myself.id in counts:
-            unserved = set(unserved_slots(obs))
-            stray = tuple(sorted((slot, n) for slot, n in counts[obs.myself.id].items() if slot in unserved and n))
-            obs = dataclasses.replace(obs, foreign_keys=stray)
+        if obs.myself is not None and obs.myself.id in foreign:
+            obs = dataclasses.replace(obs, foreign_keys=tuple(sorted(foreign[obs.myself.id].items())))
         observations.append(obs)
     return ClusterState(observations=tuple(observations))
 

@@ -37,8 +37,9 @@ options:
   deep_scan:
     description:
       - Also look for keys stored in slots a master does not serve (the C(multiple_owners)
-        finding after a botched migration or a manual write with C(CLUSTER SETSLOT)).
-      - Costs one pipelined C(CLUSTER COUNTKEYSINSLOT) per slot not served by the master, per master.
+        finding after a botched migration or a manual write with C(CLUSTER SETSLOT)), and for keys a replica
+        holds in slots its master does not serve (the C(replica_stray_keys) finding).
+      - Costs one pipelined C(CLUSTER COUNTKEYSINSLOT) per slot not served by the master, per node.
     type: bool
     default: false
   imbalance_threshold:
@@ -225,8 +226,8 @@ ansible_facts:
           description:
             - Health findings, most serious first. C(kind) is one of V(node_unreachable),
               V(node_failing), V(node_not_joined), V(inconsistent_config), V(uncovered_slots),
-              V(multiple_owners), V(open_slot), V(master_without_replica), V(anti_affinity),
-              V(imbalance).
+              V(multiple_owners), V(replica_stray_keys), V(open_slot), V(master_without_replica),
+              V(anti_affinity), V(imbalance).
           type: list
           elements: dict
           contains:

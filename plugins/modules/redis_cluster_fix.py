@@ -30,6 +30,9 @@ description:
     Redis lets win), the others' keys moved to it; keys a master holds in a slot another master serves are moved
     to the owner; views that name the wrong owner are corrected.
   - B(Config epoch collisions) - masters sharing a config epoch take new ones.
+  - B(Stray keys on replicas) - keys a replica holds in slots its master does not serve (left by Redis before
+    7.2, which drops a lost slot's keys on the master only) are deleted through the master, last; the slots' owners
+    keep their own keys. Clients never read them, but a promoted replica would bring them back.
   - B(Ghost nodes) with O(forget_failed=true) - nodes flagged C(fail) or C(noaddr) that serve no
     slot are forgotten on every node at once, inside Redis' 60-second forget window.
   - Refuses, changing nothing, when slots are served by an unreachable master, unless
@@ -150,13 +153,14 @@ elapsed_ms:
 """
 
 from ansible_collections.redisops.cluster.plugins.module_utils._change import apply_plan, change_argument_spec
-from ansible_collections.redisops.cluster.plugins.module_utils._client import count_keys, observe_cluster, require_usable
+from ansible_collections.redisops.cluster.plugins.module_utils._client import (
+    count_keys, observe_cluster, require_usable, scan_foreign_keys,
+)
 from ansible_collections.redisops.cluster.plugins.module_utils._module import (
     ModuleFailure, connection_options, run_module, seed_addresses,
 )
 from ansible_collections.redisops.cluster.plugins.module_utils._repair import FixOptions, fix_key_count_slots, plan_fix
 from ansible_collections.redisops.cluster.plugins.module_utils._findings import assess
-from ansible_collections.redisops.cluster.plugins.module_utils._topology import with_key_counts
 
 
 def fix(module):
@@ -169,18 +173,13 @@ def fix(module):
     if state.not_configured:
         raise ModuleFailure("the nodes form no cluster yet; form one with redisops.cluster.redis_cluster_create")
     counts = count_keys(state, options, fix_key_count_slots(state))
+    state = scan_foreign_keys(state, options, counts)
     plan = plan_fix(state, counts, FixOptions(params["forget_failed"], params["allow_unreachable_masters"]))
-    state = with_key_counts(state, counts)
-    result = apply_plan(module, state, plan, options, inspect=lambda observed: counted(observed, options),
+    result = apply_plan(module, state, plan, options, inspect=lambda observed: scan_foreign_keys(observed, options),
                         pipeline=params["pipeline"], timeout_ms=params["timeout"], replace=params["replace"])
     result["findings_before"] = [finding.as_dict() for finding in assess(state)]
     result["findings_after"] = result.pop("findings")
     return result
-
-
-def counted(state, options):
-    """The state with stray keys counted, so findings name them."""
-    return with_key_counts(state, count_keys(state, options, fix_key_count_slots(state)))
 
 
 def main():

@@ -14,13 +14,13 @@ import pytest
 from playbook_runs import run_module, run_tasks
 from cluster_checks import (
     Writer, all_keys, assert_healthy, cluster_nodes_fields, cluster_ok, cluster_writes, masters, owner_id, raw,
-    reset_stats, seed, slot_owner, wait_for, write_into_foreign_slot, write_keys,
+    reset_stats, seed, slot_owner, wait_for, wait_replicated, write_into_foreign_slot, write_keys,
 )
 from redis.crc import key_slot
 from redis_harness import REDIS_CLI, form_cluster, wait_converged
 from test_rebalance import slot_counts
 
-from ansible_collections.redisops.cluster.plugins.module_utils._client import ConnectionOptions
+from ansible_collections.redisops.cluster.plugins.module_utils._client import ConnectionOptions, NodeConnection
 from ansible_collections.redisops.cluster.plugins.module_utils._executor import ExecutionError, Executor
 from ansible_collections.redisops.cluster.plugins.module_utils._planner import (
     NO_FAILOVER, REMOVE_NODE, WAIT_CONVERGED, Plan, Step,
@@ -131,6 +131,54 @@ def test_copies_left_importing_by_an_interrupted_quiet_hand_over_go_back_to_the_
     assert owner_id(nodes[0], slot) == owner.node_id() and len(keys_in_slot(owner, slot)) == 40
     assert keys_in_slot(importer, slot) == []
     assert_fixed(nodes, expected, result)
+
+
+def test_keys_a_replica_keeps_of_a_slot_its_master_lost_are_deleted_through_the_master(cluster6):
+    """Redis before 7.2 drops the keys of a slot a master loses to another's claim in memory only, and its replica
+    keeps them (as after a quiet hand-over whose source stopped before its purge). Clients never read them; a
+    promoted replica would bring them back. A deep scan names them, fix deletes them through the master, and the
+    owner keeps its own keys, one of them changed and one deleted since."""
+    nodes = cluster6
+    expected = tagged_keys(nodes, "lost", 30)
+    slot = key_slot(b"{lost}")
+    source = slot_owner(nodes, slot)
+    replica = next(node for node in nodes if node.call("ROLE")[0] == b"slave" and node.call("ROLE")[2] == source.port)
+    with NodeConnection(source.host, source.port, ConnectionOptions()) as conn:
+        if conn.passes_on_lost_keys():
+            pytest.skip("this server passes the deletion of a lost slot's keys on to its replicas")
+    owner = other_master(nodes, source)
+    raw(owner, ("CLUSTER", "SETSLOT", slot, "IMPORTING", source.node_id()))
+    raw(source, ("MIGRATE", owner.host, owner.port, "", 0, 5000, "COPY", "KEYS", *keys_in_slot(source, slot)))
+    raw(owner, ("CLUSTER", "SETSLOT", slot, "NODE", owner.node_id()))
+    wait_for(lambda: keys_in_slot(source, slot) == [], message="the source to drop the keys of the slot it lost")
+    wait_converged(nodes)
+    wait_replicated(source, at_least=1)
+    assert len(keys_in_slot(replica, slot)) == 30
+    changed, deleted = sorted(expected)[:2]
+    owner.call("SET", changed, b"changed")
+    owner.call("DEL", deleted)
+    expected[changed] = b"changed"
+    del expected[deleted]
+    assert_healthy(source)  # redis-cli's check reads masters only
+
+    facts = run_module("redis_cluster_facts", dict(seed(nodes), deep_scan=True))["ansible_facts"]["redis_cluster"]
+    (finding,) = [f for f in facts["findings"] if f["kind"] not in ("master_without_replica",)]
+    assert finding["kind"] == "replica_stray_keys" and finding["severity"] == "warning"
+    assert finding["nodes"] == [replica.node_id()] and finding["slots"] == [[slot, slot]]
+    assert "30 key(s)" in finding["message"] and owner.address in finding["message"]
+    checked = run_module(MODULE, dict(seed(nodes)), check=True)
+    step, wait = checked["plan"]
+    assert wait.startswith("wait until every node agrees")
+    assert checked["changed"] and "delete the 30 key(s) replica %s" % replica.address in step
+    assert len(keys_in_slot(replica, slot)) == 30
+    result = fix(nodes)
+    assert [f["kind"] for f in result["findings_before"]] == ["replica_stray_keys"]
+    assert keys_in_slot(replica, slot) == []
+    assert_fixed(nodes, expected, result)
+    raw(replica, ("CLUSTER", "FAILOVER"))
+    wait_for(lambda: replica.call("ROLE")[0] == b"master", message="the replica promoted")
+    wait_converged(nodes)
+    assert keys_in_slot(replica, slot) == [] and all_keys(nodes) == expected
 
 
 def test_only_migrating_is_closed(cluster6):

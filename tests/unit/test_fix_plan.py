@@ -6,16 +6,20 @@
 
 from __future__ import annotations
 
+import dataclasses
+from types import MappingProxyType
+
 import pytest
 from test_topology import OK_INFO, cluster_from, observe, read, view_text
 
 from ansible_collections.redisops.cluster.plugins.module_utils._planner import (
-    ADD_SLOTS, BUMP_EPOCH, FAILOVER, FORGET, MIGRATE_SLOTS, MOVE_KEYS, SETSLOT, PlanError, handed_over,
+    ADD_SLOTS, BUMP_EPOCH, FAILOVER, FORGET, MIGRATE_SLOTS, MOVE_KEYS, PURGE_KEYS, SETSLOT, PlanError, handed_over,
 )
 from ansible_collections.redisops.cluster.plugins.module_utils._repair import FixOptions, plan_fix, plan_open_slots
 from ansible_collections.redisops.cluster.plugins.module_utils._slots import count_slots, slots_from_ranges
+from ansible_collections.redisops.cluster.plugins.module_utils._findings import assess
 from ansible_collections.redisops.cluster.plugins.module_utils._topology import (
-    ClusterState, observation_from_replies,
+    ClusterState, observation_from_replies, with_key_counts,
 )
 
 HEALTHY = read("healthy_hostnames.txt")
@@ -285,3 +289,35 @@ def test_a_target_that_names_nobody_for_the_slot_it_imports_is_told_the_source_f
     plan = plan_fix(state, {OWNER: {5: 56}})
     assert touching(plan, 5) == [(SETSLOT, SECOND), (MIGRATE_SLOTS, OWNER)]
     assert setslots(plan, 5) == [(SECOND, "NODE", OWNER)]
+
+
+def linked(state: ClusterState, down=()) -> ClusterState:
+    """state with every replica's link to its master up, except the replicas in down."""
+    return ClusterState(tuple(
+        dataclasses.replace(obs, info=MappingProxyType({"master_link_status": "down" if obs.myself.id in down else "up"}))
+        if obs.myself is not None and obs.myself.is_replica else obs for obs in state.observations))
+
+
+def test_keys_a_replica_holds_of_slots_its_master_does_not_serve_are_deleted_through_the_master_last():
+    state = linked(cluster_from(HEALTHY))
+    master = state.by_id[SECOND]
+    replica, = state.replicas_of(SECOND)
+    served = slots_from_ranges(master.entry.slots)
+    owned_elsewhere = [slot for slot in (0, 1, 2, 16383) if slot not in served]
+    lost, stray = owned_elsewhere[:2]
+    own_slot = served[0]
+    # The master's own stray keys of one slot go to the owner as keys move; its replica has them from it.
+    master_counts = {SECOND: {stray: 2}}
+    counted = with_key_counts(state, {**master_counts, replica.id: {lost: 5, stray: 2, own_slot: 7}})
+    assert next(obs for obs in counted.observations if obs.myself.id == replica.id).foreign_keys == ((lost, 5),)
+    (finding,) = [f for f in assess(counted) if f.kind == "replica_stray_keys"]
+    assert finding.severity == "warning" and finding.nodes == (replica.id,) and "5 key(s)" in finding.message
+    plan = plan_fix(counted, master_counts)
+    actions = [step.action for step in plan.steps]
+    purge = plan.steps[actions.index(PURGE_KEYS)]
+    assert actions.count(PURGE_KEYS) == 1 and actions.index(MOVE_KEYS) < actions.index(PURGE_KEYS)
+    assert purge.node_id == SECOND and purge.args == (replica.address, state.slot_owners[lost], (lost, lost))
+    # A replica whose link is down may be behind: its keys are not counted as strays.
+    unlinked = with_key_counts(linked(state, down=(replica.id,)), {replica.id: {lost: 5}})
+    assert not [f for f in assess(unlinked) if f.kind == "replica_stray_keys"]
+    assert PURGE_KEYS not in [step.action for step in plan_fix(unlinked, {}).steps]
