@@ -132,7 +132,7 @@ test-reliability: deps netns-deps versions-rootfs
 
 # The fault trials (3 per operation and the sample's) on Redis 8.0 and Valkey 8.1, each version in its own pytest
 # process, the two at once (tests/reliability/test_versions.py); not part of CI's run, which has no time left for
-# them. REDISOPS_VERSION_FAULT_TRIALS=10 runs all 30.
+# them. REDISOPS_VERSION_FAULT_TRIALS=11 runs all 33.
 test-faults-versions: deps versions-rootfs
 	REDISOPS_VERSION_FAULT_TRIALS=$${REDISOPS_VERSION_FAULT_TRIALS:-3} $(PYTEST) -n 2 tests/reliability/test_versions.py \
 		-k fault_trials

@@ -46,8 +46,9 @@ class Trial:
 
     op: str  # rebalance, reshard, remove, restart (the rolling_restart playbook)
     fault: str  # kill (kill -9, later restarted) or stop (SIGSTOP past the node timeout, then SIGCONT)
-    # source, target or bystander of the move in progress at the fault; in a rolling restart, the instance restarted
-    # last (syncing), a master not yet restarted (master) or a replica (bystander)
+    # source, target or bystander of the move in progress at the fault; last-target, the target of the run's last move
+    # once every slot is handed over, killed past the node timeout; in a rolling restart, the instance restarted last
+    # (syncing), a master not yet restarted (master) or a replica (bystander)
     victim: str
     seed: int
 
@@ -71,9 +72,11 @@ class Draw:
     @classmethod
     def of(cls, trial: Trial) -> Draw:
         rng = random.Random("%s/%d" % (trial.op, trial.seed))
-        at_share = rng.uniform(0.05, 0.7)
-        # A stopped node always stays silent past the node timeout; a killed one comes back before it or after.
-        down_s = NODE_TIMEOUT_S + rng.uniform(1.0, 2.5) if trial.fault == "stop" else rng.uniform(0.3, 4.5)
+        at_share = 1.0 if trial.victim == "last-target" else rng.uniform(0.05, 0.7)
+        # A stopped node always stays silent past the node timeout, as does the last target; another killed one comes
+        # back before it or after.
+        past_timeout = trial.fault == "stop" or trial.victim == "last-target"
+        down_s = NODE_TIMEOUT_S + rng.uniform(1.0, 2.5) if past_timeout else rng.uniform(0.3, 4.5)
         return cls(at_share=at_share, down_s=down_s, pick=rng.randrange(1 << 30), amount=rng.random())
 
 
