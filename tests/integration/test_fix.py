@@ -13,8 +13,8 @@ import time
 import pytest
 from playbook_runs import run_module, run_tasks
 from cluster_checks import (
-    Writer, all_keys, assert_healthy, cluster_nodes_fields, cluster_ok, cluster_writes, masters, owner_id, raw,
-    reset_stats, seed, slot_owner, wait_for, wait_replicated, write_into_foreign_slot, write_keys,
+    ACL_USER, Writer, all_keys, assert_healthy, cluster_nodes_fields, cluster_ok, cluster_writes, masters, minimal_acl,
+    owner_id, raw, reset_stats, seed, slot_owner, wait_for, wait_replicated, write_into_foreign_slot, write_keys,
 )
 from redis.crc import key_slot
 from redis_harness import REDIS_CLI, form_cluster, wait_converged
@@ -28,6 +28,7 @@ from ansible_collections.redisops.cluster.plugins.module_utils._planner import (
 from ansible_collections.redisops.cluster.plugins.module_utils._topology import NodeAddress
 
 MODULE = "redis_cluster_fix"
+ACL_SECRET = "fix-acl-secret"
 
 
 def keys_in_slot(node, slot: int) -> list:
@@ -133,12 +134,14 @@ def test_copies_left_importing_by_an_interrupted_quiet_hand_over_go_back_to_the_
     assert_fixed(nodes, expected, result)
 
 
-def test_keys_a_replica_keeps_of_a_slot_its_master_lost_are_deleted_through_the_master(cluster6):
+def test_keys_a_replica_keeps_of_a_slot_its_master_lost_are_deleted_through_the_master(fresh_nodes):
     """Redis before 7.2 drops the keys of a slot a master loses to another's claim in memory only, and its replica
     keeps them (as after a quiet hand-over whose source stopped before its purge). Clients never read them; a
-    promoted replica would bring them back. A deep scan names them, fix deletes them through the master, and the
-    owner keeps its own keys, one of them changed and one deleted since."""
-    nodes = cluster6
+    promoted replica would bring them back. A deep scan names them, fix (as the minimal ACL user of the docs)
+    deletes them through the master, and the owner keeps its own keys, one of them changed and one deleted since."""
+    nodes = fresh_nodes(6, extra_args=["--user"] + minimal_acl(ACL_SECRET).split()[1:])
+    form_cluster(nodes.nodes, replicas=1)
+    login = dict(seed(nodes), login_user=ACL_USER, login_password=ACL_SECRET)
     expected = tagged_keys(nodes, "lost", 30)
     slot = key_slot(b"{lost}")
     source = slot_owner(nodes, slot)
@@ -161,19 +164,21 @@ def test_keys_a_replica_keeps_of_a_slot_its_master_lost_are_deleted_through_the_
     del expected[deleted]
     assert_healthy(source)  # redis-cli's check reads masters only
 
-    facts = run_module("redis_cluster_facts", dict(seed(nodes), deep_scan=True))["ansible_facts"]["redis_cluster"]
+    facts = run_module("redis_cluster_facts", dict(login, deep_scan=True))["ansible_facts"]["redis_cluster"]
     (finding,) = [f for f in facts["findings"] if f["kind"] not in ("master_without_replica",)]
     assert finding["kind"] == "replica_stray_keys" and finding["severity"] == "warning"
     assert finding["nodes"] == [replica.node_id()] and finding["slots"] == [[slot, slot]]
     assert "30 key(s)" in finding["message"] and owner.address in finding["message"]
-    checked = run_module(MODULE, dict(seed(nodes)), check=True)
+    checked = run_module(MODULE, login, check=True)
     step, wait = checked["plan"]
     assert wait.startswith("wait until every node agrees")
     assert checked["changed"] and "delete the 30 key(s) replica %s" % replica.address in step
     assert len(keys_in_slot(replica, slot)) == 30
-    result = fix(nodes)
+    result = run_module(MODULE, login)
+    assert not result.get("failed"), result.get("msg")
     assert [f["kind"] for f in result["findings_before"]] == ["replica_stray_keys"]
     assert keys_in_slot(replica, slot) == []
+    assert [entry for node in nodes for entry in node.call("ACL", "LOG")] == []
     assert_fixed(nodes, expected, result)
     raw(replica, ("CLUSTER", "FAILOVER"))
     wait_for(lambda: replica.call("ROLE")[0] == b"master", message="the replica promoted")

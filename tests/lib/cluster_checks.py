@@ -9,17 +9,28 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import subprocess
 import threading
 import time
 
 import redis
 from redis.crc import key_slot
+from playbook_runs import ROOT
 from redis_harness import REDIS_CLI
 
+# The login name of the minimal ACL user that docs/playbooks.md lists.
+ACL_USER = "redisops"
 # Commands that change cluster configuration: check mode must send none of them.
 CLUSTER_WRITES = ("addslots", "addslotsrange", "delslots", "delslotsrange", "meet", "replicate", "setslot",
                   "set-config-epoch", "bumpepoch", "forget", "reset", "failover", "flushslots")
+
+
+def minimal_acl(password: str) -> str:
+    """The ACL user as docs/playbooks.md lists it, with the password filled in."""
+    with open(os.path.join(ROOT, "docs", "playbooks.md")) as handle:
+        rule = re.search(r"(?m)^user %s on >PASSWORD .*$" % ACL_USER, handle.read()).group(0)
+    return rule.replace(">PASSWORD ", ">%s " % password)
 
 
 def facts_of(result: dict) -> dict:

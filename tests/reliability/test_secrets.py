@@ -12,9 +12,9 @@ import json
 import uuid
 
 import pytest
+from cluster_checks import ACL_USER, minimal_acl
 from playbook_runs import run_tasks
 from redis_harness import TlsFiles
-from test_tls_acl import USER, minimal_acl
 
 
 @pytest.mark.sample
@@ -24,7 +24,7 @@ def test_create_as_the_acl_user_and_a_wrong_password_show_neither_password(fresh
     tls = TlsFiles(str(tmp_path))
     nodes = fresh_nodes(3, tls=tls, password="admin-" + uuid.uuid4().hex,
                         extra_args=["--user"] + minimal_acl(secret).split()[1:])
-    connection = dict(nodes=[node.address for node in nodes], login_user=USER, tls=True, ca_certs=tls.ca,
+    connection = dict(nodes=[node.address for node in nodes], login_user=ACL_USER, tls=True, ca_certs=tls.ca,
                       client_cert_file=tls.cert, client_key_file=tls.key)
     run = run_tasks([{"redisops.cluster.redis_cluster_create": dict(connection, login_password=secret, replicas=0)},
                      {"redisops.cluster.redis_cluster_facts": dict(connection, login_password=wrong)}], verbosity=3)

@@ -13,7 +13,6 @@ reconcile history or the report. The tests run in file order on one deployment.
 from __future__ import annotations
 
 import os
-import re
 import stat
 import subprocess
 import tempfile
@@ -21,24 +20,16 @@ import uuid
 
 import pytest
 import redis
-from cluster_checks import all_keys, cluster_client, masters, owner_id, raw, wait_for
-from playbook_runs import ROOT, run_collection_playbook
+from cluster_checks import ACL_USER, all_keys, cluster_client, masters, minimal_acl, owner_id, raw, wait_for
+from playbook_runs import run_collection_playbook
 from redis.crc import key_slot
 from redis_harness import REDIS_CLI, TlsFiles
 from role_hosts import RoleHosts
 
 SECRET = "s3cret-" + uuid.uuid4().hex  # the ACL user's password, masterauth and the agent's password
 ADMIN = "admin-" + uuid.uuid4().hex  # the default user's: the test's own checks only
-USER = "redisops"
 KEYS = 2000
 ZONES = ("a", "b", "c")
-
-
-def minimal_acl(password: str) -> str:
-    """The ACL user as docs/playbooks.md lists it, with the password filled in."""
-    with open(os.path.join(ROOT, "docs", "playbooks.md")) as handle:
-        rule = re.search(r"(?m)^user redisops on >PASSWORD .*$", handle.read()).group(0)
-    return rule.replace(">PASSWORD ", ">%s " % password)
 
 
 class Site:
@@ -53,12 +44,12 @@ class Site:
             redis_node_save="",
             redis_node_password=SECRET,
             redis_node_acl_users=["user default on >%s ~* &* +@all" % ADMIN, minimal_acl(SECRET)],
-            redis_node_replication_user=USER,
+            redis_node_replication_user=ACL_USER,
             redis_node_tls=True,
             redis_node_tls_cert_src=self.tls.cert,
             redis_node_tls_key_src=self.tls.key,
             redis_node_tls_ca_src=self.tls.ca,
-            redis_cluster_login_user=USER,
+            redis_cluster_login_user=ACL_USER,
         )
         self.expected: dict = {}
         self.history_dir = os.path.join(root, "history")
@@ -145,7 +136,7 @@ def test_deploy_forms_a_tls_only_cluster_as_the_acl_user(site):
     for node in nodes:
         config = node.client().config_get("*")
         assert (config["port"], config["tls-port"]) == ("0", str(node.port))
-        assert (config["tls-cluster"], config["tls-replication"], config["masteruser"]) == ("yes", "yes", USER)
+        assert (config["tls-cluster"], config["tls-replication"], config["masteruser"]) == ("yes", "yes", ACL_USER)
     assert denied(nodes) == []
     # Plain text is refused; the default user does not take the ACL user's password (the ACL logs that login).
     with pytest.raises(redis.ConnectionError):
@@ -269,7 +260,7 @@ def test_a_wrong_password_fails_without_being_shown(site):
     assert "WRONGPASS" in run.output or "invalid username-password" in run.output, run.output[-4000:]
     # The ACL logged the failed logins, and nothing else; cleared for the checks that follow.
     nodes = site.nodes()
-    assert {(entry[b"reason"], entry[b"username"]) for _address, entry in denied(nodes)} == {(b"auth", USER.encode())}
+    assert {(entry[b"reason"], entry[b"username"]) for _address, entry in denied(nodes)} == {(b"auth", ACL_USER.encode())}
     for node in nodes:
         node.call("ACL", "LOG", "RESET")
 
