@@ -482,15 +482,20 @@ def with_key_counts(state: ClusterState, counts) -> ClusterState:
     it does not serve, a replica's in its replica_stray_slots, except those where its master holds stray keys too
     (it has them from the master, and the master's are moved, with their deletion passed on)."""
     replica_slots = replica_stray_slots(state)
+    counted = [obs for obs in state.configured if obs.myself is not None and obs.myself.id in counts]
     foreign = {}
-    for obs in state.configured:
-        if obs.myself is not None and obs.myself.is_master and obs.myself.id in counts:
-            unserved = set(unserved_slots(obs))
-            foreign[obs.myself.id] = {slot: n for slot, n in counts[obs.myself.id].items() if slot in unserved and n}
-    for obs in state.configured:
-        if obs.myself is not None and obs.myself.is_replica and obs.myself.id in counts:
-            unserved = set(replica_slots(obs)) - set(foreign.get(obs.myself.master_id, ()))
-            foreign[obs.myself.id] = {slot: n for slot, n in counts[obs.myself.id].items() if slot in unserved and n}
+
+    def strays(obs, slots) -> dict:
+        slots = set(slots)
+        return {slot: n for slot, n in counts[obs.myself.id].items() if slot in slots and n}
+
+    # Masters first: a replica's strays leave out the slots where its master has some.
+    for obs in counted:
+        if obs.myself.is_master:
+            foreign[obs.myself.id] = strays(obs, unserved_slots(obs))
+    for obs in counted:
+        if obs.myself.is_replica:
+            foreign[obs.myself.id] = strays(obs, set(replica_slots(obs)) - set(foreign.get(obs.myself.master_id, ())))
     observations = []
     for obs in state.observations:
         if obs.myself is not None and obs.myself.id in foreign:

@@ -14,7 +14,8 @@ import pytest
 from playbook_runs import run_module, run_tasks
 from cluster_checks import (
     ACL_USER, Writer, all_keys, assert_healthy, cluster_nodes_fields, cluster_ok, cluster_writes, masters, minimal_acl,
-    owner_id, raw, reset_stats, seed, slot_owner, wait_for, wait_replicated, write_into_foreign_slot, write_keys,
+    owner_id, raw, replica_of, reset_stats, seed, slot_owner, wait_for, wait_replicated, write_into_foreign_slot,
+    write_keys,
 )
 from redis.crc import key_slot
 from redis_harness import REDIS_CLI, form_cluster, wait_converged
@@ -145,7 +146,7 @@ def test_keys_a_replica_keeps_of_a_slot_its_master_lost_are_deleted_through_the_
     expected = tagged_keys(nodes, "lost", 30)
     slot = key_slot(b"{lost}")
     source = slot_owner(nodes, slot)
-    replica = next(node for node in nodes if node.call("ROLE")[0] == b"slave" and node.call("ROLE")[2] == source.port)
+    replica = replica_of(nodes, source)
     with NodeConnection(source.host, source.port, ConnectionOptions()) as conn:
         if conn.passes_on_lost_keys():
             pytest.skip("this server passes the deletion of a lost slot's keys on to its replicas")

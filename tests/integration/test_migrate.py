@@ -10,7 +10,8 @@ import time
 
 import pytest
 from cluster_checks import (
-    Writer, assert_healthy, cluster_client, open_markers, owner_id, tags_in, wait_for, wait_replicated,
+    Writer, assert_healthy, cluster_client, open_markers, owner_id, replica_of, tags_in, wait_for,
+    wait_replicated,
 )
 from redis.crc import key_slot
 from redis_harness import form_cluster
@@ -221,7 +222,7 @@ def test_a_quiet_hand_over_leaves_no_copy_with_the_source_replica_or_in_its_aof(
     cluster, newcomer = nodes.nodes[:6], nodes.nodes[6]
     joined_newcomer(cluster, lambda _count: [newcomer])
     source = next(node for node in cluster if node.call("ROLE")[0] == b"master")
-    replica = next(node for node in cluster if node.call("ROLE")[0] == b"slave" and node.call("ROLE")[2] == source.port)
+    replica = replica_of(cluster, source)
     tags = tags_in(*own_range(source), 3)
     expected = {}
     for slot, tag in tags.items():

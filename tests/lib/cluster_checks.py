@@ -89,6 +89,11 @@ def masters(nodes) -> list:
     return [node for node in nodes if node.process.poll() is None and node.call("ROLE")[0] == b"master"]
 
 
+def replica_of(nodes, master):
+    """The first node that replicates master."""
+    return next(node for node in nodes if node.call("ROLE")[0] == b"slave" and node.call("ROLE")[2] == master.port)
+
+
 def redis_cli_check(node) -> str:
     tls = node.tls.cli_args() if node.tls else []
     env = dict(os.environ, REDISCLI_AUTH=node.password) if node.password else None
